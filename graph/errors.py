@@ -1,0 +1,61 @@
+"""The error codes clients rely on, and the exceptions that carry them."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    BAD_REQUEST = "BAD_REQUEST"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    RATE_LIMITED = "RATE_LIMITED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    STORE_TIMEOUT = "STORE_TIMEOUT"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class ApiError(Exception):
+    """An error whose message is safe to show to the client, with its code."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadUserInput(ApiError):
+    code = ErrorCode.BAD_USER_INPUT
+
+
+class BadRequest(ApiError):
+    """The HTTP request itself is not a GraphQL request we accept."""
+
+    code = ErrorCode.BAD_REQUEST
+
+
+class NotFound(ApiError):
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(ApiError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class PayloadTooLarge(ApiError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class StoreUnavailable(ApiError):
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
+class StoreTimeout(ApiError):
+    code = ErrorCode.STORE_TIMEOUT

@@ -1,0 +1,45 @@
+"""Typed settings, read once from the environment (names as in CONTRACT.md)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Distance(str, Enum):
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLID = "euclid"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    data_dir: Path = Path("./data")
+    collection: str = "memories"
+    vector_size: int = Field(default=384, ge=1, le=65536)
+    distance: Distance = Distance.COSINE
+
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    store_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Unindexed points in the embedded store before a background index build starts.
+    index_threshold: int = Field(default=20_000, ge=1)
+
+    graphiql: bool = True
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_query_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=15, ge=1)
+    max_tokens: int = Field(default=2_000, ge=10)
+    max_directives: int = Field(default=10, ge=1)
+    max_upsert_points: int = Field(default=1_000, ge=1)
+    max_ids_per_request: int = Field(default=1_000, ge=1)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)

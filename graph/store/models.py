@@ -1,0 +1,197 @@
+"""Plain data passed across the store boundary, and the checks every adapter shares.
+
+Nothing here knows about GraphQL or about Qdrant: the schema layer builds these
+objects from its inputs, and each adapter translates them to its own client.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph.errors import BadUserInput
+from graph.settings import Distance
+
+# Integer ids come back as Python ints, UUIDs as their canonical string.
+PointId = int | str
+Payload = dict[str, Any]
+
+MAX_POINT_ID = 2**64 - 1
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+MAX_DIMENSION = 65_536
+
+
+@dataclass(slots=True)
+class Point:
+    id: PointId
+    vector: list[float]
+    payload: Payload | None = None
+
+
+@dataclass(slots=True)
+class ScoredPoint:
+    id: PointId
+    score: float
+    payload: Payload | None
+    vector: list[float] | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    id: PointId
+    payload: Payload | None
+    vector: list[float] | None = None
+
+
+@dataclass(slots=True)
+class ScrollPage:
+    points: list[Record]
+    next_cursor: PointId | None
+
+
+@dataclass(slots=True)
+class CollectionInfo:
+    name: str
+    dimension: int
+    distance: Distance
+    points_count: int
+
+
+@dataclass(slots=True)
+class Range:
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+MatchScalar = str | int | bool
+
+
+@dataclass(slots=True)
+class Match:
+    """Exactly one of the three is set (checked by validate_filter)."""
+
+    value: MatchScalar | None = None
+    any: list[str] | list[int] | None = None
+    except_: list[str] | list[int] | None = None
+
+
+@dataclass(slots=True)
+class Condition:
+    """Either key with exactly one of match/range, or a nested filter alone."""
+
+    key: str | None = None
+    match: Match | None = None
+    range: Range | None = None
+    filter: Filter | None = None
+
+
+@dataclass(slots=True)
+class Filter:
+    must: list[Condition] = field(default_factory=list)
+    should: list[Condition] = field(default_factory=list)
+    must_not: list[Condition] = field(default_factory=list)
+
+
+def normalize_point_id(raw: object) -> PointId:
+    """An unsigned 64-bit integer (int or decimal string) or a UUID in canonical form."""
+    if isinstance(raw, bool):
+        raise BadUserInput("Point id must be an unsigned integer or a UUID")
+    if isinstance(raw, int):
+        if 0 <= raw <= MAX_POINT_ID:
+            return raw
+        raise BadUserInput(f"Point id {raw} is out of range 0..{MAX_POINT_ID}")
+    if isinstance(raw, str):
+        if raw.isascii() and raw.isdigit():
+            if len(raw) > 20 or int(raw) > MAX_POINT_ID:
+                raise BadUserInput(f"Point id {raw} is out of range 0..{MAX_POINT_ID}")
+            return int(raw)
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            pass
+    raise BadUserInput("Point id must be an unsigned integer or a UUID")
+
+
+def validate_collection_name(name: str) -> str:
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise BadUserInput(
+            "Collection name must be 1-63 characters of letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def validate_dimension(dimension: int) -> int:
+    if not 1 <= dimension <= MAX_DIMENSION:
+        raise BadUserInput(f"Dimension must be between 1 and {MAX_DIMENSION}")
+    return dimension
+
+
+def check_vector_dimension(vector: Sequence[float], dimension: int, what: str = "Vector") -> None:
+    if len(vector) != dimension:
+        raise BadUserInput(f"{what} has {len(vector)} dimensions; the collection has {dimension}")
+
+
+def _check_match(match: Match) -> None:
+    given = [v is not None for v in (match.value, match.any, match.except_)]
+    if sum(given) != 1:
+        raise BadUserInput("A match needs exactly one of value, any or except")
+    if match.value is not None and not isinstance(match.value, str | int):
+        raise BadUserInput("match.value must be a string, an integer or a boolean")
+    for values in (match.any, match.except_):
+        if values is None:
+            continue
+        if not values:
+            raise BadUserInput("match.any and match.except need at least one value")
+        strings = all(isinstance(v, str) for v in values)
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        if not (strings or integers):
+            raise BadUserInput("match.any and match.except take only strings or only integers")
+
+
+def _check_range(rng: Range) -> None:
+    bounds = [b for b in (rng.gt, rng.gte, rng.lt, rng.lte) if b is not None]
+    if not bounds:
+        raise BadUserInput("A range needs at least one of gt, gte, lt, lte")
+    if not all(math.isfinite(b) for b in bounds):
+        raise BadUserInput("Range bounds must be finite numbers")
+
+
+MAX_FILTER_DEPTH = 8
+MAX_FILTER_CONDITIONS = 64
+
+
+def validate_filter(flt: Filter) -> Filter:
+    """Reject filters that no adapter can run the same way; returns the filter unchanged."""
+    count = 0
+
+    def walk(node: Filter, depth: int) -> None:
+        nonlocal count
+        if depth > MAX_FILTER_DEPTH:
+            raise BadUserInput(f"Filters nest at most {MAX_FILTER_DEPTH} levels deep")
+        for condition in (*node.must, *node.should, *node.must_not):
+            count += 1
+            if count > MAX_FILTER_CONDITIONS:
+                raise BadUserInput(f"A filter has at most {MAX_FILTER_CONDITIONS} conditions")
+            if condition.filter is not None:
+                if condition.key is not None or condition.match or condition.range:
+                    raise BadUserInput("A condition with a nested filter takes nothing else")
+                walk(condition.filter, depth + 1)
+                continue
+            if not condition.key:
+                raise BadUserInput("A condition needs a key (or a nested filter)")
+            if (condition.match is None) == (condition.range is None):
+                raise BadUserInput(f"Condition on '{condition.key}' needs exactly one of match or range")
+            if condition.match is not None:
+                _check_match(condition.match)
+            if condition.range is not None:
+                _check_range(condition.range)
+
+    walk(flt, 1)
+    return flt
