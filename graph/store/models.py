@@ -138,6 +138,28 @@ def check_vector_dimension(vector: Sequence[float], dimension: int, what: str = 
         raise BadUserInput(f"{what} has {len(vector)} dimensions; the collection has {dimension}")
 
 
+def check_finite(vector: Sequence[float], what: str = "Vector") -> None:
+    try:
+        total = sum(vector)
+    except TypeError:
+        raise BadUserInput(f"{what} must hold only numbers") from None
+    # A sum of finite numbers can overflow, so only then is it looked at value by value.
+    if not math.isfinite(total) and not all(math.isfinite(x) for x in vector):
+        raise BadUserInput(f"{what} must hold only finite numbers")
+
+
+def check_limit(limit: int, offset: int = 0) -> None:
+    if limit < 1:
+        raise BadUserInput("limit must be at least 1")
+    if offset < 0:
+        raise BadUserInput("offset must not be negative")
+
+
+def normalize_ids(ids: Sequence[PointId]) -> list[PointId]:
+    """Normalised, duplicates dropped, first occurrence kept."""
+    return list(dict.fromkeys(normalize_point_id(i) for i in ids))
+
+
 def _check_match(match: Match) -> None:
     given = [v is not None for v in (match.value, match.any, match.except_)]
     if sum(given) != 1:
@@ -187,7 +209,9 @@ def validate_filter(flt: Filter) -> Filter:
             if not condition.key:
                 raise BadUserInput("A condition needs a key (or a nested filter)")
             if (condition.match is None) == (condition.range is None):
-                raise BadUserInput(f"Condition on '{condition.key}' needs exactly one of match or range")
+                raise BadUserInput(
+                    f"Condition on '{condition.key}' needs exactly one of match or range"
+                )
             if condition.match is not None:
                 _check_match(condition.match)
             if condition.range is not None:

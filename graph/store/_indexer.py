@@ -1,0 +1,139 @@
+"""Builds a collection's HNSW index in a separate process.
+
+Run by EdgeStore as `python -m graph.store._indexer ...` on private copies of the
+shards: optimize() holds the GIL for the whole build, so in the server process it
+would stop every request. The copies sit at paths of their own, so the engine's
+per-directory lock never meets the shards the server has open.
+
+The target is either a copy of the collection's indexed shard or (with --create) a
+new shard; the points of the sealed copy are moved into it, then it is optimized,
+flushed and closed. One JSON line on stdout reports what was done; any failure
+exits non-zero and the server throws the build away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from qdrant_edge import Distance as EdgeDistance
+from qdrant_edge import (
+    EdgeConfig,
+    EdgeOptimizersConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    ScrollRequest,
+    UpdateOperation,
+)
+from qdrant_edge import Point as EdgePoint
+
+from graph.settings import Distance
+
+EDGE_DISTANCES: dict[Distance, EdgeDistance] = {
+    Distance.COSINE: EdgeDistance.Cosine,
+    Distance.DOT: EdgeDistance.Dot,
+    Distance.EUCLID: EdgeDistance.Euclid,
+}
+MOVE_BATCH = 1_000
+# In KB: any segment bigger than this gets an HNSW graph when optimize() runs. The
+# engine's default (megabytes) would leave a small collection unindexed forever.
+INDEXING_THRESHOLD_KB = 1
+_PR_SET_PDEATHSIG = 1
+
+
+def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
+    """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
+    return EdgeConfig(
+        vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
+        wal_enabled=True,
+        optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+    )
+
+
+def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -> int:
+    """Upsert every point of source into target; returns how many there were."""
+    moved = 0
+    offset: int | str | None = None
+    while True:
+        request = ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True)
+        records, next_offset = source.scroll(request)
+        points = []
+        for record in records:
+            if record.vector is None:
+                raise RuntimeError(f"point {record.id} came back without its vector")
+            points.append(EdgePoint(record.id, record.vector, record.payload))
+        if points:
+            target.update(UpdateOperation.upsert_points(points))
+            moved += len(points)
+        if next_offset is None:
+            return moved
+        offset = next_offset if isinstance(next_offset, int) else str(next_offset)
+
+
+def build(
+    target_path: str, sealed_path: str, dimension: int, distance: Distance, create: bool
+) -> dict[str, float | int]:
+    started = time.monotonic()
+    config = edge_config(dimension, distance)
+    target = (
+        EdgeShard.create(target_path, config) if create else EdgeShard.load(target_path, config)
+    )
+    sealed = EdgeShard.load(sealed_path)
+    try:
+        moved = move_points(sealed, target)
+        moved_at = time.monotonic()
+        target.optimize()
+        target.flush()
+        info = target.info()
+        return {
+            "moved": moved,
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "move_seconds": round(moved_at - started, 3),
+            "optimize_seconds": round(time.monotonic() - moved_at, 3),
+        }
+    finally:
+        sealed.close()
+        target.close()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """An orphaned build would keep writing into a directory the next server deletes."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        sys.exit(3)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m graph.store._indexer")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--sealed", required=True)
+    parser.add_argument("--dimension", type=int, required=True)
+    parser.add_argument("--distance", type=Distance, choices=list(Distance), required=True)
+    parser.add_argument("--create", action="store_true")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=10)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.parent_pid:
+        _die_with_parent(args.parent_pid)
+    with contextlib.suppress(OSError):
+        os.nice(args.nice)  # the server's requests come first on a small machine
+    stats = build(args.target, args.sealed, args.dimension, args.distance, args.create)
+    print(json.dumps(stats), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,614 @@
+"""The contract every VectorStore adapter keeps (see graph/store/base.py).
+
+Each test runs once per adapter through the parametrized `store` fixture (conftest.py):
+the embedded engine, qdrant-client's local mode, and a real Qdrant server when
+QDRANT_URL is set. `collection` is a fresh, empty collection of dimension 4 with
+cosine distance; `run(coro)` drives a coroutine on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from graph.errors import AlreadyExists, BadUserInput, NotFound
+from graph.settings import Distance
+from graph.store.base import VectorStore
+from graph.store.models import (
+    Condition,
+    Filter,
+    Match,
+    Point,
+    PointId,
+    Range,
+    normalize_point_id,
+)
+
+if TYPE_CHECKING:
+    from tests.store.conftest import CollectionNames, Runner
+
+UUID_A = "0f0e0d0c-0b0a-4908-8706-050403020100"
+UUID_B = "7a3c1e2f-9b8d-4c6e-a5f4-3d2c1b0a9e8f"
+UUID_C = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
+MAX_ID = 2**64 - 1
+
+
+def unit(*xs: float) -> list[float]:
+    """xs padded to dimension 4 and scaled to length 1 (cosine stores keep unit vectors)."""
+    v = [*xs, *[0.0] * (4 - len(xs))]
+    norm = math.sqrt(sum(x * x for x in v))
+    return [x / norm for x in v]
+
+
+def key(field: str, **match: Any) -> Condition:
+    """A match condition: key("kind", value="note"), key("n", any=[1, 2]), key("n", except_=[3])."""
+    return Condition(key=field, match=Match(**match))
+
+
+def rng(field: str, **bounds: float) -> Condition:
+    return Condition(key=field, range=Range(**bounds))
+
+
+def nested(flt: Filter) -> Condition:
+    return Condition(filter=flt)
+
+
+def ids_of(points: list[Any]) -> list[PointId]:
+    return [p.id for p in points]
+
+
+# Collections
+
+
+def test_ping_answers(store: VectorStore, run: Runner) -> None:
+    run(store.ping())
+
+
+def test_create_get_list_delete_collection(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    b, a = names("b"), names("a")
+
+    created = run(store.create_collection(b, 3, Distance.DOT))
+    assert (created.name, created.dimension, created.distance, created.points_count) == (
+        b,
+        3,
+        Distance.DOT,
+        0,
+    )
+    run(store.create_collection(a, 5, Distance.EUCLID))
+
+    info = run(store.get_collection(a))
+    assert (info.name, info.dimension, info.distance, info.points_count) == (
+        a,
+        5,
+        Distance.EUCLID,
+        0,
+    )
+
+    listed = run(store.list_collections())
+    assert [c.name for c in listed] == sorted(c.name for c in listed)
+    ours = [c for c in listed if c.name in (a, b)]
+    assert [(c.name, c.dimension, c.distance) for c in ours] == [
+        (a, 5, Distance.EUCLID),
+        (b, 3, Distance.DOT),
+    ]
+
+    run(store.delete_collection(b))
+    with pytest.raises(NotFound):
+        run(store.get_collection(b))
+    assert b not in [c.name for c in run(store.list_collections())]
+
+
+def test_points_count_follows_writes(store: VectorStore, run: Runner, collection: str) -> None:
+    run(store.upsert(collection, [Point(i, unit(1, i)) for i in range(1, 4)]))
+    assert run(store.get_collection(collection)).points_count == 3
+    run(store.delete_ids(collection, [1]))
+    assert run(store.get_collection(collection)).points_count == 2
+
+
+def test_create_existing_collection_is_already_exists(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    with pytest.raises(AlreadyExists):
+        run(store.create_collection(collection, 4, Distance.COSINE))
+    with pytest.raises(AlreadyExists):
+        run(store.create_collection(collection, 8, Distance.DOT))
+
+
+def test_missing_collection_is_not_found(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    missing = names("missing")
+    with pytest.raises(NotFound):
+        run(store.get_collection(missing))
+    with pytest.raises(NotFound):
+        run(store.delete_collection(missing))
+
+
+POINT_OPERATIONS: dict[str, Callable[[VectorStore, str], Coroutine[Any, Any, object]]] = {
+    "upsert": lambda s, c: s.upsert(c, [Point(1, unit(1))]),
+    "upsert-empty": lambda s, c: s.upsert(c, []),
+    "query": lambda s, c: s.query(c, unit(1), limit=3),
+    "retrieve": lambda s, c: s.retrieve(c, [1]),
+    "delete_ids": lambda s, c: s.delete_ids(c, [1]),
+    "delete_by_filter": lambda s, c: s.delete_by_filter(c, Filter(must=[key("k", value=1)])),
+    "count": lambda s, c: s.count(c),
+    "scroll": lambda s, c: s.scroll(c, limit=3),
+}
+
+
+@pytest.mark.parametrize("operation", POINT_OPERATIONS)
+def test_point_operations_on_missing_collection_are_not_found(
+    store: VectorStore, run: Runner, names: CollectionNames, operation: str
+) -> None:
+    with pytest.raises(NotFound):
+        run(POINT_OPERATIONS[operation](store, names("missing")))
+
+
+def test_invalid_collection_name_or_dimension_is_bad_user_input(
+    store: VectorStore, run: Runner
+) -> None:
+    for bad_name in ("", "-starts-with-dash", "has space", "x" * 64, "dots.not.allowed"):
+        with pytest.raises(BadUserInput):
+            run(store.create_collection(bad_name, 4, Distance.COSINE))
+    with pytest.raises(BadUserInput):
+        run(store.create_collection("zero_dim", 0, Distance.COSINE))
+
+
+def test_ensure_collection_creates_when_missing_and_keeps_existing(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    name = names("ensured")
+    run(store.ensure_collection(name, 4, Distance.DOT))
+    info = run(store.get_collection(name))
+    assert (info.dimension, info.distance) == (4, Distance.DOT)
+
+    run(store.upsert(name, [Point(1, [1.0, 2.0, 3.0, 4.0])]))
+    run(store.ensure_collection(name, 4, Distance.DOT))
+    run(store.ensure_collection(name, 8, Distance.COSINE))  # existing one kept as it is
+    info = run(store.get_collection(name))
+    assert (info.dimension, info.distance, info.points_count) == (4, Distance.DOT, 1)
+
+
+def test_concurrent_ensure_collection_calls_both_succeed(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    name = names("raced")
+
+    async def race() -> None:
+        await asyncio.gather(*(store.ensure_collection(name, 4, Distance.COSINE) for _ in range(3)))
+
+    run(race())
+    assert [c.name for c in run(store.list_collections())].count(name) == 1
+
+
+# Upsert, ids and payloads
+
+
+def test_upsert_returns_count_and_replaces_by_id(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    assert run(store.upsert(collection, [])) == 0
+    written = run(
+        store.upsert(
+            collection,
+            [
+                Point(1, unit(1, 0), {"v": "old"}),
+                Point(2, unit(0, 1), {"v": "two"}),
+            ],
+        )
+    )
+    assert written == 2
+
+    assert run(store.upsert(collection, [Point(1, unit(0, 0, 1), {"v": "new"})])) == 1
+    assert run(store.count(collection)) == 2
+    [record] = run(store.retrieve(collection, [1], with_vector=True))
+    assert record.payload == {"v": "new"}
+    assert record.vector == pytest.approx(unit(0, 0, 1), abs=1e-6)
+    best = run(store.query(collection, unit(0, 0, 1), limit=1))
+    assert ids_of(best) == [1]
+    assert best[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_int_and_uuid_ids_round_trip_in_canonical_form(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    raw_ids: list[object] = [0, "42", MAX_ID, UUID_B.upper(), "{" + UUID_A + "}"]
+    ids = [normalize_point_id(r) for r in raw_ids]
+    assert ids == [0, 42, MAX_ID, UUID_B, UUID_A]
+    run(store.upsert(collection, [Point(i, unit(1, n + 1)) for n, i in enumerate(ids)]))
+
+    expected = [0, 42, MAX_ID, UUID_A, UUID_B]
+    page = run(store.scroll(collection, limit=10))
+    assert ids_of(page.points) == expected
+    assert [type(i) for i in ids_of(page.points)] == [int, int, int, str, str]
+    assert ids_of(run(store.retrieve(collection, ids))) == ids
+    assert sorted(map(str, ids_of(run(store.query(collection, unit(1), limit=10))))) == sorted(
+        map(str, expected)
+    )
+
+
+def test_payload_round_trips_nested_json(store: VectorStore, run: Runner, collection: str) -> None:
+    payload = {
+        "text": "héllo, wörld ✓",
+        "n": 3,
+        "big": 2**53,
+        "f": 1.5,
+        "flag": True,
+        "nothing": None,
+        "tags": ["a", "b"],
+        "meta": {"source": "chat", "deep": {"list": [1, {"y": [2.5, "z"]}], "empty": {}}},
+    }
+    run(store.upsert(collection, [Point(1, unit(1), payload), Point(2, unit(0, 1))]))
+
+    assert [r.payload for r in run(store.retrieve(collection, [1, 2]))] == [payload, {}]
+    assert [p.payload for p in run(store.query(collection, unit(1), limit=2))] == [payload, {}]
+    assert [r.payload for r in run(store.scroll(collection, limit=2)).points] == [payload, {}]
+
+
+# Query
+
+
+ORDERED = [  # cosine similarity to unit(1): 1, ~0.98, ~0.71, 0, -1
+    (1, unit(1, 0)),
+    (5, unit(1, 0.2)),
+    (2, unit(1, 1)),
+    (3, unit(0, 1)),
+    (4, unit(-1, 0)),
+]
+
+
+@pytest.fixture
+def ranked(store: VectorStore, run: Runner, collection: str) -> str:
+    run(store.upsert(collection, [Point(i, v, {"i": i}) for i, v in reversed(ORDERED)]))
+    return collection
+
+
+def test_query_returns_best_first_with_payload(
+    store: VectorStore, run: Runner, ranked: str
+) -> None:
+    hits = run(store.query(ranked, unit(1), limit=10))
+    assert ids_of(hits) == [1, 5, 2, 3, 4]
+    expected = [1.0, 1 / math.sqrt(1.04), 1 / math.sqrt(2), 0.0, -1.0]
+    assert [h.score for h in hits] == pytest.approx(expected, abs=1e-5)
+    assert [h.payload for h in hits] == [{"i": i} for i in (1, 5, 2, 3, 4)]
+    assert all(h.vector is None for h in hits)
+
+
+def test_query_limit_and_offset(store: VectorStore, run: Runner, ranked: str) -> None:
+    assert ids_of(run(store.query(ranked, unit(1), limit=2))) == [1, 5]
+    assert ids_of(run(store.query(ranked, unit(1), limit=2, offset=1))) == [5, 2]
+    assert ids_of(run(store.query(ranked, unit(1), limit=10, offset=3))) == [3, 4]
+    assert run(store.query(ranked, unit(1), limit=10, offset=5)) == []
+
+
+def test_query_score_threshold_keeps_scores_at_or_above_it(
+    store: VectorStore, run: Runner, ranked: str
+) -> None:
+    hits = run(store.query(ranked, unit(1), limit=10, score_threshold=0.5))
+    assert ids_of(hits) == [1, 5, 2]
+    assert ids_of(run(store.query(ranked, unit(1), limit=10, score_threshold=0.99))) == [1]
+    assert run(store.query(ranked, unit(-1, -1, -1, -1), limit=10, score_threshold=0.9)) == []
+
+
+def test_query_with_vector(store: VectorStore, run: Runner, collection: str) -> None:
+    vector = [0.6, 0.8, 0.0, 0.0]  # unit length: cosine stores may normalise
+    run(store.upsert(collection, [Point(UUID_A, vector)]))
+    [hit] = run(store.query(collection, vector, limit=1, with_vector=True))
+    assert hit.id == UUID_A
+    assert hit.vector == pytest.approx(vector, abs=1e-6)
+
+
+def test_query_vector_of_wrong_dimension_is_bad_user_input(
+    store: VectorStore, run: Runner, ranked: str
+) -> None:
+    with pytest.raises(BadUserInput):
+        run(store.query(ranked, [1.0, 0.0, 0.0], limit=1))
+
+
+def test_dot_collection_orders_by_largest_product(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    name = names("dot")
+    run(store.create_collection(name, 4, Distance.DOT))
+    run(
+        store.upsert(
+            name,
+            [
+                Point(1, [1.0, 0.0, 0.0, 0.0]),
+                Point(2, [2.0, 0.0, 0.0, 0.0]),
+                Point(3, [0.0, 3.0, 0.0, 0.0]),
+                Point(4, [-1.0, 0.0, 0.0, 0.0]),
+            ],
+        )
+    )
+    hits = run(store.query(name, [1.0, 1.0, 0.0, 0.0], limit=10))
+    assert ids_of(hits) == [3, 2, 1, 4]
+    assert [h.score for h in hits] == pytest.approx([3.0, 2.0, 1.0, -1.0], abs=1e-5)
+
+
+def test_euclid_collection_orders_by_smallest_distance(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    name = names("euclid")
+    run(store.create_collection(name, 4, Distance.EUCLID))
+    run(
+        store.upsert(
+            name,
+            [
+                Point(1, [0.0, 0.0, 0.0, 0.0]),
+                Point(2, [1.0, 0.0, 0.0, 0.0]),
+                Point(3, [3.0, 0.0, 0.0, 0.0]),
+                Point(4, [0.0, 2.0, 0.0, 0.0]),
+            ],
+        )
+    )
+    hits = run(store.query(name, [1.0, 0.0, 0.0, 0.0], limit=10, with_vector=True))
+    assert ids_of(hits) == [2, 1, 3, 4]
+    assert hits[0].score == pytest.approx(0.0, abs=1e-5)
+    assert [h.score for h in hits] == sorted(h.score for h in hits)
+    assert hits[2].vector == [3.0, 0.0, 0.0, 0.0]  # euclid keeps vectors as given
+
+
+# Filters
+
+FILTER_POINTS: list[tuple[PointId, dict[str, Any]]] = [
+    (
+        1,
+        {
+            "kind": "note",
+            "n": 1,
+            "flag": True,
+            "weight": 0.5,
+            "tags": ["a", "b"],
+            "meta": {"source": "chat"},
+        },
+    ),
+    (
+        2,
+        {
+            "kind": "task",
+            "n": 2,
+            "flag": False,
+            "weight": 1.5,
+            "tags": ["b"],
+            "meta": {"source": "email"},
+        },
+    ),
+    (
+        3,
+        {
+            "kind": "note",
+            "n": 3,
+            "flag": False,
+            "weight": 2.5,
+            "tags": [],
+            "meta": {"source": "chat"},
+        },
+    ),
+    (4, {"kind": "fact", "n": 4, "flag": True, "weight": 3.5, "tags": ["c"]}),  # no meta
+    (
+        UUID_A,
+        {
+            "kind": "task",
+            "n": 5,
+            "flag": True,
+            "weight": 4.5,
+            "tags": ["a"],
+            "meta": {"source": "web"},
+        },
+    ),
+]
+ALL: set[PointId] = {i for i, _ in FILTER_POINTS}
+
+FILTERS: dict[str, tuple[Filter, set[PointId]]] = {
+    "value-str": (Filter(must=[key("kind", value="note")]), {1, 3}),
+    "value-int": (Filter(must=[key("n", value=2)]), {2}),
+    "value-bool-true": (Filter(must=[key("flag", value=True)]), {1, 4, UUID_A}),
+    "value-bool-false": (Filter(must=[key("flag", value=False)]), {2, 3}),
+    "value-in-array": (Filter(must=[key("tags", value="a")]), {1, UUID_A}),
+    "any-str": (Filter(must=[key("kind", any=["note", "fact"])]), {1, 3, 4}),
+    "any-int": (Filter(must=[key("n", any=[2, 5])]), {2, UUID_A}),
+    "except-str": (Filter(must=[key("kind", except_=["note"])]), {2, 4, UUID_A}),
+    "except-int": (Filter(must=[key("n", except_=[1, 2, 3])]), {4, UUID_A}),
+    "range-gt": (Filter(must=[rng("n", gt=3)]), {4, UUID_A}),
+    "range-gte": (Filter(must=[rng("n", gte=3)]), {3, 4, UUID_A}),
+    "range-lt": (Filter(must=[rng("n", lt=2)]), {1}),
+    "range-lte": (Filter(must=[rng("n", lte=2)]), {1, 2}),
+    "range-float-between": (Filter(must=[rng("weight", gt=1.0, lt=3.0)]), {2, 3}),
+    "should": (Filter(should=[key("kind", value="fact"), key("n", value=1)]), {1, 4}),
+    "must_not": (Filter(must_not=[key("kind", value="note")]), {2, 4, UUID_A}),
+    "must-and-must_not": (
+        Filter(must=[key("flag", value=True)], must_not=[key("kind", value="task")]),
+        {1, 4},
+    ),
+    "nested-should-in-must": (
+        Filter(
+            must=[
+                nested(Filter(should=[key("kind", value="note"), key("kind", value="task")])),
+                rng("n", gte=2),
+            ]
+        ),
+        {2, 3, UUID_A},
+    ),
+    "nested-in-must_not": (
+        Filter(
+            must_not=[
+                nested(Filter(must=[key("kind", value="note"), key("flag", value=False)])),
+            ]
+        ),
+        {1, 2, 4, UUID_A},
+    ),
+    "dotted-key": (Filter(must=[key("meta.source", value="chat")]), {1, 3}),
+    "dotted-key-any": (Filter(must=[key("meta.source", any=["email", "web"])]), {2, UUID_A}),
+    "must_not-on-missing-key": (
+        Filter(must_not=[key("meta.source", value="chat")]),
+        {2, 4, UUID_A},
+    ),
+    "empty-filter": (Filter(), ALL),
+}
+
+
+@pytest.fixture
+def tagged(store: VectorStore, run: Runner, collection: str) -> str:
+    run(
+        store.upsert(
+            collection,
+            [Point(i, unit(1, n), payload) for n, (i, payload) in enumerate(FILTER_POINTS)],
+        )
+    )
+    return collection
+
+
+def scroll_all(store: VectorStore, run: Runner, collection: str, **kwargs: Any) -> list[Any]:
+    records: list[Any] = []
+    cursor: PointId | None = None
+    while True:
+        page = run(store.scroll(collection, limit=2, cursor=cursor, **kwargs))
+        records.extend(page.points)
+        if page.next_cursor is None:
+            return records
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("case", FILTERS)
+def test_filter_selects_the_same_points_in_query_scroll_and_count(
+    store: VectorStore, run: Runner, tagged: str, case: str
+) -> None:
+    flt, expected = FILTERS[case]
+    queried = run(store.query(tagged, unit(1), limit=10, filter=flt))
+    assert set(ids_of(queried)) == expected
+    scrolled = scroll_all(store, run, tagged, filter=flt)
+    assert set(ids_of(scrolled)) == expected
+    assert len(scrolled) == len(expected)
+    assert run(store.count(tagged, flt)) == len(expected)
+
+
+def test_filtered_query_still_orders_best_first(
+    store: VectorStore, run: Runner, ranked: str
+) -> None:
+    flt = Filter(must_not=[key("i", value=5)])
+    assert ids_of(run(store.query(ranked, unit(1), limit=10, filter=flt))) == [1, 2, 3, 4]
+
+
+# Retrieve, delete, count
+
+
+def test_retrieve_keeps_order_of_ids_and_leaves_out_missing(
+    store: VectorStore, run: Runner, tagged: str
+) -> None:
+    records = run(store.retrieve(tagged, [3, 99, UUID_A, UUID_C, 1]))
+    assert ids_of(records) == [3, UUID_A, 1]
+    assert records[0].payload == dict(FILTER_POINTS)[3]
+    assert all(r.vector is None for r in records)
+    assert run(store.retrieve(tagged, [])) == []
+    assert run(store.retrieve(tagged, [98, 99])) == []
+
+
+def test_retrieve_with_vector(store: VectorStore, run: Runner, collection: str) -> None:
+    run(store.upsert(collection, [Point(7, [0.0, 0.6, 0.0, 0.8])]))
+    [record] = run(store.retrieve(collection, [7], with_vector=True))
+    assert record.vector == pytest.approx([0.0, 0.6, 0.0, 0.8], abs=1e-6)
+
+
+def test_delete_ids_returns_how_many_existed(store: VectorStore, run: Runner, tagged: str) -> None:
+    assert run(store.delete_ids(tagged, [1, 99, UUID_A, UUID_C])) == 2
+    assert run(store.count(tagged)) == 3
+    assert run(store.retrieve(tagged, [1, UUID_A, 2])) != []
+    assert ids_of(run(store.retrieve(tagged, [1, UUID_A, 2]))) == [2]
+    assert run(store.delete_ids(tagged, [1, UUID_A])) == 0
+    assert run(store.delete_ids(tagged, [])) == 0
+
+
+def test_delete_by_filter_returns_how_many_matched(
+    store: VectorStore, run: Runner, tagged: str
+) -> None:
+    assert run(store.delete_by_filter(tagged, Filter(must=[key("kind", value="note")]))) == 2
+    assert run(store.count(tagged)) == 3
+    assert run(store.count(tagged, Filter(must=[key("kind", value="note")]))) == 0
+    assert run(store.delete_by_filter(tagged, Filter(must=[key("kind", value="note")]))) == 0
+    assert {r.id for r in scroll_all(store, run, tagged)} == {2, 4, UUID_A}
+
+
+def test_count_with_and_without_filter(store: VectorStore, run: Runner, collection: str) -> None:
+    assert run(store.count(collection)) == 0
+    run(store.upsert(collection, [Point(i, unit(1, i), {"even": i % 2 == 0}) for i in range(10)]))
+    assert run(store.count(collection)) == 10
+    assert run(store.count(collection, Filter(must=[key("even", value=True)]))) == 5
+    assert run(store.count(collection, Filter(must=[key("even", value="nope")]))) == 0
+
+
+# Scroll
+
+
+def test_scroll_pages_through_every_point_once_in_ascending_id_order(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    ids: list[PointId] = [UUID_C, 10, UUID_A, 2, MAX_ID, 33, UUID_B, 7, 0]
+    run(store.upsert(collection, [Point(i, unit(1, n), {"n": n}) for n, i in enumerate(ids)]))
+
+    expected = [0, 2, 7, 10, 33, MAX_ID, UUID_A, UUID_B, UUID_C]
+    for limit in (1, 2, 4, 9, 100):
+        seen: list[PointId] = []
+        cursor: PointId | None = None
+        pages = 0
+        while True:
+            page = run(store.scroll(collection, limit=limit, cursor=cursor))
+            assert len(page.points) <= limit
+            seen.extend(ids_of(page.points))
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == expected, f"limit={limit}"
+        assert pages == max(1, math.ceil(len(expected) / limit))
+
+
+def test_scroll_cursor_is_inclusive_and_next_cursor_is_the_next_id(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    run(store.upsert(collection, [Point(i, unit(1, i)) for i in (1, 3, 5, 7)]))
+    page = run(store.scroll(collection, limit=2, cursor=3))
+    assert (ids_of(page.points), page.next_cursor) == ([3, 5], 7)
+    page = run(store.scroll(collection, limit=2, cursor=4))
+    assert (ids_of(page.points), page.next_cursor) == ([5, 7], None)
+    page = run(store.scroll(collection, limit=2, cursor=8))
+    assert (page.points, page.next_cursor) == ([], None)
+
+
+def test_scroll_with_filter_and_vectors(store: VectorStore, run: Runner, tagged: str) -> None:
+    records = scroll_all(
+        store, run, tagged, filter=Filter(must=[key("flag", value=True)]), with_vector=True
+    )
+    assert ids_of(records) == [1, 4, UUID_A]
+    assert records[0].payload == dict(FILTER_POINTS)[1]
+    assert records[0].vector == pytest.approx(unit(1, 0), abs=1e-6)
+    assert all(r.vector is None for r in scroll_all(store, run, tagged))
+
+
+def test_scroll_empty_collection(store: VectorStore, run: Runner, collection: str) -> None:
+    page = run(store.scroll(collection, limit=10))
+    assert (page.points, page.next_cursor) == ([], None)
+
+
+# Validation of writes
+
+
+def test_a_bad_dimension_anywhere_in_a_batch_writes_nothing(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    run(store.upsert(collection, [Point(1, unit(1), {"v": "kept"})]))
+    batch = [
+        Point(1, unit(0, 1), {"v": "replaced"}),
+        Point(2, unit(1, 1)),
+        Point(3, [1.0, 0.0, 0.0]),  # dimension 3 in a collection of 4
+    ]
+    with pytest.raises(BadUserInput):
+        run(store.upsert(collection, batch))
+    assert run(store.count(collection)) == 1
+    assert [r.payload for r in run(store.retrieve(collection, [1, 2]))] == [{"v": "kept"}]

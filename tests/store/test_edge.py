@@ -1,0 +1,391 @@
+"""Behaviour of the embedded adapter (EdgeStore) beyond the shared contract: files on
+disk, the one-process lock, and the background index build in a child process.
+
+All on the real qdrant-edge engine. Each test drives its coroutine with asyncio.run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from graph.errors import BadUserInput, NotFound
+from graph.settings import Distance, Settings
+from graph.store.edge import EdgeStore
+from graph.store.models import Condition, Filter, Match, Point, PointId, Range
+
+T = TypeVar("T")
+
+UUID_A = "0f0e0d0c-0b0a-4908-8706-050403020100"
+DIM = 64
+BUILD_POINTS = 2_500
+THRESHOLD = 2_000
+
+
+def with_store(tmp_path: Path, body: Callable[[EdgeStore], Awaitable[T]], **kwargs: int) -> T:
+    """Run body on an opened store over tmp_path/data, closed afterwards."""
+
+    async def main() -> T:
+        store = EdgeStore(tmp_path / "data", **kwargs)
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def vectors(n: int, dim: int = DIM, seed: int = 7) -> list[list[float]]:
+    rnd = random.Random(seed)
+    return [[rnd.gauss(0.0, 1.0) for _ in range(dim)] for _ in range(n)]
+
+
+def key(field: str, **match: object) -> Condition:
+    return Condition(key=field, match=Match(**match))  # type: ignore[arg-type]
+
+
+async def fill(
+    store: EdgeStore, name: str, vecs: list[list[float]], start: int, stop: int, batch: int = 500
+) -> None:
+    """Points start..stop-1, with vecs[i] and payload {"i": i, "parity": ...}."""
+    for first in range(start, stop, batch):
+        await store.upsert(
+            name,
+            [
+                Point(i, vecs[i], {"i": i, "parity": "even" if i % 2 == 0 else "odd"})
+                for i in range(first, min(first + batch, stop))
+            ],
+        )
+
+
+async def scroll_ids(store: EdgeStore, name: str) -> list[PointId]:
+    ids: list[PointId] = []
+    cursor: PointId | None = None
+    while True:
+        page = await store.scroll(name, limit=1_000, cursor=cursor)
+        ids.extend(r.id for r in page.points)
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+
+
+async def wait_until_building(store: EdgeStore, name: str) -> None:
+    """Until the indexer child process of name is running."""
+    coll = store._collections[name]
+    deadline = time.monotonic() + 10
+    while coll.process is None or coll.process.returncode is not None:
+        assert time.monotonic() < deadline, "no index build started"
+        await asyncio.sleep(0.005)
+
+
+def build_running(store: EdgeStore, name: str) -> bool:
+    process = store._collections[name].process
+    return process is not None and process.returncode is None
+
+
+# Files and lifecycle
+
+
+def test_from_settings_uses_data_dir_and_threshold(tmp_path: Path) -> None:
+    store = EdgeStore.from_settings(Settings(data_dir=tmp_path / "d", index_threshold=123))
+    assert (store.data_dir, store.index_threshold, store.backend) == (
+        tmp_path / "d",
+        123,
+        "embedded",
+    )
+
+
+def test_reopen_after_close_keeps_collections_and_points(tmp_path: Path) -> None:
+    async def write(store: EdgeStore) -> None:
+        await store.create_collection("notes", 4, Distance.DOT)
+        await store.upsert("notes", [Point(1, [1, 0, 0, 0], {"a": 1}), Point(UUID_A, [0, 1, 0, 0])])
+
+    async def read(store: EdgeStore) -> None:
+        info = await store.get_collection("notes")
+        assert (info.dimension, info.distance, info.points_count) == (4, Distance.DOT, 2)
+        records = await store.retrieve("notes", [1, UUID_A], with_vector=True)
+        assert [(r.id, r.payload, r.vector) for r in records] == [
+            (1, {"a": 1}, [1.0, 0.0, 0.0, 0.0]),
+            (UUID_A, {}, [0.0, 1.0, 0.0, 0.0]),
+        ]
+
+    with_store(tmp_path, write)
+    with_store(tmp_path, read)
+    manifest = json.loads((tmp_path / "data/collections/notes/manifest.json").read_text())
+    assert (manifest["dimension"], manifest["distance"]) == (4, "dot")
+
+
+def test_a_point_is_found_by_every_read(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("c", 4, Distance.COSINE)
+        upper = UUID_A.upper()
+        await store.upsert("c", [Point(upper, [0.0, 0.6, 0.8, 0.0], {"k": "v"})])
+        [hit] = await store.query("c", [0.0, 0.6, 0.8, 0.0], limit=5)
+        assert (hit.id, hit.payload) == (UUID_A, {"k": "v"})
+        assert hit.score == pytest.approx(1.0, abs=1e-5)
+        assert [r.id for r in await store.retrieve("c", [upper])] == [UUID_A]
+        assert await store.count("c") == 1
+        page = await store.scroll("c", limit=5)
+        assert ([r.id for r in page.points], page.next_cursor) == ([UUID_A], None)
+
+    with_store(tmp_path, body)
+
+
+def test_second_store_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        other = EdgeStore(tmp_path / "data")
+        with pytest.raises(RuntimeError, match="in use by another process"):
+            await other.open()
+        await other.close()  # harmless on a store that never opened
+
+    with_store(tmp_path, body)
+    with_store(tmp_path, lambda s: s.list_collections())  # free again once closed
+
+
+def test_leftovers_are_removed_on_open(tmp_path: Path) -> None:
+    with_store(tmp_path, lambda s: s.create_collection("c", 4, Distance.COSINE))
+    root = tmp_path / "data/collections"
+    (root / "c/shard-000099").mkdir()  # an unfinished build
+    (root / "half-made").mkdir()  # a collection whose manifest was never written
+    (root / ".trash-old-1234").mkdir()
+    names = with_store(tmp_path, lambda s: s.list_collections())
+    assert [c.name for c in names] == ["c"]
+    assert sorted(p.name for p in root.iterdir()) == ["c"]
+    assert sorted(p.name for p in (root / "c").iterdir()) == ["manifest.json", "shard-000001"]
+
+
+def test_delete_collection_removes_its_directory(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("gone", 4, Distance.COSINE)
+        await store.upsert("gone", [Point(1, [1, 0, 0, 0])])
+        await store.delete_collection("gone")
+        assert not (tmp_path / "data/collections/gone").exists()
+        with pytest.raises(NotFound):
+            await store.count("gone")
+        await store.create_collection("gone", 4, Distance.COSINE)  # the name is free again
+        assert await store.count("gone") == 0
+
+    with_store(tmp_path, body)
+
+
+# Writes
+
+
+def test_replace_by_id_leaves_one_point(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("c", 4, Distance.COSINE)
+        for version in range(3):
+            await store.upsert("c", [Point(7, [1, version, 0, 0], {"v": version})])
+        assert await store.count("c") == 1
+        assert [r.payload for r in await store.retrieve("c", [7])] == [{"v": 2}]
+        assert [h.id for h in await store.query("c", [1, 0, 0, 0], limit=10)] == [7]
+
+    with_store(tmp_path, body)
+
+
+def test_delete_by_ids_and_filter_return_counts(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("c", 4, Distance.COSINE)
+        await store.upsert("c", [Point(i, [1, i, 0, 0], {"odd": i % 2 == 1}) for i in range(10)])
+        assert await store.delete_ids("c", [0, 1, 1, 99]) == 2
+        assert await store.delete_by_filter("c", Filter(must=[key("odd", value=True)])) == 4
+        assert await store.delete_by_filter("c", Filter(must=[key("odd", value=True)])) == 0
+        assert await scroll_ids(store, "c") == [2, 4, 6, 8]
+
+    with_store(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Point(3, [1.0, 0.0, 0.0]),  # wrong dimension
+        Point(3, [1.0, float("nan"), 0.0, 0.0]),  # the engine itself would store NaN
+        Point(3, [1.0, 0.0, 0.0, 0.0], {"x": float("inf")}),
+        Point(3, [1.0, 0.0, 0.0, 0.0], {"x": {1, 2}}),  # not JSON
+    ],
+    ids=["dimension", "nan-vector", "inf-payload", "set-payload"],
+)
+def test_a_batch_with_one_bad_point_writes_nothing(tmp_path: Path, bad: Point) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("c", 4, Distance.COSINE)
+        await store.upsert("c", [Point(1, [1, 0, 0, 0], {"v": "kept"})])
+        with pytest.raises(BadUserInput):
+            await store.upsert(
+                "c", [Point(1, [0, 1, 0, 0], {"v": "new"}), Point(2, [1, 1, 0, 0]), bad]
+            )
+        assert await store.count("c") == 1
+        assert [r.payload for r in await store.retrieve("c", [1, 2, 3])] == [{"v": "kept"}]
+
+    with_store(tmp_path, body)
+
+
+# Filters
+
+FILTER_PAYLOADS: dict[int, dict[str, object]] = {
+    1: {"kind": "note", "n": 1, "flag": True, "w": 0.5, "meta": {"src": "chat"}},
+    2: {"kind": "task", "n": 2, "flag": False, "w": 1.5, "meta": {"src": "mail"}},
+    3: {"kind": "note", "n": 3, "flag": False, "w": 2.5},
+    4: {"kind": "fact", "n": 4, "flag": True, "w": 3.5, "meta": {"src": "chat"}},
+}
+FILTER_CASES: list[tuple[Filter, set[int]]] = [
+    (Filter(must=[key("kind", value="note")]), {1, 3}),
+    (Filter(must=[key("n", value=4)]), {4}),
+    (Filter(must=[key("flag", value=True)]), {1, 4}),  # a bool, not the integer 1
+    (Filter(must=[key("flag", value=False)]), {2, 3}),
+    (Filter(must=[key("n", value=1)]), {1}),
+    (Filter(must=[key("kind", any=["task", "fact"])]), {2, 4}),
+    (Filter(must=[key("n", any=[1, 3])]), {1, 3}),
+    (Filter(must=[key("kind", except_=["note"])]), {2, 4}),
+    (Filter(must=[key("n", except_=[1, 2])]), {3, 4}),
+    (Filter(must=[Condition(key="w", range=Range(gte=1.5, lt=3.5))]), {2, 3}),
+    (Filter(must=[Condition(key="n", range=Range(gt=1, lte=3))]), {2, 3}),
+    (Filter(should=[key("kind", value="fact"), key("n", value=2)]), {2, 4}),
+    (Filter(must_not=[key("meta.src", value="chat")]), {2, 3}),
+    (
+        Filter(
+            must=[Condition(filter=Filter(should=[key("kind", value="note"), key("n", value=4)]))],
+            must_not=[Condition(filter=Filter(must=[key("flag", value=False)]))],
+        ),
+        {1, 4},
+    ),
+]
+
+
+def test_filters_translate_to_the_engine(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection("c", 4, Distance.COSINE)
+        await store.upsert("c", [Point(i, [1, i, 0, 0], p) for i, p in FILTER_PAYLOADS.items()])
+        for flt, expected in FILTER_CASES:
+            assert await store.count("c", flt) == len(expected), flt
+            hits = await store.query("c", [1, 0, 0, 0], limit=10, filter=flt)
+            assert {h.id for h in hits} == expected, flt
+
+    with_store(tmp_path, body)
+
+
+# Background indexing
+
+
+async def build_collection(store: EdgeStore) -> list[list[float]]:
+    """BUILD_POINTS points in "c"; the first THRESHOLD of them start a build."""
+    vecs = vectors(BUILD_POINTS)
+    await store.create_collection("c", DIM, Distance.COSINE)
+    await fill(store, "c", vecs, 0, THRESHOLD)
+    await wait_until_building(store, "c")
+    await fill(store, "c", vecs, THRESHOLD, BUILD_POINTS)  # these go to the new fresh shard
+    return vecs
+
+
+def test_background_build_indexes_everything_once(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        vecs = await build_collection(store)
+        await store.wait_for_indexing()
+
+        status = await store.index_status("c")
+        assert status["builds_run"] == 1 and status["builds_failed"] == 0
+        assert status["indexed_points"] == THRESHOLD
+        assert status["indexed_vectors"] >= THRESHOLD
+        assert status["unindexed_points"] == BUILD_POINTS - THRESHOLD
+        assert await store.count("c") == BUILD_POINTS
+        assert await scroll_ids(store, "c") == list(range(BUILD_POINTS))
+        for i in (0, 1_999, 2_000, 2_499):
+            [hit] = await store.query("c", vecs[i], limit=1)
+            assert hit.id == i
+        assert await store.count("c", Filter(must=[key("parity", value="odd")])) == 1_250
+        retrieved = await store.retrieve("c", list(range(BUILD_POINTS)))
+        assert len(retrieved) == BUILD_POINTS
+
+    with_store(tmp_path, body, index_threshold=THRESHOLD)
+    # The built shard is what a restart loads; the sealed and old shards are gone.
+    shards = sorted(p.name for p in (tmp_path / "data/collections/c").glob("shard-*"))
+    manifest = json.loads((tmp_path / "data/collections/c/manifest.json").read_text())
+    assert shards == sorted([manifest["indexed"], manifest["fresh"]])
+    assert manifest["sealed"] is None
+
+    async def reopened(store: EdgeStore) -> None:
+        status = await store.index_status("c")
+        assert (status["points"], status["indexed_vectors"] >= THRESHOLD) == (BUILD_POINTS, True)
+
+    with_store(tmp_path, reopened, index_threshold=THRESHOLD)
+
+
+def test_queries_are_answered_while_a_build_runs(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        vecs = await build_collection(store)
+        latencies: list[float] = []
+        while build_running(store, "c"):
+            started = time.perf_counter()
+            hits = await store.query("c", vecs[len(latencies) % BUILD_POINTS], limit=10)
+            latencies.append(time.perf_counter() - started)
+            assert len(hits) == 10
+        await store.wait_for_indexing()
+        assert (await store.index_status("c"))["builds_run"] == 1
+        latencies.sort()
+        # The child process starts, moves 2,000 points and optimizes for ~1 s; a build
+        # inside this process would hold the GIL and answer nothing meanwhile.
+        assert len(latencies) >= 100, len(latencies)
+        assert latencies[len(latencies) // 2] < 0.02
+        assert latencies[-1] < 0.5
+
+    with_store(tmp_path, body, index_threshold=THRESHOLD)
+
+
+def test_writes_during_a_build_are_not_lost(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        vecs = await build_collection(store)
+        # All of these touch the sealed shard, which the child process is merging.
+        assert await store.delete_ids("c", [0, 1, 2]) == 3
+        assert await store.delete_by_filter("c", Filter(must=[key("i", any=[10, 11, 12])])) == 3
+        await store.upsert("c", [Point(20, vecs[20], {"i": 20, "v": "new"})])
+        assert build_running(store, "c"), "the build ended before the writes: make it bigger"
+        await store.wait_for_indexing()
+
+        assert (await store.index_status("c"))["builds_run"] == 1
+        assert await store.retrieve("c", [0, 1, 2, 10, 11, 12]) == []
+        assert await store.count("c") == BUILD_POINTS - 6
+        assert [r.payload for r in await store.retrieve("c", [20])] == [{"i": 20, "v": "new"}]
+        hits = await store.query("c", vecs[20], limit=3)
+        assert [h.id for h in hits].count(20) == 1
+        ids = await scroll_ids(store, "c")
+        assert len(ids) == len(set(ids)) == BUILD_POINTS - 6
+
+    with_store(tmp_path, body, index_threshold=THRESHOLD)
+
+
+def test_close_during_a_build_loses_nothing_and_the_build_resumes(tmp_path: Path) -> None:
+    async def interrupted(store: EdgeStore) -> None:
+        await build_collection(store)
+        await store.delete_ids("c", [5])
+        # close() kills the child process; the sealed shard stays live.
+
+    with_store(tmp_path, interrupted, index_threshold=THRESHOLD)
+
+    async def resumed(store: EdgeStore) -> None:
+        assert await store.count("c") == BUILD_POINTS - 1  # readable before the build
+        await store.wait_for_indexing()
+        status = await store.index_status("c")
+        assert (status["builds_run"], status["points"]) == (1, BUILD_POINTS - 1)
+        assert status["indexed_points"] == THRESHOLD - 1
+        assert await store.retrieve("c", [5]) == []
+
+    with_store(tmp_path, resumed, index_threshold=THRESHOLD)
+
+
+def test_delete_collection_during_a_build_kills_it(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await build_collection(store)
+        process = store._collections["c"].process
+        assert process is not None
+        await store.delete_collection("c")
+        assert process.returncode is not None
+        assert not (tmp_path / "data/collections/c").exists()
+
+    with_store(tmp_path, body, index_threshold=THRESHOLD)

@@ -1,0 +1,293 @@
+"""What only the remote adapter does: start without a server, and fail fast and cleanly
+when the server is gone, hangs or breaks. The contract itself is in test_contract.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from qdrant_client import AsyncQdrantClient, models
+
+from graph.errors import BadUserInput, NotFound, StoreTimeout, StoreUnavailable
+from graph.settings import Distance, Settings
+from graph.store import create_store
+from graph.store.models import Filter, Point
+from graph.store.remote import RemoteStore
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Runner
+
+SECRET = "s3cr3t-internal-detail"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, read, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def every_call(store: RemoteStore) -> dict[str, Callable[[], Awaitable[object]]]:
+    return {
+        "ping": store.ping,
+        "ensure_collection": lambda: store.ensure_collection("c", 4, Distance.COSINE),
+        "create_collection": lambda: store.create_collection("c", 4, Distance.COSINE),
+        "delete_collection": lambda: store.delete_collection("c"),
+        "get_collection": lambda: store.get_collection("c"),
+        "list_collections": store.list_collections,
+        "upsert": lambda: store.upsert("c", [Point(1, [1.0, 0.0, 0.0, 0.0])]),
+        "query": lambda: store.query("c", [1.0, 0.0, 0.0, 0.0], limit=1),
+        "retrieve": lambda: store.retrieve("c", [1]),
+        "delete_ids": lambda: store.delete_ids("c", [1]),
+        "delete_by_filter": lambda: store.delete_by_filter("c", Filter()),
+        "count": lambda: store.count("c"),
+        "scroll": lambda: store.scroll("c", limit=1),
+    }
+
+
+@asynccontextmanager
+async def opened(store: RemoteStore) -> AsyncIterator[RemoteStore]:
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def test_from_settings_uses_url_api_key_and_timeout(run: Runner) -> None:
+    settings = Settings(
+        qdrant_url=f"http://127.0.0.1:{free_port()}",
+        qdrant_api_key="k",  # over http: the client's warning must not escape as one
+        store_timeout_seconds=0.75,
+    )
+    store = create_store(settings)
+    assert isinstance(store, RemoteStore)
+    assert store.backend == "qdrant"
+
+    async def check() -> None:
+        async with opened(store):
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+
+    run(check())
+
+
+def test_nothing_listening_opens_and_every_call_is_unavailable_quickly(run: Runner) -> None:
+    store = RemoteStore.connect(f"http://127.0.0.1:{free_port()}", timeout_seconds=5.0)
+
+    async def check() -> None:
+        async with opened(store):  # open() must not raise with the server down
+            for name, call in every_call(store).items():
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable) as caught:
+                    await call()
+                assert time.monotonic() - started < 1.0, name
+                assert caught.value.message == "The vector store is unavailable"
+
+    run(check())
+
+
+@asynccontextmanager
+async def fake_server(reply: bytes | None, port: int = 0) -> AsyncIterator[str]:
+    """An HTTP endpoint on 127.0.0.1 that answers every request with reply, or never
+    answers at all (reply None). These are faults a real Qdrant cannot be made to
+    produce on demand: a hung server that accepts connections, or a broken one."""
+    connections: set[asyncio.StreamWriter] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                if reply is None:
+                    await reader.read()  # hold the connection open, never answer
+                    return
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            connections.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for writer in list(connections):
+            writer.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.05)  # let the handlers see the closed connections
+
+
+def http_reply(status: str, body: bytes) -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def test_server_that_never_answers_gives_store_timeout_within_the_timeout(
+    run: Runner,
+) -> None:
+    async def check() -> None:
+        async with fake_server(reply=None) as url:
+            store = RemoteStore.connect(url, timeout_seconds=0.5)
+            async with opened(store):
+                for name in ("ping", "upsert", "query", "count", "list_collections"):
+                    started = time.monotonic()
+                    with pytest.raises(StoreTimeout) as caught:
+                        await every_call(store)[name]()
+                    elapsed = time.monotonic() - started
+                    assert 0.45 <= elapsed < 1.0, (name, elapsed)
+                    assert caught.value.message == "The vector store did not answer in time"
+
+    run(check())
+
+
+def test_server_errors_are_unavailable_without_leaking_their_text(
+    run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"status": {"error": "Service internal error: ' + SECRET.encode() + b'"}}'
+
+    async def check() -> None:
+        async with fake_server(http_reply("500 Internal Server Error", body)) as url:
+            store = RemoteStore.connect(url, timeout_seconds=2.0)
+            async with opened(store):
+                for name, call in every_call(store).items():
+                    with pytest.raises(StoreUnavailable) as caught:
+                        await call()
+                    assert SECRET not in str(caught.value), name
+                    assert caught.value.__cause__ is None
+
+    with caplog.at_level(logging.WARNING, logger="graph.store.remote"):
+        run(check())
+    assert SECRET in caplog.text  # the operator still sees what the server said
+
+
+def test_unreadable_answer_is_unavailable(run: Runner) -> None:
+    async def check() -> None:
+        async with fake_server(http_reply("200 OK", b"<html>proxy page</html>")) as url:
+            store = RemoteStore.connect(url, timeout_seconds=2.0)
+            async with opened(store):
+                with pytest.raises(StoreUnavailable):
+                    await store.ping()
+                with pytest.raises(StoreUnavailable):
+                    await store.count("c")
+
+    run(check())
+
+
+def test_server_404_for_a_collection_is_not_found(run: Runner) -> None:
+    body = b'{"status": {"error": "Not found: Collection `c` doesn\'t exist!"}, "time": 0.0}'
+
+    async def check() -> None:
+        async with fake_server(http_reply("404 Not Found", body)) as url:
+            store = RemoteStore.connect(url, timeout_seconds=2.0)
+            async with opened(store):
+                with pytest.raises(NotFound) as caught:
+                    await store.count("c")
+                assert caught.value.message == "Collection 'c' not found"
+
+    run(check())
+
+
+def test_same_store_works_again_when_the_server_comes_back(run: Runner) -> None:
+    port = free_port()
+    store = RemoteStore.connect(f"http://127.0.0.1:{port}", timeout_seconds=2.0)
+    collections = http_reply("200 OK", b'{"result": {"collections": []}, "status": "ok"}')
+
+    async def check() -> None:
+        async with opened(store):
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+            async with fake_server(collections, port=port):
+                await store.ping()
+                assert await store.list_collections() == []
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+
+    run(check())
+
+
+def test_local_mode_on_a_path_persists_across_reopen(run: Runner, tmp_path: Path) -> None:
+    path = str(tmp_path / "qdrant")
+
+    async def check() -> None:
+        async with opened(RemoteStore.local(path)) as store:
+            await store.ensure_collection("c", 4, Distance.COSINE)
+            assert await store.upsert("c", [Point(1, [1.0, 0.0, 0.0, 0.0], {"k": "v"})]) == 1
+        async with opened(RemoteStore.local(path)) as store:
+            await store.ensure_collection("c", 4, Distance.COSINE)
+            [record] = await store.retrieve("c", [1])
+            assert record.payload == {"k": "v"}
+
+    run(check())
+
+
+def test_non_finite_vectors_and_payloads_are_bad_user_input(run: Runner) -> None:
+    async def check() -> None:
+        async with opened(RemoteStore.local()) as store:
+            await store.create_collection("c", 2, Distance.DOT)
+            for bad in (
+                [Point(1, [1.0, 0.0]), Point(2, [math.nan, 0.0])],
+                [Point(1, [1.0, 0.0]), Point(2, [1.0, 0.0], {"x": math.inf})],
+            ):
+                with pytest.raises(BadUserInput):
+                    await store.upsert("c", bad)
+            with pytest.raises(BadUserInput):
+                await store.query("c", [math.inf, 0.0], limit=1)
+            assert await store.count("c") == 0
+
+    run(check())
+
+
+def test_collections_not_made_by_this_server_are_left_out_of_the_list(run: Runner) -> None:
+    client = AsyncQdrantClient(location=":memory:")
+    store = RemoteStore(lambda: client)
+
+    async def check() -> None:
+        async with opened(store):
+            await client.create_collection(
+                "named",
+                vectors_config={"text": models.VectorParams(size=2, distance=models.Distance.DOT)},
+            )
+            await client.create_collection(
+                "manhattan",
+                vectors_config=models.VectorParams(size=2, distance=models.Distance.MANHATTAN),
+            )
+            await store.create_collection("ours", 2, Distance.EUCLID)
+            assert [c.name for c in await store.list_collections()] == ["ours"]
+            with pytest.raises(BadUserInput):
+                await store.get_collection("named")
+
+    run(check())
+
+
+def test_a_404_that_is_not_from_qdrant_is_unavailable_not_not_found(run: Runner) -> None:
+    """A wrong path prefix in QDRANT_URL behind a proxy: every URL is 404."""
+
+    async def check() -> None:
+        async with fake_server(http_reply("404 Not Found", b"<html>no such page</html>")) as url:
+            store = RemoteStore.connect(url, timeout_seconds=2.0)
+            async with opened(store):
+                with pytest.raises(StoreUnavailable):
+                    await store.count("c")
+
+    run(check())
