@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Distance(str, Enum):
+class Distance(StrEnum):
     COSINE = "cosine"
     DOT = "dot"
     EUCLID = "euclid"

@@ -1,0 +1,152 @@
+"""create_app(): routes, middleware and the store's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette_exporter import PrometheusMiddleware
+
+from graph import __version__
+from graph.endpoint import GraphQLEndpoint
+from graph.errors import ApiError
+from graph.extensions import schema_extensions
+from graph.metrics import BUILD_INFO, STORE_UP
+from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.responses import JSONResponse
+from graph.schema import build_schema
+from graph.settings import Settings
+from graph.store import VectorStore, create_store
+
+logger = logging.getLogger("graph.app")
+
+STORE_CHECK_INTERVAL_SECONDS = 2.0
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+class StoreSupervisor:
+    """Knows whether the store answers, and creates the default collection once it does,
+    so a server started while Qdrant was down recovers without a restart."""
+
+    def __init__(self, store: VectorStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.collection_ready = False
+        self.up: bool | None = None
+
+    async def check(self) -> bool:
+        try:
+            await asyncio.wait_for(self.store.ping(), READINESS_TIMEOUT_SECONDS)
+            if not self.collection_ready:
+                await self._ensure_default_collection()
+            up = True
+        except (ApiError, TimeoutError):
+            up = False
+        self._record(up)
+        return up and self.collection_ready
+
+    async def _ensure_default_collection(self) -> None:
+        settings = self.settings
+        await self.store.ensure_collection(
+            settings.collection, settings.vector_size, settings.distance
+        )
+        info = await self.store.get_collection(settings.collection)
+        if info.dimension != settings.vector_size or info.distance != settings.distance:
+            logger.warning(
+                "The default collection exists with other settings; keeping it as it is",
+                extra={
+                    "collection": info.name,
+                    "dimension": info.dimension,
+                    "distance": info.distance.value,
+                },
+            )
+        self.collection_ready = True
+
+    def _record(self, up: bool) -> None:
+        if up != self.up:
+            if up:
+                logger.info("The vector store answers", extra={"backend": self.store.backend})
+            else:
+                logger.warning(
+                    "The vector store does not answer", extra={"backend": self.store.backend}
+                )
+        self.up = up
+        STORE_UP.set(1 if up else 0)
+
+    async def run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(STORE_CHECK_INTERVAL_SECONDS)
+
+
+def create_app(settings: Settings | None = None, store: VectorStore | None = None) -> Starlette:
+    settings = settings or Settings()
+    store = store or create_store(settings)
+    state: dict[str, Any] = {"draining": False}
+    supervisor = StoreSupervisor(store, settings)
+    schema = build_schema(schema_extensions(settings))
+    graphql = GraphQLEndpoint(schema, store, settings, state)
+    BUILD_INFO.info({"version": __version__, "backend": store.backend})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not state["draining"] and await supervisor.check():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        await supervisor.check()
+        task = asyncio.create_task(supervisor.run())
+        logger.info(
+            "Memory server started",
+            extra={
+                "version": __version__,
+                "backend": store.backend,
+                "collection": settings.collection,
+            },
+        )
+        try:
+            yield
+        finally:
+            state["draining"] = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
+            logger.info("Memory server stopped; the store is flushed and closed")
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                PrometheusMiddleware,
+                prefix="http",
+                group_paths=True,
+                filter_unhandled_paths=True,
+            ),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,162 @@
+"""POST /graphql: JSON in, Strawberry's executor, JSON out with coded errors.
+
+A thin endpoint of our own rather than Strawberry's HTTP view: it refuses what
+we do not serve (batches, GET operations, non-JSON bodies) with coded JSON
+errors, and keeps the per-request work to one JSON decode, one execute and one
+JSON encode.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from graph.errors import ErrorCode
+from graph.extensions import format_errors
+from graph.metrics import GRAPHQL_ERRORS, GRAPHQL_OPERATION_DURATION, GRAPHQL_OPERATIONS
+from graph.middleware import request_id_of
+from graph.responses import JSONResponse, error_response
+from graph.schema import MemorySchema
+from graph.schema.context import RequestContext
+from graph.settings import Settings
+from graph.store.base import VectorStore
+
+logger = logging.getLogger("graph.request")
+
+ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+MAX_OPERATION_NAMES = 100
+_OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+OTHER_OPERATION = "other"
+
+
+class OperationNames:
+    """Operation names as metric labels: the first MAX_OPERATION_NAMES well-formed names
+    seen keep their own value, everything after that folds into one."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+
+    def label(self, name: str | None) -> str:
+        if name is None:
+            return "anonymous"
+        if name in self.known:
+            return name
+        if len(self.known) < MAX_OPERATION_NAMES and _OPERATION_NAME.fullmatch(name):
+            self.known.add(name)
+            return name
+        return OTHER_OPERATION
+
+
+class GraphQLEndpoint:
+    def __init__(
+        self, schema: MemorySchema, store: VectorStore, settings: Settings, state: dict[str, Any]
+    ) -> None:
+        self.schema = schema
+        self.store = store
+        self.settings = settings
+        self.state = state
+        self.graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+        self.operation_names = OperationNames()
+
+    async def handle(self, request: Request) -> Response:
+        request_id = request_id_of(request.scope)
+        if request.method != "POST":
+            return self._get(request, request_id)
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            return self._refuse(
+                415, "Send GraphQL requests as POST with Content-Type: application/json", request_id
+            )
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return self._refuse(400, "The request body is not valid JSON", request_id)
+        if isinstance(data, list):
+            return self._refuse(400, "Batched requests are not supported", request_id)
+        if not isinstance(data, dict):
+            return self._refuse(400, "The request body must be a JSON object", request_id)
+        query = data.get("query")
+        variables = data.get("variables")
+        operation_name = data.get("operationName")
+        if not isinstance(query, str) or not query.strip():
+            return self._refuse(400, "The request has no GraphQL query string", request_id)
+        if not isinstance(variables, dict | None):
+            return self._refuse(400, "`variables` must be a JSON object", request_id)
+        if not isinstance(operation_name, str | None):
+            return self._refuse(400, "`operationName` must be a string", request_id)
+        return await self._execute(query, variables, operation_name, request_id)
+
+    async def _execute(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        request_id: str,
+    ) -> Response:
+        context = RequestContext(
+            store=self.store, settings=self.settings, request_id=request_id, extra=self.state
+        )
+        started = time.perf_counter()
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=ALLOWED_OPERATIONS,
+            )
+        except (CannotGetOperationTypeError, MissingQueryError):
+            return self._refuse(400, "The operation to run could not be determined", request_id)
+        except InvalidOperationTypeError:
+            return self._refuse(400, "Only queries and mutations are supported", request_id)
+        body: dict[str, Any] = {}
+        codes: list[ErrorCode] = []
+        if result.errors:
+            body["errors"], codes = format_errors(list(result.errors), context)
+        if context.validated:
+            body["data"] = result.data
+        elapsed = time.perf_counter() - started
+        self._observe(context, elapsed, codes)
+        return JSONResponse(body)
+
+    def _observe(self, context: RequestContext, elapsed: float, codes: list[ErrorCode]) -> None:
+        name = self.operation_names.label(context.operation_name)
+        outcome = "error" if codes else "success"
+        GRAPHQL_OPERATIONS.labels(context.operation_type, name, outcome).inc()
+        GRAPHQL_OPERATION_DURATION.labels(context.operation_type, name).observe(elapsed)
+        extra: dict[str, Any] = {
+            "operation_name": context.operation_name,
+            "operation_type": context.operation_type,
+            "elapsed_ms": round(elapsed * 1000, 3),
+        }
+        if codes:
+            extra["error_codes"] = [code.value for code in codes]
+        logger.info("graphql request", extra=extra)
+
+    def _get(self, request: Request, request_id: str) -> Response:
+        if self.graphiql_html is not None and "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(self.graphiql_html)
+        return self._refuse(
+            405,
+            "Send GraphQL operations as POST with a JSON body",
+            request_id,
+            headers={"Allow": "POST"},
+        )
+
+    @staticmethod
+    def _refuse(
+        status: int, message: str, request_id: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        GRAPHQL_ERRORS.labels(code=ErrorCode.BAD_REQUEST.value).inc()
+        logger.info("graphql request refused", extra={"status": status, "reason": message})
+        return error_response(status, ErrorCode.BAD_REQUEST, message, request_id, headers)

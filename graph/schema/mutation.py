@@ -1,0 +1,101 @@
+"""The root Mutation type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from graph.errors import BadUserInput
+from graph.metrics import timed_resolver
+from graph.schema import types
+from graph.schema.context import RequestContext
+from graph.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
+from graph.schema.query import CollectionArg, to_collection
+from graph.schema.resolvers import check_id_count, collection_name
+from graph.settings import Distance
+from graph.store.models import validate_collection_name, validate_dimension
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description=(
+            "Insert or replace points by id. The whole batch is validated first: one invalid "
+            "point (bad id, wrong dimension, non-object payload) rejects the batch with "
+            "BAD_USER_INPUT and writes nothing. When the call returns, the points are durable "
+            "and visible to `query`."
+        )
+    )
+    @timed_resolver("Mutation", "upsert")
+    async def upsert(
+        self,
+        info: Info[RequestContext, Any],
+        points: list[PointInput],
+        collection: CollectionArg = None,
+    ) -> types.UpsertResult:
+        context = info.context
+        if not points:
+            raise BadUserInput("points must not be empty")
+        maximum = context.settings.max_upsert_points
+        if len(points) > maximum:
+            raise BadUserInput(f"At most {maximum} points per upsert")
+        name = collection_name(context, collection)
+        upserted = await context.store.upsert(name, to_points(points))
+        return types.UpsertResult(upserted=upserted)
+
+    @strawberry.mutation(
+        description=(
+            "Delete points by `ids` or by `filter` (exactly one of them; a filter needs at "
+            "least one condition)."
+        )
+    )
+    @timed_resolver("Mutation", "delete")
+    async def delete(
+        self,
+        info: Info[RequestContext, Any],
+        ids: list[strawberry.ID] | None = None,
+        filter: Filter | None = None,
+        collection: CollectionArg = None,
+    ) -> types.DeleteResult:
+        context = info.context
+        if (ids is None) == (filter is None):
+            raise BadUserInput("Give exactly one of ids or filter")
+        name = collection_name(context, collection)
+        if ids is not None:
+            check_id_count(ids, context.settings.max_ids_per_request)
+            deleted = await context.store.delete_ids(name, to_ids(ids))
+        else:
+            flt = to_filter(filter)
+            if flt is None or not (flt.must or flt.should or flt.must_not):
+                raise BadUserInput("A delete filter needs at least one condition")
+            deleted = await context.store.delete_by_filter(name, flt)
+        return types.DeleteResult(deleted=deleted)
+
+    @strawberry.mutation(description="Create an empty collection.")
+    @timed_resolver("Mutation", "createCollection")
+    async def create_collection(
+        self,
+        info: Info[RequestContext, Any],
+        name: str,
+        dimension: int,
+        distance: types.Distance = types.Distance.COSINE,
+    ) -> types.Collection:
+        created = await info.context.store.create_collection(
+            validate_collection_name(name), validate_dimension(dimension), Distance(distance.value)
+        )
+        return to_collection(created)
+
+    @strawberry.mutation(
+        description=(
+            "Delete a collection and all its points. The default collection cannot be deleted."
+        )
+    )
+    @timed_resolver("Mutation", "deleteCollection")
+    async def delete_collection(self, info: Info[RequestContext, Any], name: str) -> bool:
+        context = info.context
+        if name == context.settings.collection:
+            raise BadUserInput("The default collection cannot be deleted")
+        await context.store.delete_collection(validate_collection_name(name))
+        return True

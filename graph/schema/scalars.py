@@ -1,0 +1,84 @@
+"""The Vector and JSON scalars: whole values decoded in one step, not element by element."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NewType
+
+import strawberry
+from graphql import (
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    ValueNode,
+    value_from_ast_untyped,
+)
+from strawberry.types.scalar import ScalarDefinition
+
+from graph.errors import BadUserInput
+from graph.store.models import MAX_DIMENSION
+
+FLOAT32_MAX = 3.4028234663852886e38
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def parse_vector(value: object) -> list[float]:
+    """A non-empty JSON array of finite numbers that fit a 32-bit float."""
+    if not isinstance(value, list) or not value:
+        raise BadUserInput("A vector must be a non-empty array of numbers")
+    if len(value) > MAX_DIMENSION:
+        raise BadUserInput(f"A vector has at most {MAX_DIMENSION} dimensions")
+    types = set(map(type, value))
+    if not types <= _NUMBER_TYPES:
+        raise BadUserInput("A vector may contain only numbers")
+    if int in types:
+        value = [float(x) for x in value]
+    # NaN fails every comparison, so `not <=` catches it along with infinities.
+    if not max(map(abs, value)) <= FLOAT32_MAX or any(map(math.isnan, value)):
+        raise BadUserInput("A vector may contain only finite 32-bit numbers")
+    return value
+
+
+def parse_vector_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> list[float]:
+    if not isinstance(node, ListValueNode):
+        raise BadUserInput("A vector must be a non-empty array of numbers")
+    numbers: list[float] = []
+    append = numbers.append
+    for item in node.values:
+        if not isinstance(item, FloatValueNode | IntValueNode):
+            raise BadUserInput("A vector literal may contain only numbers")
+        append(float(item.value))
+    return parse_vector(numbers)
+
+
+def parse_json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+Vector = NewType("Vector", list[float])
+JSON = NewType("JSON", object)
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {
+    Vector: strawberry.scalar(
+        name="Vector",
+        description=(
+            "A dense vector: a JSON array of finite numbers, e.g. [0.12, -0.5, ...]. Its "
+            "length must equal the dimension of the collection it is used with. Accepted "
+            "both as a variable and as an inline list literal."
+        ),
+        serialize=_identity,
+        parse_value=parse_vector,
+        parse_literal=parse_vector_literal,
+    ),
+    JSON: strawberry.scalar(
+        name="JSON",
+        description="Any JSON value. A point's payload is a JSON object.",
+        serialize=_identity,
+        parse_value=_identity,
+        parse_literal=parse_json_literal,
+    ),
+}

@@ -1,0 +1,113 @@
+"""GraphQL helpers for tests that talk to the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.testclient import TestClient
+
+
+class GraphQLResponse:
+    def __init__(self, http: Any) -> None:
+        self.http = http
+        self.status = http.status_code
+        self.body: dict[str, Any] = http.json()
+        self.request_id: str = http.headers["x-request-id"]
+
+    @property
+    def data(self) -> Any:
+        assert "errors" not in self.body, self.body
+        return self.body["data"]
+
+    @property
+    def codes(self) -> list[str]:
+        return [error["extensions"]["code"] for error in self.body.get("errors", [])]
+
+    def assert_error(self, code: str) -> dict[str, Any]:
+        """The response failed with this code only, and every error carries the request id."""
+        assert self.codes and set(self.codes) == {code}, self.body
+        for error in self.body["errors"]:
+            assert error["extensions"]["requestId"] == self.request_id
+        first: dict[str, Any] = self.body["errors"][0]
+        return first
+
+
+def gql(
+    client: TestClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    **headers: str,
+) -> GraphQLResponse:
+    body: dict[str, Any] = {"query": query}
+    if variables is not None:
+        body["variables"] = variables
+    return GraphQLResponse(client.post("/graphql", json=body, headers=headers))
+
+
+UPSERT = """
+mutation Upsert($points: [PointInput!]!, $collection: String) {
+  upsert(points: $points, collection: $collection) { upserted }
+}
+"""
+QUERY = """
+query Recall($vector: Vector!, $limit: Int! = 10, $filter: Filter, $collection: String,
+             $withVector: Boolean! = false, $offset: Int! = 0, $threshold: Float) {
+  query(vector: $vector, limit: $limit, filter: $filter, collection: $collection,
+        withVector: $withVector, offset: $offset, scoreThreshold: $threshold) {
+    id score payload vector
+  }
+}
+"""
+COUNT = "query Count($filter: Filter, $c: String) { count(filter: $filter, collection: $c) }"
+
+
+def count_points(client: TestClient, collection: str | None = None) -> int:
+    result: int = gql(client, COUNT, {"c": collection}).data["count"]
+    return result
+
+
+def point(point_id: Any, vector: list[float], **payload: Any) -> dict[str, Any]:
+    return {"id": point_id, "vector": vector, "payload": payload or None}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers: a hung Qdrant, which a real
+    one cannot be made to be on demand."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port: int = self.sock.getsockname()[1]
+        self.connections: list[Any] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def __enter__(self) -> SilentServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        for connection in self.connections:
+            connection.close()

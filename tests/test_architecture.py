@@ -1,0 +1,115 @@
+"""The shape of the package: one-way dependencies, lint and types clean, schema in sync."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from graphql import build_schema, find_breaking_changes
+
+from graph.schema import schema_sdl
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "graph"
+CONTRACT = ROOT.parent / "shared" / "contract.graphql"
+
+# Lower layers never import higher ones; app sits on top and nothing imports it.
+LAYERS = {
+    "graph.settings": 0,
+    "graph.errors": 0,
+    "graph.logs": 0,
+    "graph.metrics": 0,
+    "graph.responses": 1,
+    "graph.store": 1,
+    "graph.middleware": 2,
+    "graph.schema": 2,
+    "graph.extensions": 3,
+    "graph.endpoint": 4,
+    "graph.app": 5,
+    "graph.cli": 6,
+    "graph.__main__": 7,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int | None:
+    for prefix, layer in LAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    return None
+
+
+def imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down_the_layers(module: str) -> None:
+    own = layer_of(module)
+    if own is None:  # graph/__init__.py: only the version
+        assert not {i for i in imports_of(MODULES[module]) if i.startswith("graph")}
+        return
+    for imported in imports_of(MODULES[module]):
+        other = layer_of(imported)
+        if other is None or imported.split(".")[:2] == module.split(".")[:2]:
+            continue
+        assert other < own, f"{module} (layer {own}) imports {imported} (layer {other})"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("graph.store")))
+def test_the_store_never_imports_graphql(module: str) -> None:
+    for imported in imports_of(MODULES[module]):
+        assert imported.split(".")[0] not in {"strawberry", "graphql"}, imported
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("graph.schema")))
+def test_the_schema_never_imports_qdrant(module: str) -> None:
+    for imported in imports_of(MODULES[module]):
+        assert not imported.startswith("qdrant"), imported
+
+
+def test_schema_graphql_is_exported_from_the_code() -> None:
+    committed = (ROOT / "schema.graphql").read_text()
+    assert committed == schema_sdl(), (
+        "schema.graphql drifted: run `python -m graph schema > schema.graphql`"
+    )
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason=f"{CONTRACT} is not beside the checkout")
+def test_schema_keeps_every_name_of_the_public_contract() -> None:
+    contract = build_schema(CONTRACT.read_text())
+    ours = build_schema(schema_sdl())
+    breaking = find_breaking_changes(contract, ours)
+    assert not breaking, [change.description for change in breaking]
+
+
+def run_tool(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_is_clean() -> None:
+    run_tool("ruff", "check", "graph", "tests")
+    run_tool("ruff", "format", "--check", "graph", "tests")
+
+
+def test_mypy_is_clean() -> None:
+    run_tool("mypy")
