@@ -111,3 +111,20 @@ class SilentServer:
         self.sock.close()
         for connection in self.connections:
             connection.close()
+
+
+def require_tool(name: str) -> str:
+    """The path of a program a test drives. CI installs them all (.ci/run), so there a
+    missing one fails the test; on a developer's machine the test is skipped, saying why."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
