@@ -15,17 +15,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette_exporter import PrometheusMiddleware
+from starlette_exporter.optional_metrics import request_body_size, response_body_size
 
 from graph import __version__
 from graph.endpoint import GraphQLEndpoint
-from graph.errors import ApiError
-from graph.extensions import schema_extensions
-from graph.metrics import BUILD_INFO, STORE_UP
+from graph.errors import ApiError, ErrorCode
+from graph.extensions import schema_extensions, validation_rules
+from graph.fastpath import FastPath
+from graph.metrics import BUILD_INFO, STORE_UP, initialise_error_codes, set_resolver_timing
 from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.responses import JSONResponse
 from graph.schema import build_schema
 from graph.settings import Settings
 from graph.store import VectorStore, create_store
+from graph.store.instrumented import StoreStats, instrument
 
 logger = logging.getLogger("graph.app")
 
@@ -42,6 +45,7 @@ class StoreSupervisor:
         self.settings = settings
         self.collection_ready = False
         self.up: bool | None = None
+        self.stats: StoreStats | None = None
 
     async def check(self) -> bool:
         try:
@@ -84,17 +88,33 @@ class StoreSupervisor:
 
     async def run(self) -> None:
         while True:
-            await self.check()
+            if await self.check() and self.stats is not None:
+                await self._sample_stats(self.stats)
             await asyncio.sleep(STORE_CHECK_INTERVAL_SECONDS)
+
+    @staticmethod
+    async def _sample_stats(stats: StoreStats) -> None:
+        try:
+            await asyncio.wait_for(stats.refresh(), READINESS_TIMEOUT_SECONDS)
+        except (ApiError, TimeoutError):
+            logger.debug("Could not sample the store's statistics", exc_info=True)
 
 
 def create_app(settings: Settings | None = None, store: VectorStore | None = None) -> Starlette:
     settings = settings or Settings()
     store = store or create_store(settings)
+    if settings.metrics_store:
+        store = instrument(store)
+    set_resolver_timing(settings.metrics_resolver_timing)
+    initialise_error_codes(code.value for code in ErrorCode)
     state: dict[str, Any] = {"draining": False}
     supervisor = StoreSupervisor(store, settings)
-    schema = build_schema(schema_extensions(settings))
-    graphql = GraphQLEndpoint(schema, store, settings, state)
+    if settings.metrics_store:
+        supervisor.stats = StoreStats(store)
+    rules = validation_rules(settings)
+    schema = build_schema(schema_extensions(settings, rules))
+    fast_path = FastPath(schema, rules, settings.max_tokens)
+    graphql = GraphQLEndpoint(schema, fast_path, store, settings, state)
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
 
     async def healthz(request: Request) -> Response:
@@ -107,6 +127,20 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    http_metrics = (
+        [
+            Middleware(
+                PrometheusMiddleware,
+                prefix="http",
+                group_paths=True,
+                filter_unhandled_paths=True,
+                optional_metrics=[request_body_size, response_body_size],
+            )
+        ]
+        if settings.metrics_http
+        else []
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -140,12 +174,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(
-                PrometheusMiddleware,
-                prefix="http",
-                group_paths=True,
-                filter_unhandled_paths=True,
-            ),
+            *http_metrics,
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

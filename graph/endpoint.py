@@ -19,10 +19,12 @@ from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graph.errors import ErrorCode
 from graph.extensions import format_errors
+from graph.fastpath import FastPath
 from graph.metrics import GRAPHQL_ERRORS, GRAPHQL_OPERATION_DURATION, GRAPHQL_OPERATIONS
 from graph.middleware import request_id_of
 from graph.responses import JSONResponse, error_response
@@ -59,9 +61,15 @@ class OperationNames:
 
 class GraphQLEndpoint:
     def __init__(
-        self, schema: MemorySchema, store: VectorStore, settings: Settings, state: dict[str, Any]
+        self,
+        schema: MemorySchema,
+        fast_path: FastPath,
+        store: VectorStore,
+        settings: Settings,
+        state: dict[str, Any],
     ) -> None:
         self.schema = schema
+        self.fast_path = fast_path
         self.store = store
         self.settings = settings
         self.state = state
@@ -107,18 +115,16 @@ class GraphQLEndpoint:
             store=self.store, settings=self.settings, request_id=request_id, extra=self.state
         )
         started = time.perf_counter()
-        try:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=ALLOWED_OPERATIONS,
+        plan = self.fast_path.plan(query, operation_name)
+        result: ExecutionResult | None
+        if plan is not None:
+            result = await self.fast_path.execute(plan, variables, context)
+        else:
+            result = await self._execute_general(query, variables, operation_name, context)
+        if result is None:
+            return self._refuse(
+                400, "No query or mutation in the document matches the request", request_id
             )
-        except (CannotGetOperationTypeError, MissingQueryError):
-            return self._refuse(400, "The operation to run could not be determined", request_id)
-        except InvalidOperationTypeError:
-            return self._refuse(400, "Only queries and mutations are supported", request_id)
         body: dict[str, Any] = {}
         codes: list[ErrorCode] = []
         if result.errors:
@@ -128,6 +134,26 @@ class GraphQLEndpoint:
         elapsed = time.perf_counter() - started
         self._observe(context, elapsed, codes)
         return JSONResponse(body)
+
+    async def _execute_general(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: RequestContext,
+    ) -> ExecutionResult | None:
+        """Strawberry's executor, for whatever the fast path does not compile."""
+        try:
+            return await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=ALLOWED_OPERATIONS,
+            )
+        except (CannotGetOperationTypeError, MissingQueryError, InvalidOperationTypeError):
+            # Subscriptions, and names that match no operation of the document.
+            return None
 
     def _observe(self, context: RequestContext, elapsed: float, codes: list[ErrorCode]) -> None:
         name = self.operation_names.label(context.operation_name)

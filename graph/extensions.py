@@ -59,14 +59,20 @@ class RequestObserver(SchemaExtension):
         yield
 
 
-def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Limits and caches, in the order they must run. Rule classes are built once so
-    that the validation cache, keyed by document and rules, hits across requests."""
-    rules: list[type[ASTValidationRule]] = [
+def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """Our limits as validation rules, beyond graphql-core's own. Built once, so that
+    validation caches keyed by document and rules hit across requests."""
+    return [
         max_depth_rule(settings.max_query_depth, None),
         max_aliases_rule(settings.max_aliases),
         max_directives_rule(settings.max_directives),
     ]
+
+
+def schema_extensions(
+    settings: Settings, rules: list[type[ASTValidationRule]]
+) -> list[Callable[[], SchemaExtension]]:
+    """Limits and caches, in the order they must run."""
     return [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),

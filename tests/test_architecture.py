@@ -27,6 +27,7 @@ LAYERS = {
     "graph.middleware": 2,
     "graph.schema": 2,
     "graph.extensions": 3,
+    "graph.fastpath": 3,
     "graph.endpoint": 4,
     "graph.app": 5,
     "graph.cli": 6,

@@ -1,0 +1,282 @@
+"""Compiled execution for the documents clients send over and over.
+
+graphql-core resolves every field of every hit through a generic machinery (a
+resolve-info object, an awaitable check and a completion step per field), which
+costs more than the engine's own search. Our result types are plain objects
+whose fields are attributes, so a document that only selects fields can be
+compiled once into a plan: coerce the variables, call the same root resolvers
+Strawberry would call, and build the response dicts directly.
+
+Anything a plan does not cover (fragments, directives, introspection, fields
+with resolvers, permissions or extensions of their own, invalid documents)
+returns None from compile() and goes through Strawberry unchanged, so errors
+and edge cases keep exactly one implementation. tests/test_fastpath.py runs a
+corpus of documents through both and compares the responses.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    located_error,
+    parse,
+    specified_rules,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionResult
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
+
+from graph.schema import MemorySchema
+from graph.schema.context import RequestContext
+
+Complete = Callable[[Any], Any]
+PLAN_CACHE_SIZE = 512
+
+
+class NotCompilable(Exception):
+    """The document needs the general executor."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ResolverInfo:
+    """What the root resolvers read from Strawberry's Info: the request context."""
+
+    context: RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class RootField:
+    key: str
+    node: FieldNode
+    definition: GraphQLField
+    field: StrawberryField
+    resolver: Callable[..., Any]
+    complete: Complete
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    operation_type: str
+    operation_name: str | None
+    operation: OperationDefinitionNode
+    fields: tuple[RootField, ...]
+
+
+class FastPath:
+    def __init__(
+        self,
+        schema: MemorySchema,
+        rules: Sequence[type[ASTValidationRule]],
+        max_tokens: int,
+    ) -> None:
+        self.schema = schema
+        self.graphql_schema = schema._schema
+        self.rules = (*specified_rules, *rules)
+        self.max_tokens = max_tokens
+        converter = schema.schema_converter
+        self.scalar_registry = converter.scalar_registry
+        self.plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+
+    def plan(self, query: str, operation_name: str | None) -> Plan | None:
+        key = (query, operation_name)
+        try:
+            plan = self.plans[key]
+            self.plans.move_to_end(key)
+            return plan
+        except KeyError:
+            pass
+        plan = self._compile(query, operation_name)
+        self.plans[key] = plan
+        if len(self.plans) > PLAN_CACHE_SIZE:
+            self.plans.popitem(last=False)
+        return plan
+
+    def _compile(self, query: str, operation_name: str | None) -> Plan | None:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return None
+        if validate_document(self.graphql_schema, document, self.rules):
+            return None
+        operation = _single_operation(document, operation_name)
+        if operation is None:
+            return None
+        root = self.graphql_schema.get_root_type(operation.operation)
+        if root is None:
+            return None
+        try:
+            fields = tuple(
+                self._root_field(root, node) for node in _fields(operation.selection_set)
+            )
+        except NotCompilable:
+            return None
+        return Plan(
+            operation_type=operation.operation.value,
+            operation_name=operation.name.value if operation.name else None,
+            operation=operation,
+            fields=fields,
+        )
+
+    def _root_field(self, root: GraphQLObjectType, node: FieldNode) -> RootField:
+        name = node.name.value
+        definition = root.fields.get(name)
+        field = self._strawberry_field(root.name, name)
+        if definition is None or field.base_resolver is None:
+            raise NotCompilable
+        return RootField(
+            key=node.alias.value if node.alias else name,
+            node=node,
+            definition=definition,
+            field=field,
+            resolver=cast(Callable[..., Any], field.base_resolver.wrapped_func),
+            complete=self._completion(definition.type, node.selection_set),
+            nullable=not isinstance(definition.type, GraphQLNonNull),
+        )
+
+    def _strawberry_field(self, type_name: str, field_name: str) -> StrawberryField:
+        field = self.schema.get_field_for_type(field_name, type_name)
+        if field is None or field.permission_classes or field.extensions:
+            raise NotCompilable
+        return field
+
+    def _completion(self, type_: GraphQLOutputType, selection: SelectionSetNode | None) -> Complete:
+        if isinstance(type_, GraphQLNonNull):
+            inner = self._completion(type_.of_type, selection)
+
+            def non_null(value: Any) -> Any:
+                if value is None:
+                    raise TypeError("A non-null field resolved to null")
+                return inner(value)
+
+            return non_null
+        if isinstance(type_, GraphQLList):
+            item = self._completion(type_.of_type, selection)
+            return lambda value: None if value is None else [item(v) for v in value]
+        if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+            if selection is not None:
+                raise NotCompilable
+            serialize = type_.serialize
+            return lambda value: None if value is None else serialize(value)
+        if isinstance(type_, GraphQLObjectType) and selection is not None:
+            return self._object_completion(type_, selection)
+        raise NotCompilable
+
+    def _object_completion(self, type_: GraphQLObjectType, selection: SelectionSetNode) -> Complete:
+        definition = self.schema.get_type_by_name(type_.name)
+        if not isinstance(definition, StrawberryObjectDefinition):
+            raise NotCompilable
+        entries: list[tuple[str, str | None, Complete | None]] = []
+        for node in _fields(selection):
+            name = node.name.value
+            key = node.alias.value if node.alias else name
+            if name == "__typename":
+                entries.append((key, None, None))
+                continue
+            graphql_field = type_.fields.get(name)
+            field = self._strawberry_field(type_.name, name)
+            if graphql_field is None or field.base_resolver is not None:
+                raise NotCompilable
+            entries.append(
+                (key, field.python_name, self._completion(graphql_field.type, node.selection_set))
+            )
+        type_name = type_.name
+
+        def complete(value: Any) -> dict[str, Any] | None:
+            if value is None:
+                return None
+            result: dict[str, Any] = {}
+            for key, attribute, completion in entries:
+                if attribute is None or completion is None:
+                    result[key] = type_name
+                else:
+                    result[key] = completion(getattr(value, attribute))
+            return result
+
+        return complete
+
+    async def execute(
+        self, plan: Plan, variables: dict[str, Any] | None, context: RequestContext
+    ) -> ExecutionResult:
+        context.validated = True
+        context.operation_type = plan.operation_type
+        context.operation_name = plan.operation_name
+        coerced = get_variable_values(
+            self.graphql_schema, plan.operation.variable_definitions or (), variables or {}, 50
+        )
+        if isinstance(coerced, list):
+            return ExecutionResult(data=None, errors=coerced)
+        info = _ResolverInfo(context)
+        config = self.schema.config
+        data: dict[str, Any] = {}
+        errors: list[GraphQLError] = []
+        for root in plan.fields:
+            try:
+                arguments = get_argument_values(root.definition, root.node, coerced)
+                kwargs = convert_arguments(
+                    arguments, root.field.arguments, self.scalar_registry, config
+                )
+                value = await root.resolver(None, info, **kwargs)
+                data[root.key] = root.complete(value)
+            except Exception as error:
+                errors.append(located_error(error, [root.node], [root.key]))
+                if not root.nullable:
+                    # A null in a non-null root field nulls the whole data, as in graphql-core.
+                    return ExecutionResult(data=None, errors=errors)
+                data[root.key] = None
+        return ExecutionResult(data=data, errors=errors or None)
+
+
+def _single_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != len(document.definitions):
+        return None  # fragments
+    if operation_name is None:
+        chosen = operations if len(operations) == 1 else []
+    else:
+        chosen = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(chosen) != 1 or chosen[0].operation not in (OperationType.QUERY, OperationType.MUTATION):
+        return None
+    if chosen[0].directives:
+        return None
+    return chosen[0]
+
+
+def _fields(selection: SelectionSetNode) -> list[FieldNode]:
+    """The selection's fields, when it is nothing but plain fields with distinct keys."""
+    fields: list[FieldNode] = []
+    keys: set[str] = set()
+    for node in selection.selections:
+        if not isinstance(node, FieldNode) or node.directives:
+            raise NotCompilable
+        if node.name.value.startswith("__") and node.name.value != "__typename":
+            raise NotCompilable
+        key = node.alias.value if node.alias else node.name.value
+        if key in keys:
+            raise NotCompilable
+        keys.add(key)
+        fields.append(node)
+    return fields
