@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,17 +19,20 @@ from starlette_exporter import PrometheusMiddleware
 from starlette_exporter.optional_metrics import request_body_size, response_body_size
 
 from graph import __version__
+from graph.auth import Authenticator
 from graph.endpoint import GraphQLEndpoint
 from graph.errors import ApiError, ErrorCode
 from graph.extensions import schema_extensions, validation_rules
 from graph.fastpath import FastPath
 from graph.metrics import BUILD_INFO, STORE_UP, initialise_error_codes, set_resolver_timing
 from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.ratelimit import TenantRateLimiter
 from graph.responses import JSONResponse
 from graph.schema import build_schema
 from graph.settings import Settings
 from graph.store import VectorStore, create_store
 from graph.store.instrumented import StoreStats, instrument
+from graph.store.tenancy import DEFAULT_TENANT
 
 logger = logging.getLogger("graph.app")
 
@@ -61,9 +65,9 @@ class StoreSupervisor:
     async def _ensure_default_collection(self) -> None:
         settings = self.settings
         await self.store.ensure_collection(
-            settings.collection, settings.vector_size, settings.distance
+            DEFAULT_TENANT, settings.collection, settings.vector_size, settings.distance
         )
-        info = await self.store.get_collection(settings.collection)
+        info = await self.store.get_collection(DEFAULT_TENANT, settings.collection)
         if info.dimension != settings.vector_size or info.distance != settings.distance:
             logger.warning(
                 "The default collection exists with other settings; keeping it as it is",
@@ -100,6 +104,24 @@ class StoreSupervisor:
             logger.debug("Could not sample the store's statistics", exc_info=True)
 
 
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    """CORS_ALLOW_ORIGINS, comma-separated; none (the default): no cross-origin browser
+    access at all."""
+    origins = [o.strip() for o in settings.cors_allow_origins.split(",") if o.strip()]
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings | None = None, store: VectorStore | None = None) -> Starlette:
     settings = settings or Settings()
     store = store or create_store(settings)
@@ -114,7 +136,21 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
     rules = validation_rules(settings)
     schema = build_schema(schema_extensions(settings, rules))
     fast_path = FastPath(schema, rules, settings.max_tokens)
-    graphql = GraphQLEndpoint(schema, fast_path, store, settings, state)
+    # Built here, so that a bad secret, key file or limit stops the start, saying which.
+    authenticator = Authenticator(settings)
+    limiter = (
+        TenantRateLimiter(
+            settings.rate_limit,
+            settings.rate_limit_storage_url.get_secret_value()
+            if settings.rate_limit_storage_url
+            else None,
+        )
+        if settings.rate_limit
+        else None
+    )
+    graphql = GraphQLEndpoint(
+        schema, fast_path, store, settings, state, authenticator=authenticator, limiter=limiter
+    )
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
 
     async def healthz(request: Request) -> Response:
@@ -147,6 +183,11 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         await store.open()
         await supervisor.check()
         task = asyncio.create_task(supervisor.run())
+        if authenticator.open:
+            logger.warning(
+                "No authentication is configured: the server is open, and every request "
+                "runs as the single tenant 'default' with every scope (README: Security)"
+            )
         logger.info(
             "Memory server started",
             extra={
@@ -163,6 +204,8 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await store.close()
+            if limiter is not None:
+                await limiter.close()
             logger.info("Memory server stopped; the store is flushed and closed")
 
     return Starlette(
@@ -174,6 +217,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            *cors_middleware(settings),
             *http_metrics,
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],

@@ -1,8 +1,10 @@
-"""The `graph` command: `graph serve`, `graph schema`."""
+"""The `graph` command: `graph serve`, `graph schema`, `graph keys ...`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,8 +28,16 @@ def serve() -> None:
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _ignore_signal)
+    from graph.auth import AuthConfigError
+    from graph.ratelimit import RateLimitConfigError
+
+    try:
+        app = create_app(settings)
+    except (AuthConfigError, RateLimitConfigError) as exc:
+        logging.getLogger("graph.app").critical("Cannot start: %s", exc)
+        sys.exit(2)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=log_config(settings.log_level),
@@ -43,13 +53,54 @@ def print_schema() -> None:
     sys.stdout.write(schema_sdl())
 
 
+def keys(args: argparse.Namespace) -> None:
+    """API keys in the file the server reads (AUTH_API_KEYS_FILE, or --file)."""
+    from pathlib import Path
+
+    from graph.auth import ApiKeyFile
+
+    path = args.file or os.environ.get("AUTH_API_KEYS_FILE")
+    if not path:
+        sys.exit("graph keys: set AUTH_API_KEYS_FILE or pass --file")
+    keyfile = ApiKeyFile(Path(path))
+    if args.action == "create":
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        try:
+            credential, key = keyfile.create(args.tenant, scopes)
+        except ValueError as exc:
+            sys.exit(f"graph keys create: {exc}")
+        sys.stderr.write(
+            f"Created key {key.id} for tenant {key.tenant} ({','.join(key.scopes)}). "
+            "The key is shown once and cannot be recovered:\n"
+        )
+        sys.stdout.write(credential + "\n")
+    elif args.action == "list":
+        for key in keyfile.list():
+            sys.stdout.write(f"{key.id}\t{key.tenant}\t{','.join(key.scopes)}\t{key.created}\n")
+    elif not keyfile.revoke(args.id):
+        sys.exit(f"graph keys revoke: no key {args.id}")
+    else:
+        sys.stderr.write(f"Revoked key {args.id}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graph", description="The GraphQL memory server.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="start the server (settings from the environment)")
     commands.add_parser("schema", help="print the GraphQL schema (SDL), as in schema.graphql")
+    keys_parser = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys_parser.add_argument("--file", help="the key file (default: $AUTH_API_KEYS_FILE)")
+    actions = keys_parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key; it is printed once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", default="read", help="comma-separated: read,write,admin")
+    actions.add_parser("list", help="the keys: id, tenant, scopes, created (never secrets)")
+    revoke = actions.add_parser("revoke", help="delete a key by its id")
+    revoke.add_argument("id")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve()
+    elif args.command == "keys":
+        keys(args)
     else:
         print_schema()

@@ -22,11 +22,19 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from graph.errors import ErrorCode
-from graph.extensions import format_errors
+from graph.auth import OPEN_PRINCIPAL, Authenticator, Principal
+from graph.errors import ApiError, ErrorCode, Unauthenticated
+from graph.extensions import forbidden_result, format_errors, missing_scope
 from graph.fastpath import FastPath
-from graph.metrics import GRAPHQL_ERRORS, GRAPHQL_OPERATION_DURATION, GRAPHQL_OPERATIONS
+from graph.metrics import (
+    AUTH_FAILURES,
+    GRAPHQL_ERRORS,
+    GRAPHQL_OPERATION_DURATION,
+    GRAPHQL_OPERATIONS,
+    observe_tenant_operation,
+)
 from graph.middleware import request_id_of
+from graph.ratelimit import TenantRateLimiter
 from graph.responses import JSONResponse, error_response
 from graph.schema import MemorySchema
 from graph.schema.context import RequestContext
@@ -67,7 +75,13 @@ class GraphQLEndpoint:
         store: VectorStore,
         settings: Settings,
         state: dict[str, Any],
+        authenticator: Authenticator | None = None,
+        limiter: TenantRateLimiter | None = None,
     ) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        # Tenants whose default collection this process has made sure exists.
+        self.tenants_ready: set[str] = set()
         self.schema = schema
         self.fast_path = fast_path
         self.store = store
@@ -78,6 +92,23 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
+        # Credential and rate limit first: a refused request costs no body read or parse.
+        principal = OPEN_PRINCIPAL
+        if self.authenticator is not None:
+            try:
+                principal = self.authenticator.authenticate(request.headers.get("authorization"))
+            except Unauthenticated as exc:
+                return self._deny(401, ErrorCode.UNAUTHENTICATED, exc.message, request_id)
+        if self.limiter is not None:
+            retry_after = await self.limiter.hit(principal.tenant)
+            if retry_after is not None:
+                return self._deny(
+                    429,
+                    ErrorCode.RATE_LIMITED,
+                    "Too many requests for this tenant; retry later",
+                    request_id,
+                    {"Retry-After": str(retry_after)},
+                )
         if request.method != "POST":
             return self._get(request, request_id)
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -102,7 +133,21 @@ class GraphQLEndpoint:
             return self._refuse(400, "`variables` must be a JSON object", request_id)
         if not isinstance(operation_name, str | None):
             return self._refuse(400, "`operationName` must be a string", request_id)
-        return await self._execute(query, variables, operation_name, request_id)
+        if principal.tenant not in self.tenants_ready:
+            await self._prepare_tenant(principal.tenant)
+        return await self._execute(query, variables, operation_name, request_id, principal)
+
+    async def _prepare_tenant(self, tenant: str) -> None:
+        """Every tenant has the default collection, made on its first request."""
+        settings = self.settings
+        try:
+            await self.store.ensure_collection(
+                tenant, settings.collection, settings.vector_size, settings.distance
+            )
+        except ApiError:
+            logger.warning("Could not prepare the default collection", extra={"tenant": tenant})
+            return
+        self.tenants_ready.add(tenant)
 
     async def _execute(
         self,
@@ -110,15 +155,27 @@ class GraphQLEndpoint:
         variables: dict[str, Any] | None,
         operation_name: str | None,
         request_id: str,
+        principal: Principal = OPEN_PRINCIPAL,
     ) -> Response:
         context = RequestContext(
-            store=self.store, settings=self.settings, request_id=request_id, extra=self.state
+            store=self.store,
+            settings=self.settings,
+            request_id=request_id,
+            principal=principal,
+            extra=self.state,
         )
         started = time.perf_counter()
         plan = self.fast_path.plan(query, operation_name)
         result: ExecutionResult | None
         if plan is not None:
-            result = await self.fast_path.execute(plan, variables, context)
+            refused = missing_scope(plan.operation, None, principal.scopes)
+            if refused is None:
+                result = await self.fast_path.execute(plan, variables, context)
+            else:
+                context.validated, context.forbidden = True, True
+                context.operation_type = plan.operation_type
+                context.operation_name = plan.operation_name
+                result = ExecutionResult(data=None, errors=forbidden_result(refused).errors)
         else:
             result = await self._execute_general(query, variables, operation_name, context)
         if result is None:
@@ -133,6 +190,9 @@ class GraphQLEndpoint:
             body["data"] = result.data
         elapsed = time.perf_counter() - started
         self._observe(context, elapsed, codes)
+        if context.forbidden:
+            AUTH_FAILURES.labels(ErrorCode.FORBIDDEN.value).inc()
+            return JSONResponse(body, status_code=403)
         return JSONResponse(body)
 
     async def _execute_general(
@@ -159,6 +219,7 @@ class GraphQLEndpoint:
         name = self.operation_names.label(context.operation_name)
         outcome = "error" if codes else "success"
         GRAPHQL_OPERATIONS.labels(context.operation_type, name, outcome).inc()
+        observe_tenant_operation(context.principal.tenant, context.operation_type, outcome)
         GRAPHQL_OPERATION_DURATION.labels(context.operation_type, name).observe(elapsed)
         extra: dict[str, Any] = {
             "operation_name": context.operation_name,
@@ -178,6 +239,21 @@ class GraphQLEndpoint:
             request_id,
             headers={"Allow": "POST"},
         )
+
+    @staticmethod
+    def _deny(
+        status: int,
+        code: ErrorCode,
+        message: str,
+        request_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        GRAPHQL_ERRORS.labels(code=code.value).inc()
+        if status == 401:
+            AUTH_FAILURES.labels(code.value).inc()
+            headers = {"WWW-Authenticate": "Bearer"}
+        logger.info("graphql request refused", extra={"status": status, "code": code.value})
+        return error_response(status, code, message, request_id, headers)
 
     @staticmethod
     def _refuse(

@@ -59,3 +59,15 @@ class StoreUnavailable(ApiError):
 
 class StoreTimeout(ApiError):
     code = ErrorCode.STORE_TIMEOUT
+
+
+class Unauthenticated(ApiError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(ApiError):
+    code = ErrorCode.FORBIDDEN
+
+
+class RateLimited(ApiError):
+    code = ErrorCode.RATE_LIMITED

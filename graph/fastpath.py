@@ -47,8 +47,10 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from graph.errors import BadUserInput
 from graph.schema import MemorySchema
 from graph.schema.context import RequestContext
+from graph.schema.sizes import check_variable_sizes, list_limits
 
 Complete = Callable[[Any], Any]
 PLAN_CACHE_SIZE = 512
@@ -222,6 +224,14 @@ class FastPath:
         context.validated = True
         context.operation_type = plan.operation_type
         context.operation_name = plan.operation_name
+        try:
+            check_variable_sizes(
+                self.graphql_schema, plan.operation, variables, list_limits(context.settings)
+            )
+        except BadUserInput as error:
+            return ExecutionResult(
+                data=None, errors=[GraphQLError(error.message, original_error=error)]
+            )
         coerced = get_variable_values(
             self.graphql_schema, plan.operation.variable_definitions or (), variables or {}, 50
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,3 +43,37 @@ class Settings(BaseSettings):
     max_upsert_points: int = Field(default=1_000, ge=1)
     max_ids_per_request: int = Field(default=1_000, ge=1)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    # Security (README "Security"). Nothing set: open, one tenant `default`.
+    auth_jwt_secret: SecretStr | None = None
+    auth_jwt_public_key_file: Path | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_jwt_leeway_seconds: float = Field(default=10.0, ge=0, le=300)
+    auth_api_keys_file: Path | None = None
+    rate_limit: str | None = None
+    rate_limit_storage_url: SecretStr | None = None
+    graphql_introspection: bool = True
+    cors_allow_origins: str = ""
+
+    @field_validator(
+        "auth_jwt_secret",
+        "auth_jwt_public_key_file",
+        "auth_jwks_file",
+        "auth_jwt_issuer",
+        "auth_jwt_audience",
+        "auth_api_keys_file",
+        "rate_limit",
+        "rate_limit_storage_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`VAR=` (as compose writes an unset ${VAR:-}) means not set, not "" or "."."""
+        return None if value == "" else value
+
+    # Instrumentation switches, so a benchmark can measure what each part costs.
+    metrics_resolver_timing: bool = True
+    metrics_http: bool = True
+    metrics_store: bool = True

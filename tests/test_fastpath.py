@@ -105,9 +105,11 @@ class Executors:
         self.loop.run_until_complete(store.open())
         settings: Settings = self.settings
         self.loop.run_until_complete(
-            store.ensure_collection(settings.collection, settings.vector_size, settings.distance)
+            store.ensure_collection(
+                "default", settings.collection, settings.vector_size, settings.distance
+            )
         )
-        self.loop.run_until_complete(store.upsert(settings.collection, SEED))
+        self.loop.run_until_complete(store.upsert("default", settings.collection, SEED))
         return store
 
     def context(self, store: EdgeStore) -> RequestContext:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import unicodedata
 from typing import Any, cast
 
 import strawberry
@@ -60,6 +63,33 @@ class Filter:
     must_not: list[Condition] | None = None
 
 
+# The engine stores a payload deeper than about 126 levels but then fails to read it back,
+# and with it every query, scroll or get that meets the point: such payloads are refused.
+MAX_PAYLOAD_DEPTH = 64
+# Payload integers are kept as 64-bit numbers; a larger one would come back changed.
+PAYLOAD_INT_MIN = -(2**63)
+PAYLOAD_INT_MAX = 2**64 - 1
+# Qdrant matches integers as signed 64-bit.
+MATCH_INT_MIN = -(2**63)
+MATCH_INT_MAX = 2**63 - 1
+
+
+def check_payload(payload: dict[str, Any] | list[Any], depth: int = 1) -> None:
+    """A payload the store hands back unchanged: at most MAX_PAYLOAD_DEPTH levels of
+    objects and arrays (the payload itself is level 1), finite numbers, 64-bit integers."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise BadUserInput(f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep")
+    for value in payload.values() if isinstance(payload, dict) else payload:
+        kind = type(value)
+        if kind is dict or kind is list:
+            check_payload(value, depth + 1)
+        elif kind is int:
+            if not PAYLOAD_INT_MIN <= value <= PAYLOAD_INT_MAX:
+                raise BadUserInput("payload integers must fit in 64 bits")
+        elif kind is float and not math.isfinite(value):
+            raise BadUserInput("payload numbers must be finite")
+
+
 def to_points(inputs: list[PointInput]) -> list[models.Point]:
     """Normalise ids and check payloads for the whole batch before anything is written."""
     points: list[models.Point] = []
@@ -73,8 +103,13 @@ def to_points(inputs: list[PointInput]) -> list[models.Point]:
             raise BadUserInput(f"points[{index}]: id {item.id} appears twice in the batch")
         seen.add(point_id)
         payload = item.payload
-        if payload is not None and not isinstance(payload, dict):
-            raise BadUserInput(f"points[{index}]: payload must be a JSON object")
+        if payload is not None:
+            if not isinstance(payload, dict):
+                raise BadUserInput(f"points[{index}]: payload must be a JSON object")
+            try:
+                check_payload(payload)
+            except BadUserInput as error:
+                raise BadUserInput(f"points[{index}]: {error.message}") from None
         points.append(models.Point(id=point_id, vector=item.vector, payload=payload))
     return points
 
@@ -83,23 +118,59 @@ def to_ids(raw_ids: list[strawberry.ID]) -> list[models.PointId]:
     return [models.normalize_point_id(raw) for raw in raw_ids]
 
 
+def _check_match_int(value: Any) -> None:
+    if type(value) is int and not MATCH_INT_MIN <= value <= MATCH_INT_MAX:
+        raise BadUserInput("match takes integers between -2^63 and 2^63-1")
+
+
 def _match_scalar(value: Any) -> models.MatchScalar:
     if isinstance(value, str | int):
+        _check_match_int(value)
         return value
     raise BadUserInput("match.value must be a string, an integer or a boolean")
+
+
+def _match_list(values: list[Any] | None) -> list[str] | list[int] | None:
+    for value in values or ():
+        _check_match_int(value)
+    return cast(list[str] | list[int] | None, values)
 
 
 def _to_match(match: Match) -> models.Match:
     return models.Match(
         value=None if match.value is None else _match_scalar(match.value),
-        any=cast(list[str] | list[int] | None, match.any),
-        except_=cast(list[str] | list[int] | None, match.except_),
+        any=_match_list(match.any),
+        except_=_match_list(match.except_),
     )
+
+
+# A payload path as the engine parses it: dotted names, each of letters, digits, '_' and
+# '-' or quoted ("any text but a quote"), each followed by any number of [] or [N]. Anything
+# else makes the engine raise, which must reach the client as BAD_USER_INPUT.
+_KEY_SEGMENT = r'(?:[\w-]+|"[^"]*")(?:\[[0-9]{0,18}\])*'
+_FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
+
+
+def check_filter_key(key: str) -> str:
+    # Combining marks are part of many scripts' words; the engine takes those of them that
+    # Unicode counts as letters, which Python's \w does not know about.
+    probe = (
+        key
+        if key.isascii()
+        else "".join("_" if unicodedata.category(c)[0] == "M" else c for c in key)
+    )
+    if not _FILTER_KEY.fullmatch(probe):
+        raise BadUserInput(
+            f"Filter key {key[:64]!r} is not a payload path: dotted names of letters, digits, "
+            "'_' and '-', each optionally followed by [] or [N]; quote a name made of other "
+            'characters ("my key")'
+        )
+    return key
 
 
 def _to_condition(condition: Condition) -> models.Condition:
     return models.Condition(
-        key=condition.key,
+        key=None if condition.key is None else check_filter_key(condition.key),
         match=None if condition.match is None else _to_match(condition.match),
         range=None
         if condition.range is None

@@ -42,7 +42,7 @@ class Mutation:
         if len(points) > maximum:
             raise BadUserInput(f"At most {maximum} points per upsert")
         name = collection_name(context, collection)
-        upserted = await context.store.upsert(name, to_points(points))
+        upserted = await context.store.upsert(context.principal.tenant, name, to_points(points))
         return types.UpsertResult(upserted=upserted)
 
     @strawberry.mutation(
@@ -65,12 +65,12 @@ class Mutation:
         name = collection_name(context, collection)
         if ids is not None:
             check_id_count(ids, context.settings.max_ids_per_request)
-            deleted = await context.store.delete_ids(name, to_ids(ids))
+            deleted = await context.store.delete_ids(context.principal.tenant, name, to_ids(ids))
         else:
             flt = to_filter(filter)
             if flt is None or not (flt.must or flt.should or flt.must_not):
                 raise BadUserInput("A delete filter needs at least one condition")
-            deleted = await context.store.delete_by_filter(name, flt)
+            deleted = await context.store.delete_by_filter(context.principal.tenant, name, flt)
         return types.DeleteResult(deleted=deleted)
 
     @strawberry.mutation(description="Create an empty collection.")
@@ -82,8 +82,12 @@ class Mutation:
         dimension: int,
         distance: types.Distance = types.Distance.COSINE,
     ) -> types.Collection:
-        created = await info.context.store.create_collection(
-            validate_collection_name(name), validate_dimension(dimension), Distance(distance.value)
+        context = info.context
+        created = await context.store.create_collection(
+            context.principal.tenant,
+            validate_collection_name(name),
+            validate_dimension(dimension),
+            Distance(distance.value),
         )
         return to_collection(created)
 
@@ -97,5 +101,7 @@ class Mutation:
         context = info.context
         if name == context.settings.collection:
             raise BadUserInput("The default collection cannot be deleted")
-        await context.store.delete_collection(validate_collection_name(name))
+        await context.store.delete_collection(
+            context.principal.tenant, validate_collection_name(name)
+        )
         return True

@@ -79,6 +79,7 @@ class Query:
     ) -> list[types.ScoredPoint]:
         context = info.context
         hits = await context.store.query(
+            context.principal.tenant,
             collection_name(context, collection),
             vector,
             limit=check_limit(limit),
@@ -101,7 +102,10 @@ class Query:
         context = info.context
         check_id_count(ids, context.settings.max_ids_per_request)
         records = await context.store.retrieve(
-            collection_name(context, collection), to_ids(ids), with_vector=with_vector
+            context.principal.tenant,
+            collection_name(context, collection),
+            to_ids(ids),
+            with_vector=with_vector,
         )
         return cast(list[types.Point], records)
 
@@ -114,7 +118,9 @@ class Query:
         collection: CollectionArg = None,
     ) -> int:
         context = info.context
-        return await context.store.count(collection_name(context, collection), to_filter(filter))
+        return await context.store.count(
+            context.principal.tenant, collection_name(context, collection), to_filter(filter)
+        )
 
     @strawberry.field(
         description=(
@@ -134,6 +140,7 @@ class Query:
     ) -> types.ScrollResult:
         context = info.context
         page = await context.store.scroll(
+            context.principal.tenant,
             collection_name(context, collection),
             limit=check_limit(limit),
             cursor=None if cursor is None else normalize_point_id(cursor),
@@ -148,4 +155,6 @@ class Query:
     @strawberry.field(description="Every collection, sorted by name.")
     @timed_resolver("Query", "collections")
     async def collections(self, info: Info[RequestContext, Any]) -> list[types.Collection]:
-        return [to_collection(c) for c in await info.context.store.list_collections()]
+        context = info.context
+        infos = await context.store.list_collections(context.principal.tenant)
+        return [to_collection(c) for c in infos]

@@ -32,7 +32,10 @@ def parse_vector(value: object) -> list[float]:
     if not types <= _NUMBER_TYPES:
         raise BadUserInput("A vector may contain only numbers")
     if int in types:
-        value = [float(x) for x in value]
+        try:
+            value = [float(x) for x in value]
+        except OverflowError:
+            raise BadUserInput("A vector may contain only finite 32-bit numbers") from None
     # NaN fails every comparison, so `not <=` catches it along with infinities.
     if not max(map(abs, value)) <= FLOAT32_MAX or any(map(math.isnan, value)):
         raise BadUserInput("A vector may contain only finite 32-bit numbers")

@@ -29,12 +29,14 @@ from qdrant_edge import (
     EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
+    KeywordIndexParams,
     ScrollRequest,
     UpdateOperation,
 )
 from qdrant_edge import Point as EdgePoint
 
 from graph.settings import Distance
+from graph.store.tenancy import PARTITION_FIELD
 
 EDGE_DISTANCES: dict[Distance, EdgeDistance] = {
     Distance.COSINE: EdgeDistance.Cosine,
@@ -55,6 +57,19 @@ def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
         wal_enabled=True,
         optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
     )
+
+
+def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
+    """A new, empty shard with the tenant partition index every shard of a collection has."""
+    shard = EdgeShard.create(path, edge_config(dimension, distance))
+    try:
+        shard.update(
+            UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
+        )
+    except BaseException:
+        shard.close()
+        raise
+    return shard
 
 
 def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -> int:
@@ -83,7 +98,9 @@ def build(
     started = time.monotonic()
     config = edge_config(dimension, distance)
     target = (
-        EdgeShard.create(target_path, config) if create else EdgeShard.load(target_path, config)
+        create_shard(target_path, dimension, distance)
+        if create
+        else EdgeShard.load(target_path, config)
     )
     sealed = EdgeShard.load(sealed_path)
     try:

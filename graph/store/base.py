@@ -2,14 +2,19 @@
 
 Semantics every adapter keeps (the contract suite in tests/store checks them):
 
+- Every collection and point method takes the tenant first and is confined to it:
+  collections are per tenant (tenant A's `memories` is not tenant B's), point ids
+  are per collection, and nothing a caller passes can reach another tenant's
+  points (graph/store/tenancy.py has the layout). The tenant comes from the
+  caller's credential, never from client input.
 - Collections are named by validate_collection_name; a missing collection is
   NotFound, creating an existing one AlreadyExists.
 - Every write validates the whole batch first (vector dimension; ids are
   already normalised by normalize_point_id) and writes nothing when any item
   is bad (BadUserInput). When upsert returns, the points are durable (they
   survive kill -9 of the process) and visible to every read.
-- Ids come back as int or canonical UUID string; scroll pages go in
-  ascending id order (integers before UUIDs, as Qdrant orders them).
+- Ids come back as the client gave them (int or canonical UUID string); scroll
+  pages go in the order of the stored ids, and the cursor is opaque.
 - A store that cannot be reached raises StoreUnavailable; one that does not
   answer within the configured timeout raises StoreTimeout. No other
   exception escapes an adapter for a failure of the backend.
@@ -50,34 +55,42 @@ class VectorStore(ABC):
     # Collections
 
     @abstractmethod
-    async def ensure_collection(self, name: str, dimension: int, distance: Distance) -> None:
+    async def ensure_collection(
+        self, tenant: str, name: str, dimension: int, distance: Distance
+    ) -> None:
         """Create the collection when missing; keep an existing one as it is."""
 
     @abstractmethod
     async def create_collection(
-        self, name: str, dimension: int, distance: Distance
+        self, tenant: str, name: str, dimension: int, distance: Distance
     ) -> CollectionInfo: ...
 
     @abstractmethod
-    async def delete_collection(self, name: str) -> None:
+    async def delete_collection(self, tenant: str, name: str) -> None:
         """NotFound when there is no such collection."""
 
     @abstractmethod
-    async def get_collection(self, name: str) -> CollectionInfo: ...
+    async def get_collection(self, tenant: str, name: str) -> CollectionInfo: ...
 
     @abstractmethod
-    async def list_collections(self) -> list[CollectionInfo]:
-        """Sorted by name."""
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        """The tenant's collections, sorted by name."""
+
+    @abstractmethod
+    async def physical_collections(self) -> list[CollectionInfo]:
+        """What the engine holds, all tenants together (for operators' metrics only: never
+        shown to a client). Named by graph.store.tenancy.physical_name."""
 
     # Points
 
     @abstractmethod
-    async def upsert(self, collection: str, points: Sequence[Point]) -> int:
+    async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
         """Insert or replace by id; returns how many points were written."""
 
     @abstractmethod
     async def query(
         self,
+        tenant: str,
         collection: str,
         vector: Sequence[float],
         *,
@@ -91,25 +104,26 @@ class VectorStore(ABC):
 
     @abstractmethod
     async def retrieve(
-        self, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
     ) -> list[Record]:
         """The points that exist among ids, in the order of ids (missing ones left out)."""
 
     @abstractmethod
-    async def delete_ids(self, collection: str, ids: Sequence[PointId]) -> int:
+    async def delete_ids(self, tenant: str, collection: str, ids: Sequence[PointId]) -> int:
         """Delete by id; returns how many of them existed."""
 
     @abstractmethod
-    async def delete_by_filter(self, collection: str, filter: Filter) -> int:
+    async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
         """Delete every point matching filter; returns how many there were."""
 
     @abstractmethod
-    async def count(self, collection: str, filter: Filter | None = None) -> int:
+    async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
         """Exact count of points matching filter (all points when None)."""
 
     @abstractmethod
     async def scroll(
         self,
+        tenant: str,
         collection: str,
         *,
         limit: int,
@@ -117,4 +131,4 @@ class VectorStore(ABC):
         filter: Filter | None = None,
         with_vector: bool = False,
     ) -> ScrollPage:
-        """Up to limit points with id >= cursor in ascending id order, and the next cursor."""
+        """Up to limit points from cursor on (None: the start), and the next cursor."""

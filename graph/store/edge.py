@@ -1,10 +1,16 @@
-"""The embedded adapter: qdrant-edge shards in this process, one directory per collection.
+"""The embedded adapter: qdrant-edge shards in this process, one directory per physical
+collection.
 
 Layout under data_dir:
 
     .lock                                  flock held while a store has the directory open
+    catalog.json                           the logical collections: tenant, name, shape
     collections/<name>/manifest.json       dimension, distance, the live shard directories
     collections/<name>/shard-000001/ ...   one qdrant-edge shard each (WAL on)
+
+Tenants' logical collections live inside physical collections, one per vector shape,
+partitioned by a tenant-indexed payload key (graph/store/tenancy.py). The rest of this
+module is about physical collections, called collections below.
 
 A collection is made of up to three live shards, and a point lives in at most one:
 
@@ -71,7 +77,7 @@ from qdrant_edge import ScoredPoint as EdgeScoredPoint
 import graph
 from graph.errors import AlreadyExists, ApiError, BadUserInput, NotFound, StoreUnavailable
 from graph.settings import Distance, Settings
-from graph.store._indexer import edge_config
+from graph.store._indexer import create_shard
 from graph.store.base import VectorStore
 from graph.store.models import (
     CollectionInfo,
@@ -92,6 +98,16 @@ from graph.store.models import (
     validate_dimension,
     validate_filter,
 )
+from graph.store.tenancy import (
+    PARTITION_FIELD,
+    USER_KEY_PREFIX,
+    CollectionEntry,
+    client_id,
+    client_payload,
+    stored_id,
+    stored_payload,
+    validate_tenant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +118,7 @@ JournalEntry = list[PointId] | EdgeFilter
 
 UNAVAILABLE_MESSAGE = "The vector store is unavailable"
 MANIFEST = "manifest.json"
+CATALOG = "catalog.json"
 COLLECTIONS = "collections"
 LOCK_FILE = ".lock"
 TRASH_PREFIX = ".trash-"
@@ -112,24 +129,39 @@ DRAIN_TIMEOUT_SECONDS = 30.0
 # Translation between our models and qdrant_edge
 
 
-def to_edge_filter(flt: Filter) -> EdgeFilter:
-    """Our (validated) Filter as a qdrant_edge Filter."""
+def to_edge_filter(flt: Filter, prefix: str = "") -> EdgeFilter:
+    """Our (validated) Filter as a qdrant_edge Filter, every key prefixed with prefix."""
     return EdgeFilter(
-        must=[_to_edge_condition(c) for c in flt.must] or None,
-        should=[_to_edge_condition(c) for c in flt.should] or None,
-        must_not=[_to_edge_condition(c) for c in flt.must_not] or None,
+        must=[_to_edge_condition(c, prefix) for c in flt.must] or None,
+        should=[_to_edge_condition(c, prefix) for c in flt.should] or None,
+        must_not=[_to_edge_condition(c, prefix) for c in flt.must_not] or None,
     )
 
 
-def _to_edge_condition(condition: Condition) -> FieldCondition | EdgeFilter:
+def scoped_edge_filter(partition: FieldCondition, flt: Filter | None) -> EdgeFilter:
+    """A client's filter confined to one logical collection: its keys can only name the
+    client's own payload, and the partition condition is one more must."""
+    if flt is None:
+        return EdgeFilter(must=[partition])
+    validate_filter(flt)
+    p = USER_KEY_PREFIX
+    return EdgeFilter(
+        must=[partition, *(_to_edge_condition(c, p) for c in flt.must)],
+        should=[_to_edge_condition(c, p) for c in flt.should] or None,
+        must_not=[_to_edge_condition(c, p) for c in flt.must_not] or None,
+    )
+
+
+def _to_edge_condition(condition: Condition, prefix: str) -> FieldCondition | EdgeFilter:
     if condition.filter is not None:
-        return to_edge_filter(condition.filter)
+        return to_edge_filter(condition.filter, prefix)
     assert condition.key is not None  # validate_filter ran first
+    key = prefix + condition.key
     if condition.match is not None:
-        return FieldCondition(condition.key, match=_to_edge_match(condition.match))
+        return FieldCondition(key, match=_to_edge_match(condition.match))
     assert condition.range is not None
     r = condition.range
-    return FieldCondition(condition.key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
+    return FieldCondition(key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
 
 
 def _to_edge_match(match: Match) -> EdgeMatchValue | EdgeMatchAny | EdgeMatchExcept:
@@ -163,18 +195,20 @@ def _vector(raw: object) -> list[float] | None:
 
 
 def _scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
+    payload = hit.payload
     return ScoredPoint(
-        id=_from_edge_id(hit.id),
+        id=client_id(payload),
         score=hit.score,
-        payload=hit.payload or {},
+        payload=client_payload(payload),
         vector=_vector(hit.vector) if with_vector else None,
     )
 
 
 def _record(rec: EdgeRecord, with_vector: bool) -> Record:
+    payload = rec.payload
     return Record(
-        id=_from_edge_id(rec.id),
-        payload=rec.payload or {},
+        id=client_id(payload),
+        payload=client_payload(payload),
         vector=_vector(rec.vector) if with_vector else None,
     )
 
@@ -182,7 +216,7 @@ def _record(rec: EdgeRecord, with_vector: bool) -> Record:
 # Checks on input
 
 
-def _edge_points(points: Sequence[Point], dimension: int) -> list[EdgePoint]:
+def _edge_points(points: Sequence[Point], dimension: int, partition: str) -> list[EdgePoint]:
     """The whole batch checked and converted before anything is written."""
     converted: list[EdgePoint] = []
     for i, point in enumerate(points):
@@ -191,8 +225,15 @@ def _edge_points(points: Sequence[Point], dimension: int) -> list[EdgePoint]:
         check_finite(point.vector, what)
         if point.payload is not None and not isinstance(point.payload, dict):
             raise BadUserInput(f"Point {i} payload must be a JSON object")
+        point_id = normalize_point_id(point.id)
         try:
-            converted.append(EdgePoint(normalize_point_id(point.id), point.vector, point.payload))
+            converted.append(
+                EdgePoint(
+                    stored_id(partition, point_id),
+                    point.vector,
+                    stored_payload(partition, point_id, point.payload),
+                )
+            )
         except (TypeError, ValueError, OverflowError):
             raise BadUserInput(f"Point {i} payload must be JSON without NaN or infinity") from None
     return converted
@@ -233,16 +274,23 @@ def _scroll(
     return ScrollPage([_record(r, with_vector) for r in ordered[:limit]], next_cursor)
 
 
-def _retrieve(shards: tuple[EdgeShard, ...], ids: list[PointId], with_vector: bool) -> list[Record]:
+def _retrieve(
+    shards: tuple[EdgeShard, ...], ids: list[PointId], partition: str, with_vector: bool
+) -> list[Record]:
+    """ids are the client's; a point is found only under its id in this partition."""
     found: dict[PointId, Record] = {}
+    wanted: list[EdgeId] = [stored_id(partition, i) for i in ids]
     for shard in shards:
-        for rec in shard.retrieve(list(ids), with_payload=True, with_vector=with_vector):
+        for rec in shard.retrieve(wanted, with_payload=True, with_vector=with_vector):
+            if rec.payload is None or rec.payload.get(PARTITION_FIELD) != partition:
+                continue
             record = _record(rec, with_vector)
             found[record.id] = record
     return [found[i] for i in ids if i in found]
 
 
 def _count(shards: tuple[EdgeShard, ...], flt: EdgeFilter | None) -> int:
+    """flt None: every point of the physical collection (operators' view only)."""
     if flt is None:
         return sum(shard.info().points_count for shard in shards)
     request = CountRequest(exact=True, filter=flt)
@@ -281,22 +329,29 @@ def _upsert(
     shards: tuple[EdgeShard, ...],
     points: Sequence[Point],
     dimension: int,
+    partition: str,
     journal: list[JournalEntry] | None,
 ) -> int:
     """Write to the fresh shard, then drop the same ids from the older ones."""
-    converted = _edge_points(points, dimension)
+    converted = _edge_points(points, dimension, partition)
     fresh = shards[-1]
     fresh.update(UpdateOperation.upsert_points(converted))
     if len(shards) > 1:
-        ids = list(dict.fromkeys(normalize_point_id(p.id) for p in points))
+        ids: list[PointId] = list(
+            dict.fromkeys(stored_id(partition, normalize_point_id(p.id)) for p in points)
+        )
         _delete_ids_from(shards, ids, journal, fresh_too=False)
     return fresh.info().points_count
 
 
 def _delete_ids(
-    shards: tuple[EdgeShard, ...], ids: list[PointId], journal: list[JournalEntry] | None
+    shards: tuple[EdgeShard, ...],
+    ids: list[PointId],
+    partition: str,
+    journal: list[JournalEntry] | None,
 ) -> int:
-    return len(_delete_ids_from(shards, ids, journal, fresh_too=True))
+    stored: list[PointId] = [stored_id(partition, i) for i in ids]
+    return len(_delete_ids_from(shards, stored, journal, fresh_too=True))
 
 
 def _delete_by_filter(
@@ -336,6 +391,25 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _write_catalog(data_dir: Path, entries: list[CollectionEntry]) -> None:
+    """Atomically, like a manifest: the catalog names exactly the logical collections."""
+    tmp = data_dir / f"{CATALOG}.tmp"
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump({"collections": [e.to_json() for e in entries]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, data_dir / CATALOG)
+    _fsync_dir(data_dir)
+
+
+def _read_catalog(data_dir: Path) -> list[CollectionEntry]:
+    path = data_dir / CATALOG
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return [CollectionEntry.from_json(e) for e in raw["collections"]]
 
 
 # Per-collection state
@@ -457,6 +531,23 @@ class _Collection:
         )
 
 
+class _Logical:
+    """A tenant's collection: its catalog entry, the physical collection holding it, and
+    the partition filter every call on it carries, built once."""
+
+    __slots__ = ("coll", "entry", "only", "partition")
+
+    def __init__(self, entry: CollectionEntry, coll: _Collection) -> None:
+        self.entry = entry
+        self.coll = coll
+        self.partition = FieldCondition(PARTITION_FIELD, match=EdgeMatchValue(entry.partition))
+        self.only = EdgeFilter(must=[self.partition])
+
+    def info(self, points_count: int) -> CollectionInfo:
+        e = self.entry
+        return CollectionInfo(e.name, e.dimension, e.distance, points_count)
+
+
 class EdgeStore(VectorStore):
     backend = "embedded"
 
@@ -476,7 +567,8 @@ class EdgeStore(VectorStore):
         self.retry_delay_seconds = retry_delay_seconds
         self._workers = workers
         self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
-        self._collections: dict[str, _Collection] = {}
+        self._collections: dict[str, _Collection] = {}  # physical, by name
+        self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
         self._collections_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -533,11 +625,25 @@ class EdgeStore(VectorStore):
             await asyncio.sleep(0.002)
 
     def _get(self, name: str) -> _Collection:
+        """A physical collection."""
         coll = self._collections.get(name)
         if coll is None:
-            validate_collection_name(name)
             raise NotFound(f"Collection '{name}' not found")
         return coll
+
+    def _logical(self, tenant: str, name: str) -> _Logical:
+        logical = self._catalog.get((tenant, name))
+        if logical is None:
+            validate_tenant(tenant)
+            validate_collection_name(name)
+            raise NotFound(f"Collection '{name}' not found")
+        return logical
+
+    def _check_current(self, logical: _Logical) -> None:
+        """Under the physical collection's lock: the logical one was not deleted meanwhile."""
+        e = logical.entry
+        if logical.coll.closing or self._catalog.get((e.tenant, e.name)) is not logical:
+            raise NotFound(f"Collection '{e.name}' not found")
 
     # Lifecycle
 
@@ -552,6 +658,9 @@ class EdgeStore(VectorStore):
                 coll = await self._load(entry)
                 if coll is not None:
                     self._collections[coll.name] = coll
+            for logical in await self._run(_read_catalog, self.data_dir):
+                coll = await self._physical(logical.dimension, logical.distance)
+                self._catalog[(logical.tenant, logical.name)] = _Logical(logical, coll)
         except BaseException:
             await self.close()
             raise
@@ -610,6 +719,7 @@ class EdgeStore(VectorStore):
         for coll in list(self._collections.values()):
             await self._close_collection(coll)
         self._collections.clear()
+        self._catalog.clear()
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown)
@@ -640,47 +750,71 @@ class EdgeStore(VectorStore):
 
     # Collections
 
-    async def ensure_collection(self, name: str, dimension: int, distance: Distance) -> None:
+    async def ensure_collection(
+        self, tenant: str, name: str, dimension: int, distance: Distance
+    ) -> None:
+        validate_tenant(tenant)
         validate_collection_name(name)
         validate_dimension(dimension)
-        existing = self._collections.get(name)
+        existing = self._catalog.get((tenant, name))
         if existing is None:
             try:
-                await self.create_collection(name, dimension, distance)
+                await self.create_collection(tenant, name, dimension, distance)
             except AlreadyExists:
                 return
             logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)
             return
-        m = existing.manifest
-        if (m.dimension, m.distance) != (dimension, distance):
+        e = existing.entry
+        if (e.dimension, e.distance) != (dimension, distance):
             logger.warning(
                 "Collection %r exists with dimension %s and %s distance; keeping it "
                 "(configured: %s, %s)",
                 name,
-                m.dimension,
-                m.distance.value,
+                e.dimension,
+                e.distance.value,
                 dimension,
                 distance.value,
             )
 
     async def create_collection(
-        self, name: str, dimension: int, distance: Distance
+        self, tenant: str, name: str, dimension: int, distance: Distance
     ) -> CollectionInfo:
+        validate_tenant(tenant)
         validate_collection_name(name)
         validate_dimension(dimension)
         async with self._collections_lock:
-            if name in self._collections:
+            if (tenant, name) in self._catalog:
                 raise AlreadyExists(f"Collection '{name}' already exists")
+            entry = CollectionEntry(tenant, name, dimension, distance)
+            logical = _Logical(entry, await self._physical(dimension, distance))
+            coll = logical.coll
+            async with coll.lock:
+                # Points of an earlier collection of this name whose delete was cut short
+                # by a crash must not reappear in the new one.
+                await self._on_view(coll.view, True, _delete_by_filter, logical.only, coll.journal)
+                await self._commit_catalog({**self._catalog, (tenant, name): logical})
+        return logical.info(0)
+
+    async def _physical(self, dimension: int, distance: Distance) -> _Collection:
+        """The physical collection for a vector shape, created on first use."""
+        name = CollectionEntry("-", "-", dimension, distance).physical
+        coll = self._collections.get(name)
+        if coll is None:
             coll = await self._run(self._create_collection, self._root / name, dimension, distance)
             self._collections[name] = coll
-        return coll.info(0)
+        return coll
+
+    async def _commit_catalog(self, catalog: dict[tuple[str, str], _Logical]) -> None:
+        entries = [logical.entry for logical in catalog.values()]
+        await self._run(_write_catalog, self.data_dir, entries)
+        self._catalog = catalog
 
     @staticmethod
     def _create_collection(path: Path, dimension: int, distance: Distance) -> _Collection:
         _remove(path)  # an unfinished directory no manifest ever named
         path.mkdir(parents=True)
         manifest = _Manifest(dimension, distance, fresh=f"{SHARD_PREFIX}000001", next_shard=2)
-        shard = EdgeShard.create(str(path / manifest.fresh), edge_config(dimension, distance))
+        shard = create_shard(str(path / manifest.fresh), dimension, distance)
         try:
             manifest.write(path)
         except BaseException:
@@ -688,48 +822,63 @@ class EdgeStore(VectorStore):
             raise
         return _Collection(path.name, path, manifest, {manifest.fresh: shard})
 
-    async def delete_collection(self, name: str) -> None:
+    async def delete_collection(self, tenant: str, name: str) -> None:
         async with self._collections_lock:
-            coll = self._get(name)
-            del self._collections[name]
-            await self._stop_build(coll)
-            await self._close_collection(coll)
-            trash = self._root / f"{TRASH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-            await self._run(self._trash, coll.path, trash)
+            logical = self._logical(tenant, name)
+            coll = logical.coll
+            async with coll.lock:
+                if coll.closing:
+                    raise NotFound(f"Collection '{name}' not found")
+                await self._on_view(coll.view, True, _delete_by_filter, logical.only, coll.journal)
+                catalog = dict(self._catalog)
+                del catalog[(tenant, name)]
+                await self._commit_catalog(catalog)
 
-    @staticmethod
-    def _trash(path: Path, trash: Path) -> None:
-        os.replace(path, trash)  # gone at once, even if the removal below is cut short
-        shutil.rmtree(trash, ignore_errors=True)
+    async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
+        logical = self._logical(tenant, name)
+        view = logical.coll.view
+        return logical.info(await self._on_view(view, False, _count, logical.only))
 
-    async def get_collection(self, name: str) -> CollectionInfo:
-        coll = self._get(name)
-        return coll.info(await self._on_view(coll.view, False, _count, None))
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        validate_tenant(tenant)
+        infos = []
+        for key in sorted(k for k in self._catalog if k[0] == tenant):
+            with contextlib.suppress(NotFound):
+                infos.append(await self.get_collection(*key))
+        return infos
 
-    async def list_collections(self) -> list[CollectionInfo]:
+    async def physical_collections(self) -> list[CollectionInfo]:
         infos = []
         for name in sorted(self._collections):
-            with contextlib.suppress(NotFound):
-                infos.append(await self.get_collection(name))
+            coll = self._collections.get(name)
+            if coll is not None and not coll.closing:
+                infos.append(coll.info(await self._on_view(coll.view, False, _count, None)))
         return infos
 
     # Points
 
-    async def upsert(self, collection: str, points: Sequence[Point]) -> int:
-        coll = self._get(collection)
+    async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
+        logical = self._logical(tenant, collection)
         if not points:
             return 0
+        coll = logical.coll
         async with coll.lock:
-            if coll.closing:
-                raise NotFound(f"Collection '{collection}' not found")
+            self._check_current(logical)
             coll.fresh_points = await self._on_view(
-                coll.view, True, _upsert, points, coll.manifest.dimension, coll.journal
+                coll.view,
+                True,
+                _upsert,
+                points,
+                coll.manifest.dimension,
+                logical.entry.partition,
+                coll.journal,
             )
         self._maybe_start_build(coll)
         return len(points)
 
     async def query(
         self,
+        tenant: str,
         collection: str,
         vector: Sequence[float],
         *,
@@ -739,7 +888,8 @@ class EdgeStore(VectorStore):
         score_threshold: float | None = None,
         with_vector: bool = False,
     ) -> list[ScoredPoint]:
-        coll = self._get(collection)
+        logical = self._logical(tenant, collection)
+        coll = logical.coll
         check_limit(limit, offset)
         check_vector_dimension(vector, coll.manifest.dimension, "Query vector")
         check_finite(vector, "Query vector")
@@ -751,7 +901,7 @@ class EdgeStore(VectorStore):
             limit=limit if single else limit + offset,
             offset=offset if single else 0,
             query=Query.Nearest(vector if isinstance(vector, list) else list(vector)),
-            filter=to_edge_filter(validate_filter(filter)) if filter else None,
+            filter=scoped_edge_filter(logical.partition, filter) if filter else logical.only,
             score_threshold=score_threshold,
             with_vector=with_vector,
             with_payload=True,
@@ -762,39 +912,44 @@ class EdgeStore(VectorStore):
         )
 
     async def retrieve(
-        self, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
     ) -> list[Record]:
-        coll = self._get(collection)
+        logical = self._logical(tenant, collection)
         wanted = normalize_ids(ids)
         if not wanted:
             return []
-        return await self._on_view(coll.view, False, _retrieve, wanted, with_vector)
+        return await self._on_view(
+            logical.coll.view, False, _retrieve, wanted, logical.entry.partition, with_vector
+        )
 
-    async def delete_ids(self, collection: str, ids: Sequence[PointId]) -> int:
-        coll = self._get(collection)
+    async def delete_ids(self, tenant: str, collection: str, ids: Sequence[PointId]) -> int:
+        logical = self._logical(tenant, collection)
         wanted = normalize_ids(ids)
         if not wanted:
             return 0
+        coll = logical.coll
         async with coll.lock:
-            if coll.closing:
-                raise NotFound(f"Collection '{collection}' not found")
-            return await self._on_view(coll.view, True, _delete_ids, wanted, coll.journal)
+            self._check_current(logical)
+            return await self._on_view(
+                coll.view, True, _delete_ids, wanted, logical.entry.partition, coll.journal
+            )
 
-    async def delete_by_filter(self, collection: str, filter: Filter) -> int:
-        coll = self._get(collection)
-        flt = to_edge_filter(validate_filter(filter))
+    async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
+        logical = self._logical(tenant, collection)
+        flt = scoped_edge_filter(logical.partition, filter)
+        coll = logical.coll
         async with coll.lock:
-            if coll.closing:
-                raise NotFound(f"Collection '{collection}' not found")
+            self._check_current(logical)
             return await self._on_view(coll.view, True, _delete_by_filter, flt, coll.journal)
 
-    async def count(self, collection: str, filter: Filter | None = None) -> int:
-        coll = self._get(collection)
-        flt = to_edge_filter(validate_filter(filter)) if filter else None
-        return await self._on_view(coll.view, False, _count, flt)
+    async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
+        logical = self._logical(tenant, collection)
+        flt = scoped_edge_filter(logical.partition, filter) if filter else logical.only
+        return await self._on_view(logical.coll.view, False, _count, flt)
 
     async def scroll(
         self,
+        tenant: str,
         collection: str,
         *,
         limit: int,
@@ -802,21 +957,22 @@ class EdgeStore(VectorStore):
         filter: Filter | None = None,
         with_vector: bool = False,
     ) -> ScrollPage:
-        coll = self._get(collection)
+        logical = self._logical(tenant, collection)
         check_limit(limit)
         request = ScrollRequest(
             offset=normalize_point_id(cursor) if cursor is not None else None,
             limit=limit + 1,
-            filter=to_edge_filter(validate_filter(filter)) if filter else None,
+            filter=scoped_edge_filter(logical.partition, filter) if filter else logical.only,
             with_payload=True,
             with_vector=with_vector,
         )
-        return await self._on_view(coll.view, False, _scroll, request, limit, with_vector)
+        return await self._on_view(logical.coll.view, False, _scroll, request, limit, with_vector)
 
     # Background indexing
 
     async def index_status(self, collection: str) -> dict[str, Any]:
-        """What the background indexing has done for a collection, for logs and tests."""
+        """What the background indexing has done for a physical collection (named as by
+        physical_collections()), for metrics, logs and tests."""
         coll = self._get(collection)
         has_indexed = coll.manifest.indexed is not None  # then it is the view's first shard
 
@@ -943,7 +1099,7 @@ class EdgeStore(VectorStore):
         m = coll.manifest
         fresh = coll.new_shard_name()
         coll.shards[fresh] = await self._run(
-            EdgeShard.create, str(coll.path / fresh), edge_config(m.dimension, m.distance)
+            create_shard, str(coll.path / fresh), m.dimension, m.distance
         )
         sealed = replace(coll.manifest, sealed=m.fresh, fresh=fresh)
         await self._run(sealed.write, coll.path)

@@ -6,18 +6,26 @@ message (the text of client exceptions can hold URLs, payload fragments or serve
 internals, and our messages are shown to API clients). The same class runs on
 qdrant-client's local mode (RemoteStore.local), which the tests use as a real,
 in-process implementation of the same API.
+
+Tenancy (graph/store/tenancy.py): tenants' logical collections live in physical
+collections named `graph-<shape>`, one per vector shape, with the partition key indexed
+as a tenant keyword; the logical collections are points of the catalog collection
+CATALOG_COLLECTION, so every replica of the API sees the same ones. Reads use a catalog
+entry cached for ENTRY_TTL_SECONDS; writes and collection calls read it fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
+import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
@@ -54,6 +62,17 @@ from graph.store.models import (
     validate_dimension,
     validate_filter,
 )
+from graph.store.tenancy import (
+    PARTITION_FIELD,
+    USER_KEY_PREFIX,
+    CollectionEntry,
+    client_id,
+    client_payload,
+    partition_of,
+    stored_id,
+    stored_payload,
+    validate_tenant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +90,13 @@ _TO_QDRANT_DISTANCE: dict[Distance, models.Distance] = {
 }
 _FROM_QDRANT_DISTANCE = {qdrant: ours for ours, qdrant in _TO_QDRANT_DISTANCE.items()}
 
+PHYSICAL_PREFIX = "graph-"
+CATALOG_COLLECTION = "graph-catalog"
+CATALOG_TENANT_FIELD = "tenant"
+ENTRY_TTL_SECONDS = 5.0
+CATALOG_PAGE = 256
+_LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
+
 
 class _Unsupported(Exception):
     """A collection made outside this server that we cannot represent (named vectors...)."""
@@ -79,9 +105,9 @@ class _Unsupported(Exception):
 # Translation between our models and qdrant_client.models
 
 
-def _to_qdrant_filter(flt: Filter) -> models.Filter:
+def _to_qdrant_filter(flt: Filter, prefix: str = "") -> models.Filter:
     def conditions(items: list[Condition]) -> list[models.Condition] | None:
-        return [_to_qdrant_condition(c) for c in items] or None
+        return [_to_qdrant_condition(c, prefix) for c in items] or None
 
     return models.Filter(
         must=conditions(flt.must),
@@ -90,16 +116,30 @@ def _to_qdrant_filter(flt: Filter) -> models.Filter:
     )
 
 
-def _to_qdrant_condition(condition: Condition) -> models.Condition:
+def _scoped_filter(partition: models.FieldCondition, flt: Filter | None) -> models.Filter:
+    """A client's filter confined to one logical collection (see edge.scoped_edge_filter)."""
+    if flt is None:
+        return models.Filter(must=[partition])
+    validate_filter(flt)
+    p = USER_KEY_PREFIX
+    return models.Filter(
+        must=[partition, *(_to_qdrant_condition(c, p) for c in flt.must)],
+        should=[_to_qdrant_condition(c, p) for c in flt.should] or None,
+        must_not=[_to_qdrant_condition(c, p) for c in flt.must_not] or None,
+    )
+
+
+def _to_qdrant_condition(condition: Condition, prefix: str) -> models.Condition:
     if condition.filter is not None:
-        return _to_qdrant_filter(condition.filter)
+        return _to_qdrant_filter(condition.filter, prefix)
     assert condition.key is not None  # validate_filter ran first
+    key = prefix + condition.key
     if condition.match is not None:
-        return models.FieldCondition(key=condition.key, match=_to_qdrant_match(condition.match))
+        return models.FieldCondition(key=key, match=_to_qdrant_match(condition.match))
     assert condition.range is not None
     rng = condition.range
     return models.FieldCondition(
-        key=condition.key,
+        key=key,
         range=models.Range(gt=rng.gt, gte=rng.gte, lt=rng.lt, lte=rng.lte),
     )
 
@@ -125,8 +165,28 @@ def _from_qdrant_vector(raw: object) -> list[float] | None:
     return None
 
 
-def _from_qdrant_payload(raw: Payload | None) -> Payload:
-    return dict(raw) if raw else {}
+class _Logical:
+    """A tenant's collection as the catalog has it, with its partition filter built once."""
+
+    __slots__ = ("catalog_id", "entry", "expires", "only", "partition", "physical")
+
+    def __init__(self, entry: CollectionEntry) -> None:
+        self.entry = entry
+        self.physical = PHYSICAL_PREFIX + entry.physical
+        self.catalog_id = _catalog_id(entry.tenant, entry.name)
+        self.partition = models.FieldCondition(
+            key=PARTITION_FIELD, match=models.MatchValue(value=entry.partition)
+        )
+        self.only = models.Filter(must=[self.partition])
+        self.expires = time.monotonic() + ENTRY_TTL_SECONDS
+
+    def info(self, points_count: int) -> CollectionInfo:
+        e = self.entry
+        return CollectionInfo(e.name, e.dimension, e.distance, points_count)
+
+
+def _catalog_id(tenant: str, name: str) -> str:
+    return stored_id(CATALOG_COLLECTION, partition_of(tenant, name))
 
 
 def _describe(name: str, info: models.CollectionInfo, points_count: int) -> CollectionInfo:
@@ -175,9 +235,9 @@ class RemoteStore(VectorStore):
         self._client_factory = client_factory
         self._timeout = timeout_seconds
         self._client: AsyncQdrantClient | None = None
-        # Vector dimension per collection, so that upsert and query validate without
-        # an extra round trip; dropped whenever this process creates or deletes one.
-        self._dimensions: dict[str, int] = {}
+        # Catalog entries by (tenant, name), for reads; physical collections known to exist.
+        self._entries: dict[tuple[str, str], _Logical] = {}
+        self._physicals: set[str] = set()
 
     @classmethod
     def connect(
@@ -322,7 +382,8 @@ class RemoteStore(VectorStore):
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        self._dimensions.clear()
+        self._entries.clear()
+        self._physicals.clear()
         if client is None:
             return
         try:
@@ -333,50 +394,113 @@ class RemoteStore(VectorStore):
     async def ping(self) -> None:
         await self._call("ping", lambda c: c.get_collections())
 
-    # Collections
+    # The catalog and the physical collections
 
-    async def _info(self, name: str, *, exact_count: bool = True) -> CollectionInfo:
-        """Describe a collection (and cache its dimension). Qdrant's own points_count is
-        approximate, so an exact count costs a second request, skipped when not needed."""
-        info = await self._call("get_collection", lambda c: c.get_collection(name), collection=name)
-        points_count = info.points_count or 0
-        if exact_count:
-            counted = await self._call(
-                "count", lambda c: c.count(name, exact=True), collection=name
-            )
-            points_count = counted.count
+    async def _lookup(self, tenant: str, name: str, *, fresh: bool = False) -> _Logical:
+        """The catalog entry of a logical collection; NotFound when there is none."""
+        key = (tenant, name)
+        cached = self._entries.get(key)
+        if cached is not None and not fresh and cached.expires > time.monotonic():
+            return cached
+        validate_tenant(tenant)
+        validate_collection_name(name)
+        cid = _catalog_id(tenant, name)
         try:
-            described = _describe(name, info, points_count)
-        except _Unsupported as exc:
-            logger.warning("Qdrant %s", exc)
-            raise BadUserInput(
-                f"Collection '{name}' was not made by this server: it needs one unnamed "
-                "vector with cosine, dot or euclid distance"
-            ) from None
-        self._dimensions[name] = described.dimension
-        return described
+            found = await self._call(
+                "retrieve",
+                lambda c: c.retrieve(CATALOG_COLLECTION, ids=[cid], with_payload=True),
+                collection=name,
+            )
+        except NotFound:
+            found = []  # no catalog yet: no collection at all
+        if not found or not found[0].payload:
+            self._entries.pop(key, None)
+            raise NotFound(f"Collection '{name}' not found")
+        logical = _Logical(CollectionEntry.from_json(found[0].payload))
+        self._entries[key] = logical
+        return logical
 
-    async def _dimension(self, name: str, *, refresh: bool = False) -> int:
-        """The vector dimension of a collection; NotFound when there is none."""
-        if refresh or name not in self._dimensions:
-            await self._info(name, exact_count=False)
-        return self._dimensions[name]
+    async def _create_if_missing(
+        self, name: str, size: int, distance: models.Distance, index: tuple[str, bool] | None
+    ) -> None:
+        """A physical or catalog collection, with a keyword index on index[0] (is_tenant
+        when index[1]); created once, by whichever replica gets there first."""
+        exists = await self._call(
+            "collection_exists", lambda c: c.collection_exists(name), collection=name
+        )
+        if not exists:
+            with contextlib.suppress(AlreadyExists):
+                await self._call(
+                    "create_collection",
+                    lambda c: c.create_collection(
+                        name, vectors_config=models.VectorParams(size=size, distance=distance)
+                    ),
+                    collection=name,
+                )
+        if index is not None:
+            field, is_tenant = index
+            schema = models.KeywordIndexParams(
+                type=models.KeywordIndexType.KEYWORD, is_tenant=is_tenant or None
+            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
+                await self._call(
+                    "create_payload_index",
+                    lambda c: c.create_payload_index(name, field, field_schema=schema, wait=True),
+                    collection=name,
+                )
 
-    async def _check_vectors(self, collection: str, vectors: Sequence[Sequence[float]]) -> None:
-        """Dimension check against the cached dimension, re-read once before failing
-        (the collection may have been recreated by another process)."""
-        dimension = await self._dimension(collection)
-        if any(len(v) != dimension for v in vectors):
-            dimension = await self._dimension(collection, refresh=True)
+    async def _ensure_physical(self, logical: _Logical) -> None:
+        if logical.physical in self._physicals:
+            return
+        e = logical.entry
+        await self._create_if_missing(
+            logical.physical, e.dimension, _TO_QDRANT_DISTANCE[e.distance], (PARTITION_FIELD, True)
+        )
+        self._physicals.add(logical.physical)
+
+    async def _purge(self, logical: _Logical) -> None:
+        """Delete every point of a logical collection."""
+        if logical.physical not in self._physicals:
+            exists = await self._call(
+                "collection_exists",
+                lambda c: c.collection_exists(logical.physical),
+                collection=logical.entry.name,
+            )
+            if not exists:
+                return
+        await self._call(
+            "delete",
+            lambda c: c.delete(
+                logical.physical,
+                points_selector=models.FilterSelector(filter=logical.only),
+                wait=True,
+            ),
+            collection=logical.entry.name,
+        )
+
+    async def _count(self, logical: _Logical, flt: models.Filter) -> int:
+        result = await self._call(
+            "count",
+            lambda c: c.count(logical.physical, count_filter=flt, exact=True),
+            collection=logical.entry.name,
+        )
+        return result.count
+
+    def _check_dimension(self, logical: _Logical, vectors: Sequence[Sequence[float]]) -> None:
+        dimension = logical.entry.dimension
         for i, vector in enumerate(vectors):
             what = "Vector" if len(vectors) == 1 else f"Vector of point {i}"
             check_vector_dimension(vector, dimension, what)
 
-    async def ensure_collection(self, name: str, dimension: int, distance: Distance) -> None:
-        validate_collection_name(name)
+    # Collections
+
+    async def ensure_collection(
+        self, tenant: str, name: str, dimension: int, distance: Distance
+    ) -> None:
         validate_dimension(dimension)
         try:
-            existing = await self._info(name, exact_count=False)
+            existing = (await self._lookup(tenant, name, fresh=True)).entry
         except NotFound:
             pass
         else:
@@ -392,99 +516,169 @@ class RemoteStore(VectorStore):
                 )
             return
         try:
-            await self.create_collection(name, dimension, distance)
+            await self.create_collection(tenant, name, dimension, distance)
         except AlreadyExists:
-            pass  # created meanwhile by a concurrent call or another process
+            pass  # created meanwhile by a concurrent call or another replica
         else:
             logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)
 
     async def create_collection(
-        self, name: str, dimension: int, distance: Distance
+        self, tenant: str, name: str, dimension: int, distance: Distance
     ) -> CollectionInfo:
+        validate_tenant(tenant)
         validate_collection_name(name)
         validate_dimension(dimension)
-        self._dimensions.pop(name, None)
-        exists = await self._call(
-            "collection_exists", lambda c: c.collection_exists(name), collection=name
-        )
-        if exists:
+        try:
+            await self._lookup(tenant, name, fresh=True)
+        except NotFound:
+            pass
+        else:
             raise AlreadyExists(f"Collection '{name}' already exists")
-        created = await self._call(
-            "create_collection",
-            lambda c: c.create_collection(
-                name,
-                vectors_config=models.VectorParams(
-                    size=dimension, distance=_TO_QDRANT_DISTANCE[distance]
-                ),
+        logical = _Logical(CollectionEntry(tenant, name, dimension, distance))
+        await self._create_if_missing(
+            CATALOG_COLLECTION, 1, models.Distance.DOT, (CATALOG_TENANT_FIELD, False)
+        )
+        await self._ensure_physical(logical)
+        # Points of an earlier collection of this name whose delete was cut short must
+        # not reappear in the new one.
+        await self._purge(logical)
+        entry = models.PointStruct(
+            id=logical.catalog_id, vector=[1.0], payload=logical.entry.to_json()
+        )
+        await self._call(
+            "upsert",
+            lambda c: c.upsert(CATALOG_COLLECTION, points=[entry], wait=True),
+            collection=name,
+        )
+        self._entries[(tenant, name)] = logical
+        return logical.info(0)
+
+    async def delete_collection(self, tenant: str, name: str) -> None:
+        logical = await self._lookup(tenant, name, fresh=True)
+        await self._purge(logical)
+        await self._call(
+            "delete",
+            lambda c: c.delete(
+                CATALOG_COLLECTION,
+                points_selector=models.PointIdsList(points=[logical.catalog_id]),
+                wait=True,
             ),
             collection=name,
         )
-        if not created:
-            raise AlreadyExists(f"Collection '{name}' already exists")
-        self._dimensions[name] = dimension
-        return CollectionInfo(name=name, dimension=dimension, distance=distance, points_count=0)
+        self._entries.pop((tenant, name), None)
+        # What a write racing with the delete (on another replica) may have added.
+        await self._purge(logical)
 
-    async def delete_collection(self, name: str) -> None:
-        validate_collection_name(name)
-        self._dimensions.pop(name, None)
-        exists = await self._call(
-            "collection_exists", lambda c: c.collection_exists(name), collection=name
+    async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
+        logical = await self._lookup(tenant, name, fresh=True)
+        return logical.info(await self._count(logical, logical.only))
+
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        validate_tenant(tenant)
+        mine = models.Filter(
+            must=[
+                models.FieldCondition(
+                    key=CATALOG_TENANT_FIELD, match=models.MatchValue(value=tenant)
+                )
+            ]
         )
-        if not exists:
-            raise NotFound(f"Collection '{name}' not found")
-        deleted = await self._call(
-            "delete_collection", lambda c: c.delete_collection(name), collection=name
-        )
-        if not deleted:
-            raise NotFound(f"Collection '{name}' not found")
+        entries: list[CollectionEntry] = []
+        offset: models.ExtendedPointId | None = None
 
-    async def get_collection(self, name: str) -> CollectionInfo:
-        validate_collection_name(name)
-        return await self._info(name)
+        def page(c: AsyncQdrantClient) -> Awaitable[tuple[list[models.Record], Any]]:
+            return c.scroll(
+                CATALOG_COLLECTION,
+                scroll_filter=mine,
+                limit=CATALOG_PAGE,
+                offset=offset,
+                with_payload=True,
+            )
 
-    async def list_collections(self) -> list[CollectionInfo]:
+        while True:
+            try:
+                records, offset = await self._call("scroll", page, collection=CATALOG_COLLECTION)
+            except NotFound:
+                return []  # no catalog yet
+            entries.extend(CollectionEntry.from_json(r.payload) for r in records if r.payload)
+            if offset is None:
+                break
+
+        async def describe(entry: CollectionEntry) -> CollectionInfo | None:
+            logical = _Logical(entry)
+            try:
+                return logical.info(await self._count(logical, logical.only))
+            except NotFound:
+                return None  # its physical collection was removed behind our back
+
+        infos = await asyncio.gather(*(describe(e) for e in entries))
+        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
+
+    async def physical_collections(self) -> list[CollectionInfo]:
         response = await self._call("get_collections", lambda c: c.get_collections())
-        names = sorted(c.name for c in response.collections)
+        names = sorted(
+            c.name
+            for c in response.collections
+            if c.name.startswith(PHYSICAL_PREFIX) and c.name != CATALOG_COLLECTION
+        )
+        infos = []
 
         async def describe(name: str) -> CollectionInfo | None:
             try:
-                return await self._info(name)
-            except NotFound:
-                return None  # deleted since it was listed
-            except BadUserInput:
-                return None  # not one of ours (named vectors, other distance): left out
+                info = await self._call(
+                    "get_collection", lambda c: c.get_collection(name), collection=name
+                )
+                counted = await self._call(
+                    "count", lambda c: c.count(name, exact=True), collection=name
+                )
+                return _describe(name, info, counted.count)
+            except (NotFound, _Unsupported):
+                return None
 
-        infos = await asyncio.gather(*(describe(n) for n in names))
+        infos = [await describe(name) for name in names]
         return [info for info in infos if info is not None]
 
     # Points
 
-    async def upsert(self, collection: str, points: Sequence[Point]) -> int:
-        validate_collection_name(collection)
+    async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
+        logical = await self._lookup(tenant, collection, fresh=True)
+        partition = logical.entry.partition
         structs: list[models.PointStruct] = []
         for i, point in enumerate(points):
             what = f"Point {i}"
             check_finite(point.vector, f"Vector of point {i}")
             _check_payload(point.payload, what)
+            point_id = normalize_point_id(point.id)
             structs.append(
                 models.PointStruct(
-                    id=normalize_point_id(point.id),
+                    id=stored_id(partition, point_id),
                     vector=[float(x) for x in point.vector],
-                    payload=point.payload,
+                    payload=stored_payload(partition, point_id, point.payload),
                 )
             )
-        await self._check_vectors(collection, [p.vector for p in points])
+        self._check_dimension(logical, [p.vector for p in points])
         if not structs:
             return 0
         await self._call(
             "upsert",
-            lambda c: c.upsert(collection, points=structs, wait=True),
+            lambda c: c.upsert(logical.physical, points=structs, wait=True),
             collection=collection,
         )
         return len(structs)
 
+    async def _reading(
+        self, tenant: str, collection: str, vectors: Sequence[Sequence[float]] = ()
+    ) -> _Logical:
+        """The cached entry for a read; re-read once when a vector does not fit it (the
+        collection may have been recreated by another replica)."""
+        logical = await self._lookup(tenant, collection)
+        if any(len(v) != logical.entry.dimension for v in vectors):
+            logical = await self._lookup(tenant, collection, fresh=True)
+        self._check_dimension(logical, vectors)
+        return logical
+
     async def query(
         self,
+        tenant: str,
         collection: str,
         vector: Sequence[float],
         *,
@@ -494,17 +688,16 @@ class RemoteStore(VectorStore):
         score_threshold: float | None = None,
         with_vector: bool = False,
     ) -> list[ScoredPoint]:
-        validate_collection_name(collection)
         check_limit(limit, offset)
         check_finite(vector, "Query vector")
         if score_threshold is not None and not math.isfinite(score_threshold):
             raise BadUserInput("scoreThreshold must be a finite number")
-        query_filter = _to_qdrant_filter(validate_filter(filter)) if filter else None
-        await self._check_vectors(collection, [vector])
+        logical = await self._reading(tenant, collection, [vector])
+        query_filter = _scoped_filter(logical.partition, filter) if filter else logical.only
         response = await self._call(
             "query_points",
             lambda c: c.query_points(
-                collection,
+                logical.physical,
                 query=[float(x) for x in vector],
                 query_filter=query_filter,
                 limit=limit,
@@ -517,94 +710,93 @@ class RemoteStore(VectorStore):
         )
         return [
             ScoredPoint(
-                id=_from_qdrant_id(p.id),
+                id=client_id(p.payload),
                 score=float(p.score),
-                payload=_from_qdrant_payload(p.payload),
+                payload=client_payload(p.payload),
                 vector=_from_qdrant_vector(p.vector) if with_vector else None,
             )
             for p in response.points
         ]
 
     async def _retrieve(
-        self, collection: str, ids: list[PointId], *, with_payload: bool, with_vector: bool
-    ) -> list[models.Record]:
-        return await self._call(
+        self, logical: _Logical, ids: list[PointId], *, with_vector: bool
+    ) -> dict[PointId, Record]:
+        """The points among the client's ids that exist in this logical collection."""
+        partition = logical.entry.partition
+        stored: list[models.ExtendedPointId] = [stored_id(partition, i) for i in ids]
+        found = await self._call(
             "retrieve",
             lambda c: c.retrieve(
-                collection, ids=ids, with_payload=with_payload, with_vectors=with_vector
+                logical.physical, ids=stored, with_payload=True, with_vectors=with_vector
             ),
-            collection=collection,
+            collection=logical.entry.name,
         )
-
-    async def retrieve(
-        self, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
-    ) -> list[Record]:
-        validate_collection_name(collection)
-        wanted = normalize_ids(ids)
-        await self._dimension(collection)  # NotFound even when ids is empty
-        if not wanted:
-            return []
-        found = await self._retrieve(collection, wanted, with_payload=True, with_vector=with_vector)
-        by_id = {
-            _from_qdrant_id(r.id): Record(
-                id=_from_qdrant_id(r.id),
-                payload=_from_qdrant_payload(r.payload),
+        records: dict[PointId, Record] = {}
+        for r in found:
+            if not r.payload or r.payload.get(PARTITION_FIELD) != partition:
+                continue
+            records[client_id(r.payload)] = Record(
+                id=client_id(r.payload),
+                payload=client_payload(r.payload),
                 vector=_from_qdrant_vector(r.vector) if with_vector else None,
             )
-            for r in found
-        }
+        return records
+
+    async def retrieve(
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
+    ) -> list[Record]:
+        wanted = normalize_ids(ids)
+        logical = await self._reading(tenant, collection)  # NotFound even when ids is empty
+        if not wanted:
+            return []
+        by_id = await self._retrieve(logical, wanted, with_vector=with_vector)
         return [by_id[i] for i in wanted if i in by_id]
 
-    async def delete_ids(self, collection: str, ids: Sequence[PointId]) -> int:
-        validate_collection_name(collection)
+    async def delete_ids(self, tenant: str, collection: str, ids: Sequence[PointId]) -> int:
         wanted = normalize_ids(ids)
-        await self._dimension(collection)
+        logical = await self._lookup(tenant, collection, fresh=True)
         if not wanted:
             return 0
-        found = await self._retrieve(collection, wanted, with_payload=False, with_vector=False)
-        existing: list[models.ExtendedPointId] = [_from_qdrant_id(r.id) for r in found]
+        found = await self._retrieve(logical, wanted, with_vector=False)
+        partition = logical.entry.partition
+        existing: list[models.ExtendedPointId] = [stored_id(partition, i) for i in found]
         if not existing:
             return 0
         await self._call(
             "delete",
             lambda c: c.delete(
-                collection, points_selector=models.PointIdsList(points=existing), wait=True
+                logical.physical, points_selector=models.PointIdsList(points=existing), wait=True
             ),
             collection=collection,
         )
         return len(existing)
 
-    async def delete_by_filter(self, collection: str, filter: Filter) -> int:
-        validate_collection_name(collection)
-        qdrant_filter = _to_qdrant_filter(validate_filter(filter))
-        matched = await self._call(
-            "count",
-            lambda c: c.count(collection, count_filter=qdrant_filter, exact=True),
-            collection=collection,
-        )
-        if matched.count == 0:
+    async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
+        logical = await self._lookup(tenant, collection, fresh=True)
+        qdrant_filter = _scoped_filter(logical.partition, filter)
+        matched = await self._count(logical, qdrant_filter)
+        if matched == 0:
             return 0
         await self._call(
             "delete",
             lambda c: c.delete(
-                collection, points_selector=models.FilterSelector(filter=qdrant_filter), wait=True
+                logical.physical,
+                points_selector=models.FilterSelector(filter=qdrant_filter),
+                wait=True,
             ),
             collection=collection,
         )
-        return matched.count
+        return matched
 
-    async def count(self, collection: str, filter: Filter | None = None) -> int:
-        validate_collection_name(collection)
-        qdrant_filter = _to_qdrant_filter(validate_filter(filter)) if filter else None
-        result = await self._call(
-            "count",
-            lambda c: c.count(collection, count_filter=qdrant_filter, exact=True),
-            collection=collection,
+    async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
+        logical = await self._reading(tenant, collection)
+        return await self._count(
+            logical, _scoped_filter(logical.partition, filter) if filter else logical.only
         )
-        return result.count
 
     async def scroll(
         self,
+        tenant: str,
         collection: str,
         *,
         limit: int,
@@ -612,14 +804,14 @@ class RemoteStore(VectorStore):
         filter: Filter | None = None,
         with_vector: bool = False,
     ) -> ScrollPage:
-        validate_collection_name(collection)
         check_limit(limit)
         offset = normalize_point_id(cursor) if cursor is not None else None
-        qdrant_filter = _to_qdrant_filter(validate_filter(filter)) if filter else None
+        logical = await self._reading(tenant, collection)
+        qdrant_filter = _scoped_filter(logical.partition, filter) if filter else logical.only
         records, next_offset = await self._call(
             "scroll",
             lambda c: c.scroll(
-                collection,
+                logical.physical,
                 scroll_filter=qdrant_filter,
                 limit=limit,
                 offset=offset,
@@ -631,8 +823,8 @@ class RemoteStore(VectorStore):
         return ScrollPage(
             points=[
                 Record(
-                    id=_from_qdrant_id(r.id),
-                    payload=_from_qdrant_payload(r.payload),
+                    id=client_id(r.payload),
+                    payload=client_payload(r.payload),
                     vector=_from_qdrant_vector(r.vector) if with_vector else None,
                 )
                 for r in records

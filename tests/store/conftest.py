@@ -34,6 +34,8 @@ from graph.store.remote import RemoteStore
 T = TypeVar("T")
 
 DIMENSION = 4
+# The tenant every store call of the suites runs as (tenancy itself: test_tenancy.py).
+TENANT = "t1"
 BACKENDS = ["embedded", "local", "server"]
 NO_SERVER = "QDRANT_URL not set: no real Qdrant server to test against"
 
@@ -109,7 +111,7 @@ def store(
         try:
             for name in names.made:
                 with contextlib.suppress(NotFound):
-                    run(store.delete_collection(name))
+                    run(store.delete_collection(TENANT, name))
         finally:
             run(store.close())
 
@@ -118,5 +120,5 @@ def store(
 def collection(store: VectorStore, run: Runner, names: CollectionNames) -> str:
     """A fresh, empty collection: dimension 4, cosine distance."""
     name = names("c")
-    run(store.create_collection(name, DIMENSION, Distance.COSINE))
+    run(store.create_collection(TENANT, name, DIMENSION, Distance.COSINE))
     return name

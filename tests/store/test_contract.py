@@ -27,6 +27,7 @@ from graph.store.models import (
     Range,
     normalize_point_id,
 )
+from tests.store.conftest import TENANT
 
 if TYPE_CHECKING:
     from tests.store.conftest import CollectionNames, Runner
@@ -73,16 +74,16 @@ def test_create_get_list_delete_collection(
 ) -> None:
     b, a = names("b"), names("a")
 
-    created = run(store.create_collection(b, 3, Distance.DOT))
+    created = run(store.create_collection(TENANT, b, 3, Distance.DOT))
     assert (created.name, created.dimension, created.distance, created.points_count) == (
         b,
         3,
         Distance.DOT,
         0,
     )
-    run(store.create_collection(a, 5, Distance.EUCLID))
+    run(store.create_collection(TENANT, a, 5, Distance.EUCLID))
 
-    info = run(store.get_collection(a))
+    info = run(store.get_collection(TENANT, a))
     assert (info.name, info.dimension, info.distance, info.points_count) == (
         a,
         5,
@@ -90,7 +91,7 @@ def test_create_get_list_delete_collection(
         0,
     )
 
-    listed = run(store.list_collections())
+    listed = run(store.list_collections(TENANT))
     assert [c.name for c in listed] == sorted(c.name for c in listed)
     ours = [c for c in listed if c.name in (a, b)]
     assert [(c.name, c.dimension, c.distance) for c in ours] == [
@@ -98,26 +99,26 @@ def test_create_get_list_delete_collection(
         (b, 3, Distance.DOT),
     ]
 
-    run(store.delete_collection(b))
+    run(store.delete_collection(TENANT, b))
     with pytest.raises(NotFound):
-        run(store.get_collection(b))
-    assert b not in [c.name for c in run(store.list_collections())]
+        run(store.get_collection(TENANT, b))
+    assert b not in [c.name for c in run(store.list_collections(TENANT))]
 
 
 def test_points_count_follows_writes(store: VectorStore, run: Runner, collection: str) -> None:
-    run(store.upsert(collection, [Point(i, unit(1, i)) for i in range(1, 4)]))
-    assert run(store.get_collection(collection)).points_count == 3
-    run(store.delete_ids(collection, [1]))
-    assert run(store.get_collection(collection)).points_count == 2
+    run(store.upsert(TENANT, collection, [Point(i, unit(1, i)) for i in range(1, 4)]))
+    assert run(store.get_collection(TENANT, collection)).points_count == 3
+    run(store.delete_ids(TENANT, collection, [1]))
+    assert run(store.get_collection(TENANT, collection)).points_count == 2
 
 
 def test_create_existing_collection_is_already_exists(
     store: VectorStore, run: Runner, collection: str
 ) -> None:
     with pytest.raises(AlreadyExists):
-        run(store.create_collection(collection, 4, Distance.COSINE))
+        run(store.create_collection(TENANT, collection, 4, Distance.COSINE))
     with pytest.raises(AlreadyExists):
-        run(store.create_collection(collection, 8, Distance.DOT))
+        run(store.create_collection(TENANT, collection, 8, Distance.DOT))
 
 
 def test_missing_collection_is_not_found(
@@ -125,20 +126,22 @@ def test_missing_collection_is_not_found(
 ) -> None:
     missing = names("missing")
     with pytest.raises(NotFound):
-        run(store.get_collection(missing))
+        run(store.get_collection(TENANT, missing))
     with pytest.raises(NotFound):
-        run(store.delete_collection(missing))
+        run(store.delete_collection(TENANT, missing))
 
 
 POINT_OPERATIONS: dict[str, Callable[[VectorStore, str], Coroutine[Any, Any, object]]] = {
-    "upsert": lambda s, c: s.upsert(c, [Point(1, unit(1))]),
-    "upsert-empty": lambda s, c: s.upsert(c, []),
-    "query": lambda s, c: s.query(c, unit(1), limit=3),
-    "retrieve": lambda s, c: s.retrieve(c, [1]),
-    "delete_ids": lambda s, c: s.delete_ids(c, [1]),
-    "delete_by_filter": lambda s, c: s.delete_by_filter(c, Filter(must=[key("k", value=1)])),
-    "count": lambda s, c: s.count(c),
-    "scroll": lambda s, c: s.scroll(c, limit=3),
+    "upsert": lambda s, c: s.upsert(TENANT, c, [Point(1, unit(1))]),
+    "upsert-empty": lambda s, c: s.upsert(TENANT, c, []),
+    "query": lambda s, c: s.query(TENANT, c, unit(1), limit=3),
+    "retrieve": lambda s, c: s.retrieve(TENANT, c, [1]),
+    "delete_ids": lambda s, c: s.delete_ids(TENANT, c, [1]),
+    "delete_by_filter": lambda s, c: s.delete_by_filter(
+        TENANT, c, Filter(must=[key("k", value=1)])
+    ),
+    "count": lambda s, c: s.count(TENANT, c),
+    "scroll": lambda s, c: s.scroll(TENANT, c, limit=3),
 }
 
 
@@ -155,23 +158,23 @@ def test_invalid_collection_name_or_dimension_is_bad_user_input(
 ) -> None:
     for bad_name in ("", "-starts-with-dash", "has space", "x" * 64, "dots.not.allowed"):
         with pytest.raises(BadUserInput):
-            run(store.create_collection(bad_name, 4, Distance.COSINE))
+            run(store.create_collection(TENANT, bad_name, 4, Distance.COSINE))
     with pytest.raises(BadUserInput):
-        run(store.create_collection("zero_dim", 0, Distance.COSINE))
+        run(store.create_collection(TENANT, "zero_dim", 0, Distance.COSINE))
 
 
 def test_ensure_collection_creates_when_missing_and_keeps_existing(
     store: VectorStore, run: Runner, names: CollectionNames
 ) -> None:
     name = names("ensured")
-    run(store.ensure_collection(name, 4, Distance.DOT))
-    info = run(store.get_collection(name))
+    run(store.ensure_collection(TENANT, name, 4, Distance.DOT))
+    info = run(store.get_collection(TENANT, name))
     assert (info.dimension, info.distance) == (4, Distance.DOT)
 
-    run(store.upsert(name, [Point(1, [1.0, 2.0, 3.0, 4.0])]))
-    run(store.ensure_collection(name, 4, Distance.DOT))
-    run(store.ensure_collection(name, 8, Distance.COSINE))  # existing one kept as it is
-    info = run(store.get_collection(name))
+    run(store.upsert(TENANT, name, [Point(1, [1.0, 2.0, 3.0, 4.0])]))
+    run(store.ensure_collection(TENANT, name, 4, Distance.DOT))
+    run(store.ensure_collection(TENANT, name, 8, Distance.COSINE))  # existing one kept as it is
+    info = run(store.get_collection(TENANT, name))
     assert (info.dimension, info.distance, info.points_count) == (4, Distance.DOT, 1)
 
 
@@ -181,10 +184,12 @@ def test_concurrent_ensure_collection_calls_both_succeed(
     name = names("raced")
 
     async def race() -> None:
-        await asyncio.gather(*(store.ensure_collection(name, 4, Distance.COSINE) for _ in range(3)))
+        await asyncio.gather(
+            *(store.ensure_collection(TENANT, name, 4, Distance.COSINE) for _ in range(3))
+        )
 
     run(race())
-    assert [c.name for c in run(store.list_collections())].count(name) == 1
+    assert [c.name for c in run(store.list_collections(TENANT))].count(name) == 1
 
 
 # Upsert, ids and payloads
@@ -193,9 +198,10 @@ def test_concurrent_ensure_collection_calls_both_succeed(
 def test_upsert_returns_count_and_replaces_by_id(
     store: VectorStore, run: Runner, collection: str
 ) -> None:
-    assert run(store.upsert(collection, [])) == 0
+    assert run(store.upsert(TENANT, collection, [])) == 0
     written = run(
         store.upsert(
+            TENANT,
             collection,
             [
                 Point(1, unit(1, 0), {"v": "old"}),
@@ -205,12 +211,12 @@ def test_upsert_returns_count_and_replaces_by_id(
     )
     assert written == 2
 
-    assert run(store.upsert(collection, [Point(1, unit(0, 0, 1), {"v": "new"})])) == 1
-    assert run(store.count(collection)) == 2
-    [record] = run(store.retrieve(collection, [1], with_vector=True))
+    assert run(store.upsert(TENANT, collection, [Point(1, unit(0, 0, 1), {"v": "new"})])) == 1
+    assert run(store.count(TENANT, collection)) == 2
+    [record] = run(store.retrieve(TENANT, collection, [1], with_vector=True))
     assert record.payload == {"v": "new"}
     assert record.vector == pytest.approx(unit(0, 0, 1), abs=1e-6)
-    best = run(store.query(collection, unit(0, 0, 1), limit=1))
+    best = run(store.query(TENANT, collection, unit(0, 0, 1), limit=1))
     assert ids_of(best) == [1]
     assert best[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -221,16 +227,15 @@ def test_int_and_uuid_ids_round_trip_in_canonical_form(
     raw_ids: list[object] = [0, "42", MAX_ID, UUID_B.upper(), "{" + UUID_A + "}"]
     ids = [normalize_point_id(r) for r in raw_ids]
     assert ids == [0, 42, MAX_ID, UUID_B, UUID_A]
-    run(store.upsert(collection, [Point(i, unit(1, n + 1)) for n, i in enumerate(ids)]))
+    run(store.upsert(TENANT, collection, [Point(i, unit(1, n + 1)) for n, i in enumerate(ids)]))
 
-    expected = [0, 42, MAX_ID, UUID_A, UUID_B]
-    page = run(store.scroll(collection, limit=10))
-    assert ids_of(page.points) == expected
-    assert [type(i) for i in ids_of(page.points)] == [int, int, int, str, str]
-    assert ids_of(run(store.retrieve(collection, ids))) == ids
-    assert sorted(map(str, ids_of(run(store.query(collection, unit(1), limit=10))))) == sorted(
-        map(str, expected)
-    )
+    page = run(store.scroll(TENANT, collection, limit=10))
+    assert sorted(ids_of(page.points), key=str) == sorted(ids, key=str)
+    assert {i: type(i) for i in ids_of(page.points)} == {i: type(i) for i in ids}
+    assert ids_of(run(store.retrieve(TENANT, collection, ids))) == ids
+    assert sorted(
+        map(str, ids_of(run(store.query(TENANT, collection, unit(1), limit=10))))
+    ) == sorted(map(str, ids))
 
 
 def test_payload_round_trips_nested_json(store: VectorStore, run: Runner, collection: str) -> None:
@@ -244,11 +249,15 @@ def test_payload_round_trips_nested_json(store: VectorStore, run: Runner, collec
         "tags": ["a", "b"],
         "meta": {"source": "chat", "deep": {"list": [1, {"y": [2.5, "z"]}], "empty": {}}},
     }
-    run(store.upsert(collection, [Point(1, unit(1), payload), Point(2, unit(0, 1))]))
+    run(store.upsert(TENANT, collection, [Point(1, unit(1), payload), Point(2, unit(0, 1))]))
 
-    assert [r.payload for r in run(store.retrieve(collection, [1, 2]))] == [payload, {}]
-    assert [p.payload for p in run(store.query(collection, unit(1), limit=2))] == [payload, {}]
-    assert [r.payload for r in run(store.scroll(collection, limit=2)).points] == [payload, {}]
+    assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [payload, {}]
+    assert [p.payload for p in run(store.query(TENANT, collection, unit(1), limit=2))] == [
+        payload,
+        {},
+    ]
+    scrolled = run(store.scroll(TENANT, collection, limit=2)).points
+    assert {r.id: r.payload for r in scrolled} == {1: payload, 2: {}}
 
 
 # Query
@@ -265,14 +274,14 @@ ORDERED = [  # cosine similarity to unit(1): 1, ~0.98, ~0.71, 0, -1
 
 @pytest.fixture
 def ranked(store: VectorStore, run: Runner, collection: str) -> str:
-    run(store.upsert(collection, [Point(i, v, {"i": i}) for i, v in reversed(ORDERED)]))
+    run(store.upsert(TENANT, collection, [Point(i, v, {"i": i}) for i, v in reversed(ORDERED)]))
     return collection
 
 
 def test_query_returns_best_first_with_payload(
     store: VectorStore, run: Runner, ranked: str
 ) -> None:
-    hits = run(store.query(ranked, unit(1), limit=10))
+    hits = run(store.query(TENANT, ranked, unit(1), limit=10))
     assert ids_of(hits) == [1, 5, 2, 3, 4]
     expected = [1.0, 1 / math.sqrt(1.04), 1 / math.sqrt(2), 0.0, -1.0]
     assert [h.score for h in hits] == pytest.approx(expected, abs=1e-5)
@@ -281,25 +290,27 @@ def test_query_returns_best_first_with_payload(
 
 
 def test_query_limit_and_offset(store: VectorStore, run: Runner, ranked: str) -> None:
-    assert ids_of(run(store.query(ranked, unit(1), limit=2))) == [1, 5]
-    assert ids_of(run(store.query(ranked, unit(1), limit=2, offset=1))) == [5, 2]
-    assert ids_of(run(store.query(ranked, unit(1), limit=10, offset=3))) == [3, 4]
-    assert run(store.query(ranked, unit(1), limit=10, offset=5)) == []
+    assert ids_of(run(store.query(TENANT, ranked, unit(1), limit=2))) == [1, 5]
+    assert ids_of(run(store.query(TENANT, ranked, unit(1), limit=2, offset=1))) == [5, 2]
+    assert ids_of(run(store.query(TENANT, ranked, unit(1), limit=10, offset=3))) == [3, 4]
+    assert run(store.query(TENANT, ranked, unit(1), limit=10, offset=5)) == []
 
 
 def test_query_score_threshold_keeps_scores_at_or_above_it(
     store: VectorStore, run: Runner, ranked: str
 ) -> None:
-    hits = run(store.query(ranked, unit(1), limit=10, score_threshold=0.5))
+    hits = run(store.query(TENANT, ranked, unit(1), limit=10, score_threshold=0.5))
     assert ids_of(hits) == [1, 5, 2]
-    assert ids_of(run(store.query(ranked, unit(1), limit=10, score_threshold=0.99))) == [1]
-    assert run(store.query(ranked, unit(-1, -1, -1, -1), limit=10, score_threshold=0.9)) == []
+    assert ids_of(run(store.query(TENANT, ranked, unit(1), limit=10, score_threshold=0.99))) == [1]
+    assert (
+        run(store.query(TENANT, ranked, unit(-1, -1, -1, -1), limit=10, score_threshold=0.9)) == []
+    )
 
 
 def test_query_with_vector(store: VectorStore, run: Runner, collection: str) -> None:
     vector = [0.6, 0.8, 0.0, 0.0]  # unit length: cosine stores may normalise
-    run(store.upsert(collection, [Point(UUID_A, vector)]))
-    [hit] = run(store.query(collection, vector, limit=1, with_vector=True))
+    run(store.upsert(TENANT, collection, [Point(UUID_A, vector)]))
+    [hit] = run(store.query(TENANT, collection, vector, limit=1, with_vector=True))
     assert hit.id == UUID_A
     assert hit.vector == pytest.approx(vector, abs=1e-6)
 
@@ -308,16 +319,17 @@ def test_query_vector_of_wrong_dimension_is_bad_user_input(
     store: VectorStore, run: Runner, ranked: str
 ) -> None:
     with pytest.raises(BadUserInput):
-        run(store.query(ranked, [1.0, 0.0, 0.0], limit=1))
+        run(store.query(TENANT, ranked, [1.0, 0.0, 0.0], limit=1))
 
 
 def test_dot_collection_orders_by_largest_product(
     store: VectorStore, run: Runner, names: CollectionNames
 ) -> None:
     name = names("dot")
-    run(store.create_collection(name, 4, Distance.DOT))
+    run(store.create_collection(TENANT, name, 4, Distance.DOT))
     run(
         store.upsert(
+            TENANT,
             name,
             [
                 Point(1, [1.0, 0.0, 0.0, 0.0]),
@@ -327,7 +339,7 @@ def test_dot_collection_orders_by_largest_product(
             ],
         )
     )
-    hits = run(store.query(name, [1.0, 1.0, 0.0, 0.0], limit=10))
+    hits = run(store.query(TENANT, name, [1.0, 1.0, 0.0, 0.0], limit=10))
     assert ids_of(hits) == [3, 2, 1, 4]
     assert [h.score for h in hits] == pytest.approx([3.0, 2.0, 1.0, -1.0], abs=1e-5)
 
@@ -336,9 +348,10 @@ def test_euclid_collection_orders_by_smallest_distance(
     store: VectorStore, run: Runner, names: CollectionNames
 ) -> None:
     name = names("euclid")
-    run(store.create_collection(name, 4, Distance.EUCLID))
+    run(store.create_collection(TENANT, name, 4, Distance.EUCLID))
     run(
         store.upsert(
+            TENANT,
             name,
             [
                 Point(1, [0.0, 0.0, 0.0, 0.0]),
@@ -348,7 +361,7 @@ def test_euclid_collection_orders_by_smallest_distance(
             ],
         )
     )
-    hits = run(store.query(name, [1.0, 0.0, 0.0, 0.0], limit=10, with_vector=True))
+    hits = run(store.query(TENANT, name, [1.0, 0.0, 0.0, 0.0], limit=10, with_vector=True))
     assert ids_of(hits) == [2, 1, 3, 4]
     assert hits[0].score == pytest.approx(0.0, abs=1e-5)
     assert [h.score for h in hits] == sorted(h.score for h in hits)
@@ -458,6 +471,7 @@ FILTERS: dict[str, tuple[Filter, set[PointId]]] = {
 def tagged(store: VectorStore, run: Runner, collection: str) -> str:
     run(
         store.upsert(
+            TENANT,
             collection,
             [Point(i, unit(1, n), payload) for n, (i, payload) in enumerate(FILTER_POINTS)],
         )
@@ -469,7 +483,7 @@ def scroll_all(store: VectorStore, run: Runner, collection: str, **kwargs: Any) 
     records: list[Any] = []
     cursor: PointId | None = None
     while True:
-        page = run(store.scroll(collection, limit=2, cursor=cursor, **kwargs))
+        page = run(store.scroll(TENANT, collection, limit=2, cursor=cursor, **kwargs))
         records.extend(page.points)
         if page.next_cursor is None:
             return records
@@ -481,19 +495,19 @@ def test_filter_selects_the_same_points_in_query_scroll_and_count(
     store: VectorStore, run: Runner, tagged: str, case: str
 ) -> None:
     flt, expected = FILTERS[case]
-    queried = run(store.query(tagged, unit(1), limit=10, filter=flt))
+    queried = run(store.query(TENANT, tagged, unit(1), limit=10, filter=flt))
     assert set(ids_of(queried)) == expected
     scrolled = scroll_all(store, run, tagged, filter=flt)
     assert set(ids_of(scrolled)) == expected
     assert len(scrolled) == len(expected)
-    assert run(store.count(tagged, flt)) == len(expected)
+    assert run(store.count(TENANT, tagged, flt)) == len(expected)
 
 
 def test_filtered_query_still_orders_best_first(
     store: VectorStore, run: Runner, ranked: str
 ) -> None:
     flt = Filter(must_not=[key("i", value=5)])
-    assert ids_of(run(store.query(ranked, unit(1), limit=10, filter=flt))) == [1, 2, 3, 4]
+    assert ids_of(run(store.query(TENANT, ranked, unit(1), limit=10, filter=flt))) == [1, 2, 3, 4]
 
 
 # Retrieve, delete, count
@@ -502,97 +516,113 @@ def test_filtered_query_still_orders_best_first(
 def test_retrieve_keeps_order_of_ids_and_leaves_out_missing(
     store: VectorStore, run: Runner, tagged: str
 ) -> None:
-    records = run(store.retrieve(tagged, [3, 99, UUID_A, UUID_C, 1]))
+    records = run(store.retrieve(TENANT, tagged, [3, 99, UUID_A, UUID_C, 1]))
     assert ids_of(records) == [3, UUID_A, 1]
     assert records[0].payload == dict(FILTER_POINTS)[3]
     assert all(r.vector is None for r in records)
-    assert run(store.retrieve(tagged, [])) == []
-    assert run(store.retrieve(tagged, [98, 99])) == []
+    assert run(store.retrieve(TENANT, tagged, [])) == []
+    assert run(store.retrieve(TENANT, tagged, [98, 99])) == []
 
 
 def test_retrieve_with_vector(store: VectorStore, run: Runner, collection: str) -> None:
-    run(store.upsert(collection, [Point(7, [0.0, 0.6, 0.0, 0.8])]))
-    [record] = run(store.retrieve(collection, [7], with_vector=True))
+    run(store.upsert(TENANT, collection, [Point(7, [0.0, 0.6, 0.0, 0.8])]))
+    [record] = run(store.retrieve(TENANT, collection, [7], with_vector=True))
     assert record.vector == pytest.approx([0.0, 0.6, 0.0, 0.8], abs=1e-6)
 
 
 def test_delete_ids_returns_how_many_existed(store: VectorStore, run: Runner, tagged: str) -> None:
-    assert run(store.delete_ids(tagged, [1, 99, UUID_A, UUID_C])) == 2
-    assert run(store.count(tagged)) == 3
-    assert run(store.retrieve(tagged, [1, UUID_A, 2])) != []
-    assert ids_of(run(store.retrieve(tagged, [1, UUID_A, 2]))) == [2]
-    assert run(store.delete_ids(tagged, [1, UUID_A])) == 0
-    assert run(store.delete_ids(tagged, [])) == 0
+    assert run(store.delete_ids(TENANT, tagged, [1, 99, UUID_A, UUID_C])) == 2
+    assert run(store.count(TENANT, tagged)) == 3
+    assert run(store.retrieve(TENANT, tagged, [1, UUID_A, 2])) != []
+    assert ids_of(run(store.retrieve(TENANT, tagged, [1, UUID_A, 2]))) == [2]
+    assert run(store.delete_ids(TENANT, tagged, [1, UUID_A])) == 0
+    assert run(store.delete_ids(TENANT, tagged, [])) == 0
 
 
 def test_delete_by_filter_returns_how_many_matched(
     store: VectorStore, run: Runner, tagged: str
 ) -> None:
-    assert run(store.delete_by_filter(tagged, Filter(must=[key("kind", value="note")]))) == 2
-    assert run(store.count(tagged)) == 3
-    assert run(store.count(tagged, Filter(must=[key("kind", value="note")]))) == 0
-    assert run(store.delete_by_filter(tagged, Filter(must=[key("kind", value="note")]))) == 0
+    assert (
+        run(store.delete_by_filter(TENANT, tagged, Filter(must=[key("kind", value="note")]))) == 2
+    )
+    assert run(store.count(TENANT, tagged)) == 3
+    assert run(store.count(TENANT, tagged, Filter(must=[key("kind", value="note")]))) == 0
+    assert (
+        run(store.delete_by_filter(TENANT, tagged, Filter(must=[key("kind", value="note")]))) == 0
+    )
     assert {r.id for r in scroll_all(store, run, tagged)} == {2, 4, UUID_A}
 
 
 def test_count_with_and_without_filter(store: VectorStore, run: Runner, collection: str) -> None:
-    assert run(store.count(collection)) == 0
-    run(store.upsert(collection, [Point(i, unit(1, i), {"even": i % 2 == 0}) for i in range(10)]))
-    assert run(store.count(collection)) == 10
-    assert run(store.count(collection, Filter(must=[key("even", value=True)]))) == 5
-    assert run(store.count(collection, Filter(must=[key("even", value="nope")]))) == 0
+    assert run(store.count(TENANT, collection)) == 0
+    run(
+        store.upsert(
+            TENANT, collection, [Point(i, unit(1, i), {"even": i % 2 == 0}) for i in range(10)]
+        )
+    )
+    assert run(store.count(TENANT, collection)) == 10
+    assert run(store.count(TENANT, collection, Filter(must=[key("even", value=True)]))) == 5
+    assert run(store.count(TENANT, collection, Filter(must=[key("even", value="nope")]))) == 0
 
 
 # Scroll
 
 
-def test_scroll_pages_through_every_point_once_in_ascending_id_order(
+def test_scroll_pages_through_every_point_once_in_a_stable_order(
     store: VectorStore, run: Runner, collection: str
 ) -> None:
     ids: list[PointId] = [UUID_C, 10, UUID_A, 2, MAX_ID, 33, UUID_B, 7, 0]
-    run(store.upsert(collection, [Point(i, unit(1, n), {"n": n}) for n, i in enumerate(ids)]))
+    run(
+        store.upsert(
+            TENANT, collection, [Point(i, unit(1, n), {"n": n}) for n, i in enumerate(ids)]
+        )
+    )
 
-    expected = [0, 2, 7, 10, 33, MAX_ID, UUID_A, UUID_B, UUID_C]
-    for limit in (1, 2, 4, 9, 100):
+    expected: list[PointId] = []
+    for limit in (100, 1, 2, 4, 9):
         seen: list[PointId] = []
         cursor: PointId | None = None
         pages = 0
         while True:
-            page = run(store.scroll(collection, limit=limit, cursor=cursor))
+            page = run(store.scroll(TENANT, collection, limit=limit, cursor=cursor))
             assert len(page.points) <= limit
             seen.extend(ids_of(page.points))
             pages += 1
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
+        expected = expected or seen  # the order of stored ids: the same for every page size
+        assert sorted(map(str, seen)) == sorted(map(str, ids)), f"limit={limit}"
         assert seen == expected, f"limit={limit}"
         assert pages == max(1, math.ceil(len(expected) / limit))
 
 
-def test_scroll_cursor_is_inclusive_and_next_cursor_is_the_next_id(
+def test_scroll_cursor_is_opaque_and_resumes_at_the_next_point(
     store: VectorStore, run: Runner, collection: str
 ) -> None:
-    run(store.upsert(collection, [Point(i, unit(1, i)) for i in (1, 3, 5, 7)]))
-    page = run(store.scroll(collection, limit=2, cursor=3))
-    assert (ids_of(page.points), page.next_cursor) == ([3, 5], 7)
-    page = run(store.scroll(collection, limit=2, cursor=4))
-    assert (ids_of(page.points), page.next_cursor) == ([5, 7], None)
-    page = run(store.scroll(collection, limit=2, cursor=8))
-    assert (page.points, page.next_cursor) == ([], None)
+    run(store.upsert(TENANT, collection, [Point(i, unit(1, i)) for i in (1, 3, 5, 7)]))
+    everything = ids_of(run(store.scroll(TENANT, collection, limit=4)).points)
+    first = run(store.scroll(TENANT, collection, limit=2))
+    assert ids_of(first.points) == everything[:2]
+    assert first.next_cursor is not None
+    assert first.next_cursor not in everything  # a stored id, not the client's
+    rest = run(store.scroll(TENANT, collection, limit=2, cursor=first.next_cursor))
+    assert (ids_of(rest.points), rest.next_cursor) == (everything[2:], None)
 
 
 def test_scroll_with_filter_and_vectors(store: VectorStore, run: Runner, tagged: str) -> None:
     records = scroll_all(
         store, run, tagged, filter=Filter(must=[key("flag", value=True)]), with_vector=True
     )
-    assert ids_of(records) == [1, 4, UUID_A]
-    assert records[0].payload == dict(FILTER_POINTS)[1]
-    assert records[0].vector == pytest.approx(unit(1, 0), abs=1e-6)
+    assert sorted(map(str, ids_of(records))) == sorted(map(str, [1, 4, UUID_A]))
+    [first] = [r for r in records if r.id == 1]
+    assert first.payload == dict(FILTER_POINTS)[1]
+    assert first.vector == pytest.approx(unit(1, 0), abs=1e-6)
     assert all(r.vector is None for r in scroll_all(store, run, tagged))
 
 
 def test_scroll_empty_collection(store: VectorStore, run: Runner, collection: str) -> None:
-    page = run(store.scroll(collection, limit=10))
+    page = run(store.scroll(TENANT, collection, limit=10))
     assert (page.points, page.next_cursor) == ([], None)
 
 
@@ -602,13 +632,13 @@ def test_scroll_empty_collection(store: VectorStore, run: Runner, collection: st
 def test_a_bad_dimension_anywhere_in_a_batch_writes_nothing(
     store: VectorStore, run: Runner, collection: str
 ) -> None:
-    run(store.upsert(collection, [Point(1, unit(1), {"v": "kept"})]))
+    run(store.upsert(TENANT, collection, [Point(1, unit(1), {"v": "kept"})]))
     batch = [
         Point(1, unit(0, 1), {"v": "replaced"}),
         Point(2, unit(1, 1)),
         Point(3, [1.0, 0.0, 0.0]),  # dimension 3 in a collection of 4
     ]
     with pytest.raises(BadUserInput):
-        run(store.upsert(collection, batch))
-    assert run(store.count(collection)) == 1
-    assert [r.payload for r in run(store.retrieve(collection, [1, 2]))] == [{"v": "kept"}]
+        run(store.upsert(TENANT, collection, batch))
+    assert run(store.count(TENANT, collection)) == 1
+    assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [{"v": "kept"}]

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,6 +20,7 @@ from graph.errors import BadUserInput, NotFound
 from graph.settings import Distance, Settings
 from graph.store.edge import EdgeStore
 from graph.store.models import Condition, Filter, Match, Point, PointId, Range
+from tests.store.conftest import TENANT
 
 T = TypeVar("T")
 
@@ -58,6 +59,7 @@ async def fill(
     """Points start..stop-1, with vecs[i] and payload {"i": i, "parity": ...}."""
     for first in range(start, stop, batch):
         await store.upsert(
+            TENANT,
             name,
             [
                 Point(i, vecs[i], {"i": i, "parity": "even" if i % 2 == 0 else "odd"})
@@ -70,16 +72,25 @@ async def scroll_ids(store: EdgeStore, name: str) -> list[PointId]:
     ids: list[PointId] = []
     cursor: PointId | None = None
     while True:
-        page = await store.scroll(name, limit=1_000, cursor=cursor)
+        page = await store.scroll(TENANT, name, limit=1_000, cursor=cursor)
         ids.extend(r.id for r in page.points)
         if page.next_cursor is None:
             return ids
         cursor = page.next_cursor
 
 
+def physical(store: EdgeStore, name: str) -> Any:
+    """The physical collection holding the tenant's collection name."""
+    return store._catalog[(TENANT, name)].coll
+
+
+async def index_status(store: EdgeStore, name: str) -> dict[str, Any]:
+    return await store.index_status(physical(store, name).name)
+
+
 async def wait_until_building(store: EdgeStore, name: str) -> None:
     """Until the indexer child process of name is running."""
-    coll = store._collections[name]
+    coll = physical(store, name)
     deadline = time.monotonic() + 10
     while coll.process is None or coll.process.returncode is not None:
         assert time.monotonic() < deadline, "no index build started"
@@ -87,7 +98,7 @@ async def wait_until_building(store: EdgeStore, name: str) -> None:
 
 
 def build_running(store: EdgeStore, name: str) -> bool:
-    process = store._collections[name].process
+    process = physical(store, name).process
     return process is not None and process.returncode is None
 
 
@@ -105,13 +116,15 @@ def test_from_settings_uses_data_dir_and_threshold(tmp_path: Path) -> None:
 
 def test_reopen_after_close_keeps_collections_and_points(tmp_path: Path) -> None:
     async def write(store: EdgeStore) -> None:
-        await store.create_collection("notes", 4, Distance.DOT)
-        await store.upsert("notes", [Point(1, [1, 0, 0, 0], {"a": 1}), Point(UUID_A, [0, 1, 0, 0])])
+        await store.create_collection(TENANT, "notes", 4, Distance.DOT)
+        await store.upsert(
+            TENANT, "notes", [Point(1, [1, 0, 0, 0], {"a": 1}), Point(UUID_A, [0, 1, 0, 0])]
+        )
 
     async def read(store: EdgeStore) -> None:
-        info = await store.get_collection("notes")
+        info = await store.get_collection(TENANT, "notes")
         assert (info.dimension, info.distance, info.points_count) == (4, Distance.DOT, 2)
-        records = await store.retrieve("notes", [1, UUID_A], with_vector=True)
+        records = await store.retrieve(TENANT, "notes", [1, UUID_A], with_vector=True)
         assert [(r.id, r.payload, r.vector) for r in records] == [
             (1, {"a": 1}, [1.0, 0.0, 0.0, 0.0]),
             (UUID_A, {}, [0.0, 1.0, 0.0, 0.0]),
@@ -119,21 +132,25 @@ def test_reopen_after_close_keeps_collections_and_points(tmp_path: Path) -> None
 
     with_store(tmp_path, write)
     with_store(tmp_path, read)
-    manifest = json.loads((tmp_path / "data/collections/notes/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/collections/d4-dot/manifest.json").read_text())
     assert (manifest["dimension"], manifest["distance"]) == (4, "dot")
+    catalog = json.loads((tmp_path / "data/catalog.json").read_text())
+    assert catalog["collections"] == [
+        {"tenant": TENANT, "name": "notes", "dimension": 4, "distance": "dot"}
+    ]
 
 
 def test_a_point_is_found_by_every_read(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("c", 4, Distance.COSINE)
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
         upper = UUID_A.upper()
-        await store.upsert("c", [Point(upper, [0.0, 0.6, 0.8, 0.0], {"k": "v"})])
-        [hit] = await store.query("c", [0.0, 0.6, 0.8, 0.0], limit=5)
+        await store.upsert(TENANT, "c", [Point(upper, [0.0, 0.6, 0.8, 0.0], {"k": "v"})])
+        [hit] = await store.query(TENANT, "c", [0.0, 0.6, 0.8, 0.0], limit=5)
         assert (hit.id, hit.payload) == (UUID_A, {"k": "v"})
         assert hit.score == pytest.approx(1.0, abs=1e-5)
-        assert [r.id for r in await store.retrieve("c", [upper])] == [UUID_A]
-        assert await store.count("c") == 1
-        page = await store.scroll("c", limit=5)
+        assert [r.id for r in await store.retrieve(TENANT, "c", [upper])] == [UUID_A]
+        assert await store.count(TENANT, "c") == 1
+        page = await store.scroll(TENANT, "c", limit=5)
         assert ([r.id for r in page.points], page.next_cursor) == ([UUID_A], None)
 
     with_store(tmp_path, body)
@@ -147,31 +164,35 @@ def test_second_store_on_the_same_directory_is_refused(tmp_path: Path) -> None:
         await other.close()  # harmless on a store that never opened
 
     with_store(tmp_path, body)
-    with_store(tmp_path, lambda s: s.list_collections())  # free again once closed
+    with_store(tmp_path, lambda s: s.list_collections(TENANT))  # free again once closed
 
 
 def test_leftovers_are_removed_on_open(tmp_path: Path) -> None:
-    with_store(tmp_path, lambda s: s.create_collection("c", 4, Distance.COSINE))
+    with_store(tmp_path, lambda s: s.create_collection(TENANT, "c", 4, Distance.COSINE))
     root = tmp_path / "data/collections"
-    (root / "c/shard-000099").mkdir()  # an unfinished build
+    (root / "d4-cosine/shard-000099").mkdir()  # an unfinished build
     (root / "half-made").mkdir()  # a collection whose manifest was never written
     (root / ".trash-old-1234").mkdir()
-    names = with_store(tmp_path, lambda s: s.list_collections())
+    names = with_store(tmp_path, lambda s: s.list_collections(TENANT))
     assert [c.name for c in names] == ["c"]
-    assert sorted(p.name for p in root.iterdir()) == ["c"]
-    assert sorted(p.name for p in (root / "c").iterdir()) == ["manifest.json", "shard-000001"]
+    assert sorted(p.name for p in root.iterdir()) == ["d4-cosine"]
+    assert sorted(p.name for p in (root / "d4-cosine").iterdir()) == [
+        "manifest.json",
+        "shard-000001",
+    ]
 
 
-def test_delete_collection_removes_its_directory(tmp_path: Path) -> None:
+def test_delete_collection_removes_its_points_and_frees_the_name(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("gone", 4, Distance.COSINE)
-        await store.upsert("gone", [Point(1, [1, 0, 0, 0])])
-        await store.delete_collection("gone")
-        assert not (tmp_path / "data/collections/gone").exists()
+        await store.create_collection(TENANT, "gone", 4, Distance.COSINE)
+        await store.upsert(TENANT, "gone", [Point(1, [1, 0, 0, 0])])
+        await store.delete_collection(TENANT, "gone")
+        [shape] = await store.physical_collections()
+        assert (shape.name, shape.points_count) == ("d4-cosine", 0)
         with pytest.raises(NotFound):
-            await store.count("gone")
-        await store.create_collection("gone", 4, Distance.COSINE)  # the name is free again
-        assert await store.count("gone") == 0
+            await store.count(TENANT, "gone")
+        await store.create_collection(TENANT, "gone", 4, Distance.COSINE)  # the name is free again
+        assert await store.count(TENANT, "gone") == 0
 
     with_store(tmp_path, body)
 
@@ -181,23 +202,25 @@ def test_delete_collection_removes_its_directory(tmp_path: Path) -> None:
 
 def test_replace_by_id_leaves_one_point(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("c", 4, Distance.COSINE)
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
         for version in range(3):
-            await store.upsert("c", [Point(7, [1, version, 0, 0], {"v": version})])
-        assert await store.count("c") == 1
-        assert [r.payload for r in await store.retrieve("c", [7])] == [{"v": 2}]
-        assert [h.id for h in await store.query("c", [1, 0, 0, 0], limit=10)] == [7]
+            await store.upsert(TENANT, "c", [Point(7, [1, version, 0, 0], {"v": version})])
+        assert await store.count(TENANT, "c") == 1
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [7])] == [{"v": 2}]
+        assert [h.id for h in await store.query(TENANT, "c", [1, 0, 0, 0], limit=10)] == [7]
 
     with_store(tmp_path, body)
 
 
 def test_delete_by_ids_and_filter_return_counts(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("c", 4, Distance.COSINE)
-        await store.upsert("c", [Point(i, [1, i, 0, 0], {"odd": i % 2 == 1}) for i in range(10)])
-        assert await store.delete_ids("c", [0, 1, 1, 99]) == 2
-        assert await store.delete_by_filter("c", Filter(must=[key("odd", value=True)])) == 4
-        assert await store.delete_by_filter("c", Filter(must=[key("odd", value=True)])) == 0
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(
+            TENANT, "c", [Point(i, [1, i, 0, 0], {"odd": i % 2 == 1}) for i in range(10)]
+        )
+        assert await store.delete_ids(TENANT, "c", [0, 1, 1, 99]) == 2
+        assert await store.delete_by_filter(TENANT, "c", Filter(must=[key("odd", value=True)])) == 4
+        assert await store.delete_by_filter(TENANT, "c", Filter(must=[key("odd", value=True)])) == 0
         assert await scroll_ids(store, "c") == [2, 4, 6, 8]
 
     with_store(tmp_path, body)
@@ -215,14 +238,14 @@ def test_delete_by_ids_and_filter_return_counts(tmp_path: Path) -> None:
 )
 def test_a_batch_with_one_bad_point_writes_nothing(tmp_path: Path, bad: Point) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("c", 4, Distance.COSINE)
-        await store.upsert("c", [Point(1, [1, 0, 0, 0], {"v": "kept"})])
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(TENANT, "c", [Point(1, [1, 0, 0, 0], {"v": "kept"})])
         with pytest.raises(BadUserInput):
             await store.upsert(
-                "c", [Point(1, [0, 1, 0, 0], {"v": "new"}), Point(2, [1, 1, 0, 0]), bad]
+                TENANT, "c", [Point(1, [0, 1, 0, 0], {"v": "new"}), Point(2, [1, 1, 0, 0]), bad]
             )
-        assert await store.count("c") == 1
-        assert [r.payload for r in await store.retrieve("c", [1, 2, 3])] == [{"v": "kept"}]
+        assert await store.count(TENANT, "c") == 1
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [1, 2, 3])] == [{"v": "kept"}]
 
     with_store(tmp_path, body)
 
@@ -261,11 +284,13 @@ FILTER_CASES: list[tuple[Filter, set[int]]] = [
 
 def test_filters_translate_to_the_engine(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
-        await store.create_collection("c", 4, Distance.COSINE)
-        await store.upsert("c", [Point(i, [1, i, 0, 0], p) for i, p in FILTER_PAYLOADS.items()])
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(
+            TENANT, "c", [Point(i, [1, i, 0, 0], p) for i, p in FILTER_PAYLOADS.items()]
+        )
         for flt, expected in FILTER_CASES:
-            assert await store.count("c", flt) == len(expected), flt
-            hits = await store.query("c", [1, 0, 0, 0], limit=10, filter=flt)
+            assert await store.count(TENANT, "c", flt) == len(expected), flt
+            hits = await store.query(TENANT, "c", [1, 0, 0, 0], limit=10, filter=flt)
             assert {h.id for h in hits} == expected, flt
 
     with_store(tmp_path, body)
@@ -277,7 +302,7 @@ def test_filters_translate_to_the_engine(tmp_path: Path) -> None:
 async def build_collection(store: EdgeStore) -> list[list[float]]:
     """BUILD_POINTS points in "c"; the first THRESHOLD of them start a build."""
     vecs = vectors(BUILD_POINTS)
-    await store.create_collection("c", DIM, Distance.COSINE)
+    await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
     await fill(store, "c", vecs, 0, THRESHOLD)
     await wait_until_building(store, "c")
     await fill(store, "c", vecs, THRESHOLD, BUILD_POINTS)  # these go to the new fresh shard
@@ -289,29 +314,29 @@ def test_background_build_indexes_everything_once(tmp_path: Path) -> None:
         vecs = await build_collection(store)
         await store.wait_for_indexing()
 
-        status = await store.index_status("c")
+        status = await index_status(store, "c")
         assert status["builds_run"] == 1 and status["builds_failed"] == 0
         assert status["indexed_points"] == THRESHOLD
         assert status["indexed_vectors"] >= THRESHOLD
         assert status["unindexed_points"] == BUILD_POINTS - THRESHOLD
-        assert await store.count("c") == BUILD_POINTS
-        assert await scroll_ids(store, "c") == list(range(BUILD_POINTS))
+        assert await store.count(TENANT, "c") == BUILD_POINTS
+        assert sorted(await scroll_ids(store, "c")) == list(range(BUILD_POINTS))
         for i in (0, 1_999, 2_000, 2_499):
-            [hit] = await store.query("c", vecs[i], limit=1)
+            [hit] = await store.query(TENANT, "c", vecs[i], limit=1)
             assert hit.id == i
-        assert await store.count("c", Filter(must=[key("parity", value="odd")])) == 1_250
-        retrieved = await store.retrieve("c", list(range(BUILD_POINTS)))
+        assert await store.count(TENANT, "c", Filter(must=[key("parity", value="odd")])) == 1_250
+        retrieved = await store.retrieve(TENANT, "c", list(range(BUILD_POINTS)))
         assert len(retrieved) == BUILD_POINTS
 
     with_store(tmp_path, body, index_threshold=THRESHOLD)
     # The built shard is what a restart loads; the sealed and old shards are gone.
-    shards = sorted(p.name for p in (tmp_path / "data/collections/c").glob("shard-*"))
-    manifest = json.loads((tmp_path / "data/collections/c/manifest.json").read_text())
+    shards = sorted(p.name for p in (tmp_path / "data/collections/d64-cosine").glob("shard-*"))
+    manifest = json.loads((tmp_path / "data/collections/d64-cosine/manifest.json").read_text())
     assert shards == sorted([manifest["indexed"], manifest["fresh"]])
     assert manifest["sealed"] is None
 
     async def reopened(store: EdgeStore) -> None:
-        status = await store.index_status("c")
+        status = await index_status(store, "c")
         assert (status["points"], status["indexed_vectors"] >= THRESHOLD) == (BUILD_POINTS, True)
 
     with_store(tmp_path, reopened, index_threshold=THRESHOLD)
@@ -323,11 +348,11 @@ def test_queries_are_answered_while_a_build_runs(tmp_path: Path) -> None:
         latencies: list[float] = []
         while build_running(store, "c"):
             started = time.perf_counter()
-            hits = await store.query("c", vecs[len(latencies) % BUILD_POINTS], limit=10)
+            hits = await store.query(TENANT, "c", vecs[len(latencies) % BUILD_POINTS], limit=10)
             latencies.append(time.perf_counter() - started)
             assert len(hits) == 10
         await store.wait_for_indexing()
-        assert (await store.index_status("c"))["builds_run"] == 1
+        assert (await index_status(store, "c"))["builds_run"] == 1
         latencies.sort()
         # The child process starts, moves 2,000 points and optimizes for ~1 s; a build
         # inside this process would hold the GIL and answer nothing meanwhile.
@@ -342,17 +367,22 @@ def test_writes_during_a_build_are_not_lost(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
         vecs = await build_collection(store)
         # All of these touch the sealed shard, which the child process is merging.
-        assert await store.delete_ids("c", [0, 1, 2]) == 3
-        assert await store.delete_by_filter("c", Filter(must=[key("i", any=[10, 11, 12])])) == 3
-        await store.upsert("c", [Point(20, vecs[20], {"i": 20, "v": "new"})])
+        assert await store.delete_ids(TENANT, "c", [0, 1, 2]) == 3
+        assert (
+            await store.delete_by_filter(TENANT, "c", Filter(must=[key("i", any=[10, 11, 12])]))
+            == 3
+        )
+        await store.upsert(TENANT, "c", [Point(20, vecs[20], {"i": 20, "v": "new"})])
         assert build_running(store, "c"), "the build ended before the writes: make it bigger"
         await store.wait_for_indexing()
 
-        assert (await store.index_status("c"))["builds_run"] == 1
-        assert await store.retrieve("c", [0, 1, 2, 10, 11, 12]) == []
-        assert await store.count("c") == BUILD_POINTS - 6
-        assert [r.payload for r in await store.retrieve("c", [20])] == [{"i": 20, "v": "new"}]
-        hits = await store.query("c", vecs[20], limit=3)
+        assert (await index_status(store, "c"))["builds_run"] == 1
+        assert await store.retrieve(TENANT, "c", [0, 1, 2, 10, 11, 12]) == []
+        assert await store.count(TENANT, "c") == BUILD_POINTS - 6
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [20])] == [
+            {"i": 20, "v": "new"}
+        ]
+        hits = await store.query(TENANT, "c", vecs[20], limit=3)
         assert [h.id for h in hits].count(20) == 1
         ids = await scroll_ids(store, "c")
         assert len(ids) == len(set(ids)) == BUILD_POINTS - 6
@@ -363,29 +393,49 @@ def test_writes_during_a_build_are_not_lost(tmp_path: Path) -> None:
 def test_close_during_a_build_loses_nothing_and_the_build_resumes(tmp_path: Path) -> None:
     async def interrupted(store: EdgeStore) -> None:
         await build_collection(store)
-        await store.delete_ids("c", [5])
+        await store.delete_ids(TENANT, "c", [5])
         # close() kills the child process; the sealed shard stays live.
 
     with_store(tmp_path, interrupted, index_threshold=THRESHOLD)
 
     async def resumed(store: EdgeStore) -> None:
-        assert await store.count("c") == BUILD_POINTS - 1  # readable before the build
+        assert await store.count(TENANT, "c") == BUILD_POINTS - 1  # readable before the build
         await store.wait_for_indexing()
-        status = await store.index_status("c")
+        status = await index_status(store, "c")
         assert (status["builds_run"], status["points"]) == (1, BUILD_POINTS - 1)
         assert status["indexed_points"] == THRESHOLD - 1
-        assert await store.retrieve("c", [5]) == []
+        assert await store.retrieve(TENANT, "c", [5]) == []
 
     with_store(tmp_path, resumed, index_threshold=THRESHOLD)
 
 
-def test_delete_collection_during_a_build_kills_it(tmp_path: Path) -> None:
+def test_delete_collection_during_a_build_leaves_the_other_collections_whole(
+    tmp_path: Path,
+) -> None:
+    """Collections of one shape share a physical collection and its index build: deleting
+    one mid-build is a journaled delete by partition, replayed on the built shard."""
+    others = vectors(10, seed=3)
+
     async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "other", DIM, Distance.COSINE)
+        await fill(store, "other", others, 0, 10)
         await build_collection(store)
-        process = store._collections["c"].process
-        assert process is not None
-        await store.delete_collection("c")
-        assert process.returncode is not None
-        assert not (tmp_path / "data/collections/c").exists()
+        assert build_running(store, "c")
+        await store.delete_collection(TENANT, "c")
+        with pytest.raises(NotFound):
+            await store.count(TENANT, "c")
+        await store.wait_for_indexing()
+        assert (await index_status(store, "other"))["builds_run"] == 1
+        assert await store.count(TENANT, "other") == 10
+        [shape] = await store.physical_collections()
+        assert shape.points_count == 10
+
+    async def reopened(store: EdgeStore) -> None:
+        assert [c.name for c in await store.list_collections(TENANT)] == ["other"]
+        [shape] = await store.physical_collections()
+        assert shape.points_count == 10
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        assert await store.count(TENANT, "c") == 0
 
     with_store(tmp_path, body, index_threshold=THRESHOLD)
+    with_store(tmp_path, reopened, index_threshold=THRESHOLD)

@@ -22,6 +22,7 @@ import pytest
 
 from graph.store.edge import EdgeStore
 from graph.store.models import PointId
+from tests.store.conftest import TENANT
 
 DIM = 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +39,12 @@ WRITER = textwrap.dedent(
     async def main() -> None:
         store = EdgeStore(Path(sys.argv[1]), index_threshold=int(sys.argv[2]))
         await store.open()
-        await store.ensure_collection("c", 8, Distance.COSINE)
-        coll = store._collections["c"]
+        await store.ensure_collection("t1", "c", 8, Distance.COSINE)
+        coll = store._catalog[("t1", "c")].coll
         start = 0
         while True:
             ids = list(range(start, start + 20))
-            await store.upsert("c", [Point(i, [1.0, i % 7, i % 5, 1, 0, 0, 0, 1], {"i": i})
+            await store.upsert("t1", "c", [Point(i, [1.0, i % 7, i % 5, 1, 0, 0, 0, 1], {"i": i})
                                      for i in ids])
             building = coll.process is not None and coll.process.returncode is None
             print(json.dumps({"ids": ids, "building": building}), flush=True)
@@ -94,20 +95,20 @@ def reopen_and_check(tmp_path: Path, acknowledged: int) -> dict[str, Any]:
         store = EdgeStore(tmp_path / "data", index_threshold=10**9)
         await store.open()
         try:
-            found = await store.retrieve("c", list(range(acknowledged)))
+            found = await store.retrieve(TENANT, "c", list(range(acknowledged)))
             assert [r.id for r in found] == list(range(acknowledged))
             assert all(r.payload == {"i": r.id} for r in found)
             ids: list[PointId] = []
             cursor: PointId | None = None
             while True:
-                page = await store.scroll("c", limit=1_000, cursor=cursor)
+                page = await store.scroll(TENANT, "c", limit=1_000, cursor=cursor)
                 ids.extend(r.id for r in page.points)
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
             assert len(ids) == len(set(ids)) >= acknowledged  # unacknowledged may be there too
-            assert await store.count("c") == len(ids)
-            return await store.index_status("c")
+            assert await store.count(TENANT, "c") == len(ids)
+            return await store.index_status(store._catalog[(TENANT, "c")].coll.name)
         finally:
             await store.close()
 
@@ -123,7 +124,7 @@ def test_acknowledged_upserts_survive_kill_9(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_acknowledged_upserts_survive_kill_9_during_an_index_build(tmp_path: Path) -> None:
     acknowledged = write_until_killed(tmp_path, index_threshold=500, want=1_000, mid_build=True)
-    collection = tmp_path / "data/collections/c"
+    collection = tmp_path / "data/collections/d8-cosine"
 
     def live_entries() -> set[str]:
         manifest = json.loads((collection / "manifest.json").read_text())

@@ -21,6 +21,7 @@ from graph.settings import Distance, Settings
 from graph.store import create_store
 from graph.store.models import Filter, Point
 from graph.store.remote import RemoteStore
+from tests.store.conftest import TENANT
 
 if TYPE_CHECKING:
     from tests.store.conftest import Runner
@@ -39,18 +40,18 @@ def free_port() -> int:
 def every_call(store: RemoteStore) -> dict[str, Callable[[], Awaitable[object]]]:
     return {
         "ping": store.ping,
-        "ensure_collection": lambda: store.ensure_collection("c", 4, Distance.COSINE),
-        "create_collection": lambda: store.create_collection("c", 4, Distance.COSINE),
-        "delete_collection": lambda: store.delete_collection("c"),
-        "get_collection": lambda: store.get_collection("c"),
-        "list_collections": store.list_collections,
-        "upsert": lambda: store.upsert("c", [Point(1, [1.0, 0.0, 0.0, 0.0])]),
-        "query": lambda: store.query("c", [1.0, 0.0, 0.0, 0.0], limit=1),
-        "retrieve": lambda: store.retrieve("c", [1]),
-        "delete_ids": lambda: store.delete_ids("c", [1]),
-        "delete_by_filter": lambda: store.delete_by_filter("c", Filter()),
-        "count": lambda: store.count("c"),
-        "scroll": lambda: store.scroll("c", limit=1),
+        "ensure_collection": lambda: store.ensure_collection(TENANT, "c", 4, Distance.COSINE),
+        "create_collection": lambda: store.create_collection(TENANT, "c", 4, Distance.COSINE),
+        "delete_collection": lambda: store.delete_collection(TENANT, "c"),
+        "get_collection": lambda: store.get_collection(TENANT, "c"),
+        "list_collections": (lambda: store.list_collections(TENANT)),
+        "upsert": lambda: store.upsert(TENANT, "c", [Point(1, [1.0, 0.0, 0.0, 0.0])]),
+        "query": lambda: store.query(TENANT, "c", [1.0, 0.0, 0.0, 0.0], limit=1),
+        "retrieve": lambda: store.retrieve(TENANT, "c", [1]),
+        "delete_ids": lambda: store.delete_ids(TENANT, "c", [1]),
+        "delete_by_filter": lambda: store.delete_by_filter(TENANT, "c", Filter()),
+        "count": lambda: store.count(TENANT, "c"),
+        "scroll": lambda: store.scroll(TENANT, "c", limit=1),
     }
 
 
@@ -189,7 +190,7 @@ def test_unreadable_answer_is_unavailable(run: Runner) -> None:
                 with pytest.raises(StoreUnavailable):
                     await store.ping()
                 with pytest.raises(StoreUnavailable):
-                    await store.count("c")
+                    await store.count(TENANT, "c")
 
     run(check())
 
@@ -202,7 +203,7 @@ def test_server_404_for_a_collection_is_not_found(run: Runner) -> None:
             store = RemoteStore.connect(url, timeout_seconds=2.0)
             async with opened(store):
                 with pytest.raises(NotFound) as caught:
-                    await store.count("c")
+                    await store.count(TENANT, "c")
                 assert caught.value.message == "Collection 'c' not found"
 
     run(check())
@@ -219,7 +220,7 @@ def test_same_store_works_again_when_the_server_comes_back(run: Runner) -> None:
                 await store.ping()
             async with fake_server(collections, port=port):
                 await store.ping()
-                assert await store.list_collections() == []
+                assert await store.physical_collections() == []
             with pytest.raises(StoreUnavailable):
                 await store.ping()
 
@@ -231,11 +232,13 @@ def test_local_mode_on_a_path_persists_across_reopen(run: Runner, tmp_path: Path
 
     async def check() -> None:
         async with opened(RemoteStore.local(path)) as store:
-            await store.ensure_collection("c", 4, Distance.COSINE)
-            assert await store.upsert("c", [Point(1, [1.0, 0.0, 0.0, 0.0], {"k": "v"})]) == 1
+            await store.ensure_collection(TENANT, "c", 4, Distance.COSINE)
+            assert (
+                await store.upsert(TENANT, "c", [Point(1, [1.0, 0.0, 0.0, 0.0], {"k": "v"})]) == 1
+            )
         async with opened(RemoteStore.local(path)) as store:
-            await store.ensure_collection("c", 4, Distance.COSINE)
-            [record] = await store.retrieve("c", [1])
+            await store.ensure_collection(TENANT, "c", 4, Distance.COSINE)
+            [record] = await store.retrieve(TENANT, "c", [1])
             assert record.payload == {"k": "v"}
 
     run(check())
@@ -244,16 +247,16 @@ def test_local_mode_on_a_path_persists_across_reopen(run: Runner, tmp_path: Path
 def test_non_finite_vectors_and_payloads_are_bad_user_input(run: Runner) -> None:
     async def check() -> None:
         async with opened(RemoteStore.local()) as store:
-            await store.create_collection("c", 2, Distance.DOT)
+            await store.create_collection(TENANT, "c", 2, Distance.DOT)
             for bad in (
                 [Point(1, [1.0, 0.0]), Point(2, [math.nan, 0.0])],
                 [Point(1, [1.0, 0.0]), Point(2, [1.0, 0.0], {"x": math.inf})],
             ):
                 with pytest.raises(BadUserInput):
-                    await store.upsert("c", bad)
+                    await store.upsert(TENANT, "c", bad)
             with pytest.raises(BadUserInput):
-                await store.query("c", [math.inf, 0.0], limit=1)
-            assert await store.count("c") == 0
+                await store.query(TENANT, "c", [math.inf, 0.0], limit=1)
+            assert await store.count(TENANT, "c") == 0
 
     run(check())
 
@@ -272,10 +275,11 @@ def test_collections_not_made_by_this_server_are_left_out_of_the_list(run: Runne
                 "manhattan",
                 vectors_config=models.VectorParams(size=2, distance=models.Distance.MANHATTAN),
             )
-            await store.create_collection("ours", 2, Distance.EUCLID)
-            assert [c.name for c in await store.list_collections()] == ["ours"]
-            with pytest.raises(BadUserInput):
-                await store.get_collection("named")
+            await store.create_collection(TENANT, "ours", 2, Distance.EUCLID)
+            assert [c.name for c in await store.list_collections(TENANT)] == ["ours"]
+            assert [c.name for c in await store.physical_collections()] == ["graph-d2-euclid"]
+            with pytest.raises(NotFound):
+                await store.get_collection(TENANT, "named")
 
     run(check())
 
@@ -288,6 +292,6 @@ def test_a_404_that_is_not_from_qdrant_is_unavailable_not_not_found(run: Runner)
             store = RemoteStore.connect(url, timeout_seconds=2.0)
             async with opened(store):
                 with pytest.raises(StoreUnavailable):
-                    await store.count("c")
+                    await store.count(TENANT, "c")
 
     run(check())

@@ -1,0 +1,371 @@
+"""Credentials to a principal: the tenant a request runs as, and its scopes.
+
+Two kinds of credential, both sent as `Authorization: Bearer <credential>`:
+
+- a JWT (PyJWT): HS256 signed with AUTH_JWT_SECRET, or RS256/ES256 verified with the
+  public key in AUTH_JWT_PUBLIC_KEY_FILE or a key of the JWKS in AUTH_JWKS_FILE. `exp`
+  is required; `iss` and `aud` are checked when configured. The algorithm is chosen by
+  the key, never by the token: `alg: none`, and an HS256 token against a public key,
+  are refused.
+- an API key (`gm_<id>_<secret>`), made by `graph keys create`; the file named by
+  AUTH_API_KEYS_FILE holds only a SHA-256 of each secret (256 random bits, so a fast
+  hash is enough), compared in constant time. The file is re-read when it changes, so
+  a revoked key stops working within KEYS_RECHECK_SECONDS.
+
+Nothing configured: the server is open and every request is the tenant `default` with
+every scope. Every failure is the same Unauthenticated, whatever the reason; the reason
+goes to the log only, without the credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jwt
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from graph.errors import BadUserInput, Unauthenticated
+from graph.settings import Settings
+from graph.store.tenancy import DEFAULT_TENANT, validate_tenant
+
+logger = logging.getLogger("graph.auth")
+
+UNAUTHENTICATED_MESSAGE = "Authentication required"
+API_KEY_PREFIX = "gm_"
+KEYS_RECHECK_SECONDS = 1.0
+MIN_HS256_SECRET_BYTES = 32
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+ALL_SCOPES = frozenset(Scope)
+
+
+def parse_scopes(raw: Iterable[str]) -> frozenset[Scope]:
+    """Known scope names; unknown ones are ignored (a token may carry others' scopes)."""
+    known = {s.value for s in Scope}
+    return frozenset(Scope(s) for s in raw if s in known)
+
+
+_ADMIN_FIELDS = frozenset({"createCollection", "deleteCollection"})
+_OPEN_FIELDS = frozenset({"health"})
+
+
+def scope_for(operation_type: str, field: str) -> Scope | None:
+    """The scope a root field needs: `read` for queries, `write` for mutations, `admin`
+    for collection management; none for `health` and introspection."""
+    if field.startswith("__") or field in _OPEN_FIELDS:
+        return None
+    if operation_type == "mutation":
+        return Scope.ADMIN if field in _ADMIN_FIELDS else Scope.WRITE
+    return Scope.READ
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str
+    scopes: frozenset[Scope]
+    # For logs: "open", "key:<id>" or "jwt:<sub>"; never a secret.
+    subject: str
+
+
+OPEN_PRINCIPAL = Principal(DEFAULT_TENANT, ALL_SCOPES, "open")
+
+
+class AuthConfigError(ValueError):
+    """A security setting that cannot work; the server refuses to start, saying which."""
+
+
+def _refuse(reason: str) -> Unauthenticated:
+    logger.info("Authentication failed", extra={"reason": reason})
+    return Unauthenticated(UNAUTHENTICATED_MESSAGE)
+
+
+# API keys
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    tenant: str
+    scopes: tuple[str, ...]
+    hash: str
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "scopes": list(self.scopes),
+            "hash": self.hash,
+            "created": self.created,
+        }
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyFile:
+    """The operator's key file: read by the server, written by `graph keys`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._keys: dict[str, tuple[ApiKey, Principal]] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
+
+    def load(self) -> None:
+        """Read the file when it changed; a missing file holds no keys."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._keys, self._stamp = {}, None
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return
+        keys: dict[str, tuple[ApiKey, Principal]] = {}
+        for key in self._read():
+            principal = Principal(key.tenant, parse_scopes(key.scopes), f"key:{key.id}")
+            keys[key.id] = (key, principal)
+        self._keys, self._stamp = keys, stamp
+
+    def _read(self) -> list[ApiKey]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return [ApiKey(**{**k, "scopes": tuple(k["scopes"])}) for k in raw["keys"]]
+        except FileNotFoundError:
+            return []
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuthConfigError(f"API key file {self.path} is not valid: {exc}") from None
+
+    def verify(self, credential: str) -> Principal:
+        now = time.monotonic()
+        if now - self._checked >= KEYS_RECHECK_SECONDS:
+            self._checked = now
+            try:
+                self.load()
+            except AuthConfigError:
+                logger.exception("Could not re-read the API key file; keeping the keys read")
+        key_id, _, secret = credential.removeprefix(API_KEY_PREFIX).partition("_")
+        entry = self._keys.get(key_id)
+        # Hash and compare even for an unknown id, so that timing says nothing about ids.
+        digest = _hash_secret(secret)
+        expected = entry[0].hash if entry else "0" * len(digest)
+        if not hmac.compare_digest(digest, expected) or entry is None:
+            raise _refuse("unknown or revoked API key")
+        return entry[1]
+
+    # Management, for the CLI: one writer at a time, atomic replacement.
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[list[ApiKey]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            keys = self._read()
+            yield keys
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"keys": [k.to_json() for k in keys]}, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            os.close(lock)
+
+    def create(self, tenant: str, scopes: Iterable[str]) -> tuple[str, ApiKey]:
+        """A new key; the returned credential is the only time its secret exists."""
+        try:
+            validate_tenant(tenant)
+        except BadUserInput:
+            raise ValueError(
+                "tenant must be 1-128 letters, digits or '_.@:-', starting with a letter or digit"
+            ) from None
+        wanted = list(dict.fromkeys(scopes))
+        unknown = [s for s in wanted if s not in {x.value for x in Scope}]
+        if unknown or not wanted:
+            raise ValueError(f"scopes must be some of read, write, admin (got {wanted})")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=key_id,
+            tenant=tenant,
+            scopes=tuple(wanted),
+            hash=_hash_secret(secret),
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        )
+        with self._locked() as keys:
+            keys.append(key)
+        return f"{API_KEY_PREFIX}{key_id}_{secret}", key
+
+    def list(self) -> list[ApiKey]:
+        return self._read()
+
+    def revoke(self, key_id: str) -> bool:
+        with self._locked() as keys:
+            kept = [k for k in keys if k.id != key_id]
+            found = len(kept) != len(keys)
+            keys[:] = kept
+        return found
+
+
+# JWTs
+
+
+class JwtVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.issuer = settings.auth_jwt_issuer
+        self.audience = settings.auth_jwt_audience
+        self.leeway = settings.auth_jwt_leeway_seconds
+        self.secret: bytes | None = None
+        self.public_keys: dict[str, Any] = {}  # algorithm -> key
+        self.jwks: jwt.PyJWKSet | None = None
+        if settings.auth_jwt_secret is not None:
+            secret = settings.auth_jwt_secret.get_secret_value().encode()
+            if len(secret) < MIN_HS256_SECRET_BYTES:
+                raise AuthConfigError(
+                    f"AUTH_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes long"
+                )
+            self.secret = secret
+        if settings.auth_jwt_public_key_file is not None:
+            algorithm, key = _load_public_key(settings.auth_jwt_public_key_file)
+            self.public_keys[algorithm] = key
+        if settings.auth_jwks_file is not None:
+            self.jwks = _load_jwks(settings.auth_jwks_file)
+
+    @property
+    def configured(self) -> bool:
+        return self.secret is not None or bool(self.public_keys) or self.jwks is not None
+
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _refuse("malformed token") from None
+        algorithm = header.get("alg")
+        if algorithm == "HS256" and self.secret is not None:
+            return self.secret, algorithm
+        if algorithm in self.public_keys:
+            return self.public_keys[algorithm], algorithm
+        if self.jwks is not None and algorithm in ASYMMETRIC_ALGORITHMS:
+            kid = header.get("kid")
+            candidates = [k for k in self.jwks.keys if kid is None or k.key_id == kid]
+            for candidate in candidates:
+                if candidate.algorithm_name == algorithm:
+                    return candidate.key, algorithm
+        raise _refuse(f"no key for algorithm {algorithm!r}")
+
+    def verify(self, token: str) -> Principal:
+        key, algorithm = self._key_for(token)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", *(["iss"] if self.issuer else [])]},
+            )
+        except jwt.PyJWTError as exc:
+            raise _refuse(f"invalid token: {type(exc).__name__}") from None
+        tenant = claims.get("tenant")
+        scope = claims.get("scope", "")
+        if not isinstance(tenant, str) or not isinstance(scope, str):
+            raise _refuse("token without a string tenant and scope")
+        try:
+            validate_tenant(tenant)
+        except BadUserInput:
+            raise _refuse("token with an invalid tenant") from None
+        subject = claims.get("sub")
+        return Principal(
+            tenant, parse_scopes(scope.split()), f"jwt:{subject if subject else tenant}"
+        )
+
+
+def _load_public_key(path: Path) -> tuple[str, Any]:
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise AuthConfigError(f"AUTH_JWT_PUBLIC_KEY_FILE {path}: {exc.strerror}") from None
+    for algorithm, loader in (("RS256", RSAAlgorithm), ("ES256", ECAlgorithm)):
+        try:
+            key = loader(loader.SHA256).prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError):
+            continue
+        if hasattr(key, "private_bytes"):
+            raise AuthConfigError(
+                f"AUTH_JWT_PUBLIC_KEY_FILE {path} holds a private key; give the public key"
+            )
+        return algorithm, key
+    raise AuthConfigError(
+        f"AUTH_JWT_PUBLIC_KEY_FILE {path} is not an RSA or EC public key in PEM format"
+    )
+
+
+def _load_jwks(path: Path) -> jwt.PyJWKSet:
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuthConfigError(f"AUTH_JWKS_FILE {path}: {exc.strerror}") from None
+    try:
+        jwks = jwt.PyJWKSet.from_json(raw)
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+        raise AuthConfigError(f"AUTH_JWKS_FILE {path} is not a usable JWKS: {exc}") from None
+    usable = [k for k in jwks.keys if k.algorithm_name in ASYMMETRIC_ALGORITHMS]
+    if not usable:
+        raise AuthConfigError(f"AUTH_JWKS_FILE {path} has no RS256 or ES256 key")
+    return jwks
+
+
+class Authenticator:
+    """Built once at start-up (where configuration errors surface); authenticate() runs
+    on every request, before its body is read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.jwt = JwtVerifier(settings)
+        self.keys: ApiKeyFile | None = None
+        if settings.auth_api_keys_file is not None:
+            self.keys = ApiKeyFile(settings.auth_api_keys_file)
+            self.keys.load()
+        self.open = not self.jwt.configured and self.keys is None
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if self.open:
+            return OPEN_PRINCIPAL
+        if not authorization:
+            raise _refuse("no credential")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise _refuse("not a bearer credential")
+        if credential.startswith(API_KEY_PREFIX):
+            if self.keys is None:
+                raise _refuse("API keys are not enabled")
+            return self.keys.verify(credential)
+        if not self.jwt.configured:
+            raise _refuse("JWTs are not enabled")
+        return self.jwt.verify(credential)

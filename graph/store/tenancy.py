@@ -1,0 +1,116 @@
+"""How tenants share the engine: logical collections partitioned inside physical ones.
+
+Qdrant's recommended multi-tenant layout, the same in both adapters:
+
+- One physical collection per vector shape (dimension and distance), shared by every
+  tenant and every logical collection of that shape (`physical_name`).
+- A logical collection is (tenant, name). Each of its points carries the partition
+  key `"<tenant>/<name>"` in the internal payload field PARTITION_FIELD, indexed as a
+  keyword with is_tenant=true; every read, count, scroll and delete the adapters run
+  carries a must-condition on it (`partition_of`).
+- Point ids are per logical collection: the engine stores the point under
+  uuid5(partition, client id) (`stored_id`) and keeps the client's id in ID_FIELD, so
+  two tenants (or two collections) using id 1 never touch each other's point.
+- The client's payload is stored whole under PAYLOAD_FIELD and every client filter key
+  is prefixed with it (`USER_KEY_PREFIX`), so no client filter can ever reach the
+  internal fields, and a payload handed back is exactly the one the client stored.
+
+Scroll therefore walks a collection in the order of stored ids, not of client ids; its
+cursor is a stored id, opaque to the client.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph.errors import BadUserInput
+from graph.settings import Distance
+from graph.store.models import Payload, PointId
+
+PARTITION_FIELD = "_p"
+ID_FIELD = "_id"
+PAYLOAD_FIELD = "_u"
+USER_KEY_PREFIX = PAYLOAD_FIELD + "."
+
+DEFAULT_TENANT = "default"
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
+# Fixed forever: stored ids are derived from it.
+_ID_NAMESPACE = uuid.UUID("5b0f3a52-6a4e-4d8e-9c1e-8c9d2f7b4a10")
+
+
+def validate_tenant(tenant: str) -> str:
+    """Tenants come from credentials; a name outside this alphabet is refused there."""
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        raise BadUserInput("Invalid tenant")
+    return tenant
+
+
+def physical_name(dimension: int, distance: Distance) -> str:
+    return f"d{dimension}-{distance.value}"
+
+
+def partition_of(tenant: str, collection: str) -> str:
+    # Collection names never hold '/', so the key is unambiguous.
+    return f"{tenant}/{collection}"
+
+
+def stored_id(partition: str, point_id: PointId) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{partition}\x00{point_id}"))
+
+
+def stored_payload(partition: str, point_id: PointId, payload: Payload | None) -> Payload:
+    # Integer ids go in as decimal strings: payload integers are signed 64-bit.
+    stored: Payload = {PARTITION_FIELD: partition, ID_FIELD: str(point_id)}
+    if payload:
+        stored[PAYLOAD_FIELD] = payload
+    return stored
+
+
+def client_id(stored: Payload | None) -> PointId:
+    raw = str((stored or {}).get(ID_FIELD, ""))
+    return int(raw) if raw.isdigit() else raw
+
+
+def client_payload(stored: Payload | None) -> Payload:
+    payload = (stored or {}).get(PAYLOAD_FIELD)
+    return payload if isinstance(payload, dict) else {}
+
+
+def user_key(key: str) -> str:
+    return USER_KEY_PREFIX + key
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionEntry:
+    """A logical collection, as the catalog of each adapter records it."""
+
+    tenant: str
+    name: str
+    dimension: int
+    distance: Distance
+    partition: str = field(init=False)
+    physical: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partition", partition_of(self.tenant, self.name))
+        object.__setattr__(self, "physical", physical_name(self.dimension, self.distance))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "name": self.name,
+            "dimension": self.dimension,
+            "distance": self.distance.value,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CollectionEntry:
+        return cls(
+            tenant=str(raw["tenant"]),
+            name=str(raw["name"]),
+            dimension=int(raw["dimension"]),
+            distance=Distance(raw["distance"]),
+        )
