@@ -1,0 +1,73 @@
+"""The Grafana dashboard: generated from observability/grafana/dashboard.py, provisioned
+with the datasource it refers to, and covering what on-call needs. Its queries run
+against live data in test_live.py."""
+
+from __future__ import annotations
+
+import json
+
+from tests.observability.support import (
+    DASHBOARD_JSON,
+    DATASOURCES,
+    GRAFANA,
+    dashboard_module,
+    load_yaml,
+    panel_targets,
+)
+
+DASHBOARD = json.loads(DASHBOARD_JSON.read_text())
+
+
+def test_committed_json_is_the_generators_output() -> None:
+    assert DASHBOARD_JSON.read_text() == dashboard_module().render(), (
+        "run: python observability/grafana/dashboard.py "
+        "> observability/grafana/dashboards/graph-memory.json"
+    )
+
+
+def test_every_query_uses_the_provisioned_datasource() -> None:
+    (datasource,) = load_yaml(DATASOURCES)["datasources"]
+    assert datasource["type"] == "prometheus"
+    for title, target in panel_targets(DASHBOARD):
+        assert target["datasource"] == {"type": "prometheus", "uid": datasource["uid"]}, title
+        assert target["expr"].strip(), title
+
+
+def test_panels_have_unique_ids_and_fit_the_grid() -> None:
+    ids = [panel["id"] for panel in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in DASHBOARD["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] != "row":
+            assert panel["targets"], panel["title"]
+            refs = [target["refId"] for target in panel["targets"]]
+            assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_the_dashboard_shows_what_on_call_needs() -> None:
+    exprs = " ".join(target["expr"] for _, target in panel_targets(DASHBOARD))
+    for needed in [
+        "http_requests_total",  # request rate
+        "graphql_errors_total",  # error rate by code
+        "graphql_operation_duration_seconds_bucket",  # p50/p95/p99 per operation
+        "graphql_resolver_duration_seconds_bucket",  # slowest resolvers
+        "store_call_duration_seconds_bucket",  # store latency
+        "store_errors_total",  # store errors
+        "store_points_upserted_total",  # ingest rate
+        "store_collection_points",  # points per collection
+        "http_requests_in_progress",  # in flight
+        'code="RATE_LIMITED"',  # rate-limited requests
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        'up{job="qdrant"}',
+        "histogram_quantile(0.99",
+    ]:
+        assert needed in exprs, needed
+
+
+def test_provisioning_points_at_the_dashboards_folder() -> None:
+    (provider,) = load_yaml(GRAFANA / "provisioning" / "dashboards" / "graph-memory.yml")[
+        "providers"
+    ]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
