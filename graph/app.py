@@ -50,10 +50,14 @@ class StoreSupervisor:
         self.collection_ready = False
         self.up: bool | None = None
         self.stats: StoreStats | None = None
+        self.stopping = False
 
     async def check(self) -> bool:
         try:
-            await asyncio.wait_for(self.store.ping(), READINESS_TIMEOUT_SECONDS)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives as the ping completes, and stop() would wait for ever.
+            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                await self.store.ping()
             if not self.collection_ready:
                 await self._ensure_default_collection()
             up = True
@@ -91,7 +95,8 @@ class StoreSupervisor:
         STORE_UP.set(1 if up else 0)
 
     async def run(self) -> None:
-        while True:
+        """Until stopping: a cancellation alone could be lost inside a store call."""
+        while not self.stopping:
             if await self.check() and self.stats is not None:
                 await self._sample_stats(self.stats)
             await asyncio.sleep(STORE_CHECK_INTERVAL_SECONDS)
@@ -99,7 +104,8 @@ class StoreSupervisor:
     @staticmethod
     async def _sample_stats(stats: StoreStats) -> None:
         try:
-            await asyncio.wait_for(stats.refresh(), READINESS_TIMEOUT_SECONDS)
+            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                await stats.refresh()
         except (ApiError, TimeoutError):
             logger.debug("Could not sample the store's statistics", exc_info=True)
 
@@ -200,6 +206,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             yield
         finally:
             state["draining"] = True
+            supervisor.stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -208,7 +215,10 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
                 await limiter.close()
             logger.info("Memory server stopped; the store is flushed and closed")
 
-    return Starlette(
+    def begin_draining() -> None:
+        state["draining"] = True
+
+    app = Starlette(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -223,3 +233,6 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         ],
         lifespan=lifespan,
     )
+    # For the server (graph/serving.py): SIGTERM makes /readyz answer 503 before the stop.
+    app.state.begin_draining = begin_draining
+    return app

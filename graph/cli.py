@@ -20,6 +20,7 @@ def serve() -> None:
 
     from graph.app import create_app
     from graph.logs import configure, log_config
+    from graph.serving import DrainingServer
     from graph.settings import Settings
 
     settings = Settings()
@@ -36,7 +37,7 @@ def serve() -> None:
     except (AuthConfigError, RateLimitConfigError) as exc:
         logging.getLogger("graph.app").critical("Cannot start: %s", exc)
         sys.exit(2)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -45,6 +46,12 @@ def serve() -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+    server = DrainingServer(
+        config,
+        begin_draining=app.state.begin_draining,
+        delay=settings.shutdown_delay_seconds,
+    )
+    server.run()
 
 
 def print_schema() -> None:

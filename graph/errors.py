@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     STORE_TIMEOUT = "STORE_TIMEOUT"
+    STORE_OVERLOADED = "STORE_OVERLOADED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -25,8 +26,10 @@ class ApiError(Exception):
     """An error whose message is safe to show to the client, with its code."""
 
     code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
+    default_message = "Internal server error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str | None = None) -> None:
+        message = message or self.default_message
         super().__init__(message)
         self.message = message
 
@@ -55,10 +58,19 @@ class PayloadTooLarge(ApiError):
 
 class StoreUnavailable(ApiError):
     code = ErrorCode.STORE_UNAVAILABLE
+    default_message = "The vector store is unavailable"
 
 
 class StoreTimeout(ApiError):
     code = ErrorCode.STORE_TIMEOUT
+    default_message = "The vector store did not answer in time"
+
+
+class StoreOverloaded(ApiError):
+    """Shed before reaching the store: too many calls were already waiting for it."""
+
+    code = ErrorCode.STORE_OVERLOADED
+    default_message = "The vector store is overloaded; retry later"
 
 
 class Unauthenticated(ApiError):

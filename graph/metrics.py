@@ -82,6 +82,28 @@ STORE_POINTS_UPSERTED = Counter(
 STORE_POINTS_DELETED = Counter(
     "store_points_deleted_total", "Points deleted (by id or by filter).", ["backend"]
 )
+# Remote store faults, retries and shedding, recorded by graph/store/remote.py.
+STORE_FAULTS = Counter(
+    "store_faults_total",
+    "Faults met on calls to Qdrant, each attempt counted, by backend and kind "
+    "(connection, timeout, server_error, rate_limited, bad_response, refused, unexpected).",
+    ["backend", "kind"],
+)
+STORE_RETRIES = Counter(
+    "store_retries_total",
+    "Calls to Qdrant retried after a transient fault, by backend and operation.",
+    ["backend", "operation"],
+)
+STORE_SHED = Counter(
+    "store_shed_total",
+    "Store calls refused with STORE_OVERLOADED because too many were already waiting.",
+    ["backend"],
+)
+STORE_WAITING = Gauge(
+    "store_waiting_calls",
+    "Store calls waiting for one of the STORE_MAX_CONCURRENCY slots toward Qdrant.",
+    ["backend"],
+)
 # Sampled from the store in the background (graph/store/instrumented.py StoreStats).
 STORE_COLLECTION_POINTS = Gauge(
     "store_collection_points", "Points per collection.", ["backend", "collection"]

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
     store_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Remote store only (README "Reliability"): retries of transient faults within the
+    # timeout, calls in flight toward Qdrant, and calls allowed to wait for one of them.
+    store_max_retries: int = Field(default=3, ge=0, le=10)
+    store_max_concurrency: int = Field(default=64, ge=1)
+    store_max_queue: int = Field(default=256, ge=0)
+
+    # Embedded store: writes are refused (STORE_UNAVAILABLE) below this much free space
+    # in DATA_DIR, because the engine dies of SIGBUS when a mapped file finds a full disk.
+    min_free_disk_mb: int = Field(default=100, ge=0)
 
     # Unindexed points in the embedded store before a background index build starts.
     index_threshold: int = Field(default=20_000, ge=1)
@@ -43,6 +52,8 @@ class Settings(BaseSettings):
     max_upsert_points: int = Field(default=1_000, ge=1)
     max_ids_per_request: int = Field(default=1_000, ge=1)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # On SIGTERM: /readyz answers 503 this long, while requests are still served, first.
+    shutdown_delay_seconds: float = Field(default=2.0, ge=0, le=300)
 
     # Security (README "Security"). Nothing set: open, one tenant `default`.
     auth_jwt_secret: SecretStr | None = None

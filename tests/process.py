@@ -28,6 +28,9 @@ class ServerProcess:
             "PORT": str(self.port),
             "DATA_DIR": str(data_dir),
             "VECTOR_SIZE": "4",
+            # Tests stop servers with SIGTERM all the time; the readiness drain is tested
+            # where it matters (tests/resilience/test_process_faults.py).
+            "SHUTDOWN_DELAY_SECONDS": "0",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -116,10 +116,10 @@ EdgeId = int | str | uuid.UUID
 # A delete journaled during a build: the ids, or the filter, it removed.
 JournalEntry = list[PointId] | EdgeFilter
 
-UNAVAILABLE_MESSAGE = "The vector store is unavailable"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 COLLECTIONS = "collections"
+DISK_FULL_MESSAGE = "The vector store is out of disk space; writes are refused"
 LOCK_FILE = ".lock"
 TRASH_PREFIX = ".trash-"
 SHARD_PREFIX = "shard-"
@@ -559,6 +559,7 @@ class EdgeStore(VectorStore):
         hnsw_ef: int | None = 128,
         retry_delay_seconds: float = 60.0,
         workers: int = 4,
+        min_free_bytes: int = 100 * 1024 * 1024,
     ) -> None:
         if index_threshold < 1:
             raise ValueError("index_threshold must be at least 1")
@@ -566,6 +567,8 @@ class EdgeStore(VectorStore):
         self.index_threshold = index_threshold
         self.retry_delay_seconds = retry_delay_seconds
         self._workers = workers
+        self.min_free_bytes = min_free_bytes
+        self._disk_full = False
         self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self._collections: dict[str, _Collection] = {}  # physical, by name
         self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
@@ -575,7 +578,11 @@ class EdgeStore(VectorStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeStore:
-        return cls(settings.data_dir, index_threshold=settings.index_threshold)
+        return cls(
+            settings.data_dir,
+            index_threshold=settings.index_threshold,
+            min_free_bytes=settings.min_free_disk_mb * 1024 * 1024,
+        )
 
     @property
     def _root(self) -> Path:
@@ -586,20 +593,20 @@ class EdgeStore(VectorStore):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) in a worker thread; engine failures become StoreUnavailable."""
         if self._executor is None:
-            raise StoreUnavailable(UNAVAILABLE_MESSAGE)
+            raise StoreUnavailable()
         try:
             return await asyncio.wrap_future(self._executor.submit(fn, *args))
         except ApiError:
             raise
         except Exception:
             logger.exception("Embedded engine call %s failed", fn.__name__)
-            raise StoreUnavailable(UNAVAILABLE_MESSAGE) from None
+            raise StoreUnavailable() from None
 
     async def _on_view(self, view: _View, writer: bool, fn: Callable[..., T], *args: Any) -> T:
         """fn(view.shards, *args) in a worker thread, counted on view until it has returned
         (even when the awaiting coroutine is cancelled first)."""
         if self._executor is None:
-            raise StoreUnavailable(UNAVAILABLE_MESSAGE)
+            raise StoreUnavailable()
         view.enter(writer)
         try:
             future: Future[T] = self._executor.submit(fn, view.shards, *args)
@@ -613,7 +620,7 @@ class EdgeStore(VectorStore):
             raise
         except Exception:
             logger.exception("Embedded engine call %s failed", fn.__name__)
-            raise StoreUnavailable(UNAVAILABLE_MESSAGE) from None
+            raise StoreUnavailable() from None
 
     @staticmethod
     async def _drain(view: _View, *, writers_only: bool = False) -> None:
@@ -638,6 +645,26 @@ class EdgeStore(VectorStore):
             validate_collection_name(name)
             raise NotFound(f"Collection '{name}' not found")
         return logical
+
+    def _check_disk(self) -> None:
+        """Refuse writes while DATA_DIR has less than min_free_bytes free: the engine writes
+        through memory-mapped files, and a write that finds the disk full kills the whole
+        process with SIGBUS instead of failing."""
+        if not self.min_free_bytes:
+            return
+        full = shutil.disk_usage(self.data_dir).free < self.min_free_bytes
+        if full != self._disk_full:
+            self._disk_full = full
+            if full:
+                logger.error(
+                    "Less than %s MiB free in %s: writes are refused until there is space",
+                    self.min_free_bytes // (1024 * 1024),
+                    self.data_dir,
+                )
+            else:
+                logger.warning("Disk space is back in %s: writes are accepted", self.data_dir)
+        if full:
+            raise StoreUnavailable(DISK_FULL_MESSAGE)
 
     def _check_current(self, logical: _Logical) -> None:
         """Under the physical collection's lock: the logical one was not deleted meanwhile."""
@@ -746,7 +773,7 @@ class EdgeStore(VectorStore):
 
     async def ping(self) -> None:
         if self._executor is None:
-            raise StoreUnavailable(UNAVAILABLE_MESSAGE)
+            raise StoreUnavailable()
 
     # Collections
 
@@ -785,6 +812,7 @@ class EdgeStore(VectorStore):
         async with self._collections_lock:
             if (tenant, name) in self._catalog:
                 raise AlreadyExists(f"Collection '{name}' already exists")
+            self._check_disk()
             entry = CollectionEntry(tenant, name, dimension, distance)
             logical = _Logical(entry, await self._physical(dimension, distance))
             coll = logical.coll
@@ -864,6 +892,7 @@ class EdgeStore(VectorStore):
         coll = logical.coll
         async with coll.lock:
             self._check_current(logical)
+            self._check_disk()
             coll.fresh_points = await self._on_view(
                 coll.view,
                 True,
@@ -930,6 +959,7 @@ class EdgeStore(VectorStore):
         coll = logical.coll
         async with coll.lock:
             self._check_current(logical)
+            self._check_disk()
             return await self._on_view(
                 coll.view, True, _delete_ids, wanted, logical.entry.partition, coll.journal
             )
@@ -940,6 +970,7 @@ class EdgeStore(VectorStore):
         coll = logical.coll
         async with coll.lock:
             self._check_current(logical)
+            self._check_disk()
             return await self._on_view(coll.view, True, _delete_by_filter, flt, coll.journal)
 
     async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+from qdrant_client.common.client_exceptions import QdrantException
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from graph.errors import (
@@ -40,8 +40,11 @@ from graph.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from graph.metrics import STORE_FAULTS, STORE_RETRIES
 from graph.settings import Distance, Settings
+from graph.store.admission import Admission
 from graph.store.base import VectorStore
+from graph.store.faults import RetryPolicy, classify
 from graph.store.models import (
     CollectionInfo,
     Condition,
@@ -79,9 +82,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ClientFactory = Callable[[], AsyncQdrantClient]
 
-UNAVAILABLE_MESSAGE = "The vector store is unavailable"
-TIMEOUT_MESSAGE = "The vector store did not answer in time"
 REJECTED_MESSAGE = "The vector store rejected the request"
+# Calls that must not run twice: a second create_collection would fail on the first's work.
+# Everything else we send is idempotent (upserts carry their ids; deletes name their points).
+_NOT_IDEMPOTENT = frozenset({"create_collection"})
+_NO_RETRIES = RetryPolicy(0)
 
 _TO_QDRANT_DISTANCE: dict[Distance, models.Distance] = {
     Distance.COSINE: models.Distance.COSINE,
@@ -228,12 +233,24 @@ def _from_qdrant(exc: UnexpectedResponse) -> bool:
 class RemoteStore(VectorStore):
     backend = "qdrant"
 
-    def __init__(self, client_factory: ClientFactory, *, timeout_seconds: float = 10.0) -> None:
-        """client_factory builds the client in open(); every call is bounded by timeout_seconds."""
+    def __init__(
+        self,
+        client_factory: ClientFactory,
+        *,
+        timeout_seconds: float = 10.0,
+        max_retries: int = 3,
+        max_concurrency: int = 64,
+        max_queue: int = 256,
+    ) -> None:
+        """client_factory builds the client in open(). Every call, its retries of transient
+        faults (at most max_retries) and its wait for one of max_concurrency slots included,
+        is bounded by timeout_seconds; past max_queue waiting calls, calls are shed."""
         if not timeout_seconds > 0:
             raise ValueError("timeout_seconds must be positive")
         self._client_factory = client_factory
         self._timeout = timeout_seconds
+        self._retry = RetryPolicy(max_retries)
+        self._admission = Admission(self.backend, limit=max_concurrency, queue=max_queue)
         self._client: AsyncQdrantClient | None = None
         # Catalog entries by (tenant, name), for reads; physical collections known to exist.
         self._entries: dict[tuple[str, str], _Logical] = {}
@@ -241,7 +258,7 @@ class RemoteStore(VectorStore):
 
     @classmethod
     def connect(
-        cls, url: str, *, api_key: str | None = None, timeout_seconds: float = 10.0
+        cls, url: str, *, api_key: str | None = None, timeout_seconds: float = 10.0, **limits: int
     ) -> RemoteStore:
         """A store on the Qdrant server at url (REST). Nothing is contacted before a call."""
 
@@ -264,7 +281,7 @@ class RemoteStore(VectorStore):
 
         if api_key and url.startswith("http://"):
             logger.warning("The Qdrant api key is sent over plain http")
-        return cls(factory, timeout_seconds=timeout_seconds)
+        return cls(factory, timeout_seconds=timeout_seconds, **limits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteStore:
@@ -275,6 +292,9 @@ class RemoteStore(VectorStore):
             settings.qdrant_url,
             api_key=api_key or None,
             timeout_seconds=settings.store_timeout_seconds,
+            max_retries=settings.store_max_retries,
+            max_concurrency=settings.store_max_concurrency,
+            max_queue=settings.store_max_queue,
         )
 
     @classmethod
@@ -304,31 +324,54 @@ class RemoteStore(VectorStore):
         collection: str | None = None,
     ) -> T:
         client = self._qdrant
-        try:
-            return await asyncio.wait_for(fn(client), timeout=self._timeout)
-        except ApiError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, operation, collection) from None
+        deadline = time.monotonic() + self._timeout
+        retries = self._retry if operation not in _NOT_IDEMPOTENT else _NO_RETRIES
+        async with self._admission.slot(deadline):
+            attempt = 0
+            while True:
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that arrives as the call completes.
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        return await fn(client)
+                except ApiError:
+                    raise
+                except Exception as exc:
+                    fault = classify(exc)
+                    if fault is not None:
+                        STORE_FAULTS.labels(self.backend, fault.kind).inc()
+                    pause = retries.pause(fault, attempt, deadline)
+                    if pause is None or fault is None:
+                        raise self._translate(exc, operation, collection) from None
+                    logger.info(
+                        "Qdrant %s: %s, attempt %s; retrying in %.3fs",
+                        operation,
+                        fault.kind,
+                        attempt + 1,
+                        pause,
+                    )
+                STORE_RETRIES.labels(self.backend, operation).inc()
+                await asyncio.sleep(pause)
+                attempt += 1
 
     def _translate(self, exc: Exception, operation: str, collection: str | None) -> ApiError:
         where = f"{operation} on collection {collection!r}" if collection else operation
         if isinstance(exc, TimeoutError):
             logger.warning("Qdrant %s timed out after %ss", where, self._timeout)
-            return StoreTimeout(TIMEOUT_MESSAGE)
+            return StoreTimeout()
         if isinstance(exc, ResponseHandlingException):
             source = exc.source
             if isinstance(source, httpx.TimeoutException):
                 logger.warning("Qdrant %s timed out: %s", where, type(source).__name__)
-                return StoreTimeout(TIMEOUT_MESSAGE)
+                return StoreTimeout()
             if isinstance(source, httpx.TransportError):
                 logger.warning("Qdrant %s failed: %s: %s", where, type(source).__name__, source)
-                return StoreUnavailable(UNAVAILABLE_MESSAGE)
+                return StoreUnavailable()
             logger.error("Qdrant %s: unreadable response", where, exc_info=source)
-            return StoreUnavailable(UNAVAILABLE_MESSAGE)
-        if isinstance(exc, ResourceExhaustedResponse):
+            return StoreUnavailable()
+        if isinstance(exc, QdrantException):  # ResourceExhaustedResponse, a 429
             logger.warning("Qdrant %s: rate limited by the server", where)
-            return StoreUnavailable(UNAVAILABLE_MESSAGE)
+            return StoreUnavailable()
         if isinstance(exc, UnexpectedResponse):
             return self._translate_status(exc, where, collection)
         if isinstance(exc, ValueError) and collection is not None:
@@ -340,10 +383,10 @@ class RemoteStore(VectorStore):
                 return AlreadyExists(f"Collection '{collection}' already exists")
         if isinstance(exc, httpx.TransportError):
             logger.warning("Qdrant %s failed: %s: %s", where, type(exc).__name__, exc)
-            return StoreUnavailable(UNAVAILABLE_MESSAGE)
+            return StoreUnavailable()
         # Called from the except block in _call, so this logs exc with its traceback.
         logger.exception("Unexpected error from Qdrant %s", where)
-        return StoreUnavailable(UNAVAILABLE_MESSAGE)
+        return StoreUnavailable()
 
     def _translate_status(
         self, exc: UnexpectedResponse, where: str, collection: str | None
@@ -363,15 +406,15 @@ class RemoteStore(VectorStore):
             return BadUserInput(REJECTED_MESSAGE)
         if status in (401, 403):
             logger.error("Qdrant refused %s (%s): check QDRANT_API_KEY", where, status)
-            return StoreUnavailable(UNAVAILABLE_MESSAGE)
+            return StoreUnavailable()
         if status == 408 or status == 504:
             logger.warning("Qdrant %s timed out on the server (%s)", where, status)
-            return StoreTimeout(TIMEOUT_MESSAGE)
+            return StoreTimeout()
         if status >= 500 or status == 429:
             logger.warning("Qdrant %s failed (%s): %s", where, status, content)
-            return StoreUnavailable(UNAVAILABLE_MESSAGE)
+            return StoreUnavailable()
         logger.error("Unexpected response from Qdrant %s (%s): %s", where, status, content)
-        return StoreUnavailable(UNAVAILABLE_MESSAGE)
+        return StoreUnavailable()
 
     # Lifecycle
 
@@ -387,7 +430,8 @@ class RemoteStore(VectorStore):
         if client is None:
             return
         try:
-            await asyncio.wait_for(client.close(), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await client.close()
         except Exception:
             logger.warning("Closing the Qdrant client failed", exc_info=True)
 

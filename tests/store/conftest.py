@@ -15,14 +15,12 @@ real server, and deleted again after the test.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import os
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 import pytest
 
@@ -30,34 +28,16 @@ from graph.errors import NotFound
 from graph.settings import Distance
 from graph.store.base import VectorStore
 from graph.store.remote import RemoteStore
+from tests.conftest import Runner, run
 
-T = TypeVar("T")
+__all__ = ["Runner", "run"]
+
 
 DIMENSION = 4
 # The tenant every store call of the suites runs as (tenancy itself: test_tenancy.py).
 TENANT = "t1"
 BACKENDS = ["embedded", "local", "server"]
 NO_SERVER = "QDRANT_URL not set: no real Qdrant server to test against"
-
-
-class Runner(Protocol):
-    def __call__(self, awaitable: Awaitable[T], /) -> T: ...
-
-
-@pytest.fixture
-def run() -> Iterator[Runner]:
-    """Run a coroutine to completion on this test's own event loop."""
-    loop = asyncio.new_event_loop()
-
-    def run_(awaitable: Awaitable[T]) -> T:
-        return loop.run_until_complete(awaitable)
-
-    try:
-        yield run_
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
 
 
 class CollectionNames:

@@ -3,10 +3,8 @@ when the server is gone, hangs or breaks. The contract itself is in test_contrac
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,20 +19,14 @@ from graph.settings import Distance, Settings
 from graph.store import create_store
 from graph.store.models import Filter, Point
 from graph.store.remote import RemoteStore
+from tests.helpers import free_port
 from tests.store.conftest import TENANT
+from tests.store.fake_qdrant import COLLECTIONS_OK, HANG, fake_server, http_reply
 
 if TYPE_CHECKING:
     from tests.store.conftest import Runner
 
 SECRET = "s3cr3t-internal-detail"
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, read, released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def every_call(store: RemoteStore) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -97,59 +89,12 @@ def test_nothing_listening_opens_and_every_call_is_unavailable_quickly(run: Runn
     run(check())
 
 
-@asynccontextmanager
-async def fake_server(reply: bytes | None, port: int = 0) -> AsyncIterator[str]:
-    """An HTTP endpoint on 127.0.0.1 that answers every request with reply, or never
-    answers at all (reply None). These are faults a real Qdrant cannot be made to
-    produce on demand: a hung server that accepts connections, or a broken one."""
-    connections: set[asyncio.StreamWriter] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.add(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                if reply is None:
-                    await reader.read()  # hold the connection open, never answer
-                    return
-                writer.write(reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            connections.discard(writer)
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for writer in list(connections):
-            writer.close()
-        await server.wait_closed()
-        await asyncio.sleep(0.05)  # let the handlers see the closed connections
-
-
-def http_reply(status: str, body: bytes) -> bytes:
-    return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
 def test_server_that_never_answers_gives_store_timeout_within_the_timeout(
     run: Runner,
 ) -> None:
     async def check() -> None:
-        async with fake_server(reply=None) as url:
-            store = RemoteStore.connect(url, timeout_seconds=0.5)
+        async with fake_server(HANG) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=0.5)
             async with opened(store):
                 for name in ("ping", "upsert", "query", "count", "list_collections"):
                     started = time.monotonic()
@@ -168,8 +113,8 @@ def test_server_errors_are_unavailable_without_leaking_their_text(
     body = b'{"status": {"error": "Service internal error: ' + SECRET.encode() + b'"}}'
 
     async def check() -> None:
-        async with fake_server(http_reply("500 Internal Server Error", body)) as url:
-            store = RemoteStore.connect(url, timeout_seconds=2.0)
+        async with fake_server(http_reply("500 Internal Server Error", body)) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=2.0)
             async with opened(store):
                 for name, call in every_call(store).items():
                     with pytest.raises(StoreUnavailable) as caught:
@@ -184,8 +129,8 @@ def test_server_errors_are_unavailable_without_leaking_their_text(
 
 def test_unreadable_answer_is_unavailable(run: Runner) -> None:
     async def check() -> None:
-        async with fake_server(http_reply("200 OK", b"<html>proxy page</html>")) as url:
-            store = RemoteStore.connect(url, timeout_seconds=2.0)
+        async with fake_server(http_reply("200 OK", b"<html>proxy page</html>")) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=2.0)
             async with opened(store):
                 with pytest.raises(StoreUnavailable):
                     await store.ping()
@@ -199,8 +144,8 @@ def test_server_404_for_a_collection_is_not_found(run: Runner) -> None:
     body = b'{"status": {"error": "Not found: Collection `c` doesn\'t exist!"}, "time": 0.0}'
 
     async def check() -> None:
-        async with fake_server(http_reply("404 Not Found", body)) as url:
-            store = RemoteStore.connect(url, timeout_seconds=2.0)
+        async with fake_server(http_reply("404 Not Found", body)) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=2.0)
             async with opened(store):
                 with pytest.raises(NotFound) as caught:
                     await store.count(TENANT, "c")
@@ -212,7 +157,7 @@ def test_server_404_for_a_collection_is_not_found(run: Runner) -> None:
 def test_same_store_works_again_when_the_server_comes_back(run: Runner) -> None:
     port = free_port()
     store = RemoteStore.connect(f"http://127.0.0.1:{port}", timeout_seconds=2.0)
-    collections = http_reply("200 OK", b'{"result": {"collections": []}, "status": "ok"}')
+    collections = http_reply("200 OK", COLLECTIONS_OK)
 
     async def check() -> None:
         async with opened(store):
@@ -288,8 +233,8 @@ def test_a_404_that_is_not_from_qdrant_is_unavailable_not_not_found(run: Runner)
     """A wrong path prefix in QDRANT_URL behind a proxy: every URL is 404."""
 
     async def check() -> None:
-        async with fake_server(http_reply("404 Not Found", b"<html>no such page</html>")) as url:
-            store = RemoteStore.connect(url, timeout_seconds=2.0)
+        async with fake_server(http_reply("404 Not Found", b"<html>no such page</html>")) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=2.0)
             async with opened(store):
                 with pytest.raises(StoreUnavailable):
                     await store.count(TENANT, "c")
