@@ -217,6 +217,10 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
             if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
                 break
             time.sleep(0.1)
+        else:
+            # Left mounted, it would break pytest's clean-up of old tmp_path directories.
+            subprocess.run(["umount", "--lazy", str(path)], check=False)
+            raise AssertionError(f"{path} was still busy: stop its server inside the block")
 
 
 def test_a_read_only_data_dir_stops_the_start_saying_why(
@@ -267,3 +271,4 @@ def test_a_full_disk_refuses_writes_and_loses_nothing(
         messages = [json.loads(line)["message"] for line in server.log_lines()]
         assert any("writes are refused until there is space" in m for m in messages)
         assert any("Disk space is back" in m for m in messages)
+        server.stop()  # before the tmpfs is unmounted
