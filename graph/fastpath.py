@@ -36,17 +36,29 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    Undefined,
+    VariableDefinitionNode,
     located_error,
     parse,
     specified_rules,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.get_variable_signature import (
+    GraphQLVariableSignature,
+    get_variable_signature,
+)
+from graphql.execution.values import (
+    VariableValues,
+    VariableValueSource,
+    get_argument_values,
+    get_variable_values,
+)
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
-from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from graph.coercion import GIVE_UP, Coerce, compile_coercion
+from graph.converters import ArgumentConverters, ArgumentsConverter
 from graph.errors import BadUserInput
 from graph.schema import MemorySchema
 from graph.schema.context import RequestContext
@@ -74,8 +86,18 @@ class RootField:
     definition: GraphQLField
     field: StrawberryField
     resolver: Callable[..., Any]
+    convert: ArgumentsConverter
     complete: Complete
     nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledVariable:
+    """A variable coerced by graph/coercion.py instead of graphql-core, when it can."""
+
+    name: str
+    signature: GraphQLVariableSignature
+    coerce: Coerce
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +106,9 @@ class Plan:
     operation_name: str | None
     operation: OperationDefinitionNode
     fields: tuple[RootField, ...]
+    compiled_variables: tuple[CompiledVariable, ...] = ()
+    # The variable definitions graphql-core coerces when every compiled one succeeds.
+    other_variables: tuple[VariableDefinitionNode, ...] = ()
 
 
 class FastPath:
@@ -98,7 +123,7 @@ class FastPath:
         self.rules = (*specified_rules, *rules)
         self.max_tokens = max_tokens
         converter = schema.schema_converter
-        self.scalar_registry = converter.scalar_registry
+        self.converters = ArgumentConverters(converter.scalar_registry, schema.config)
         self.plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
     def plan(self, query: str, operation_name: str | None) -> Plan | None:
@@ -134,12 +159,53 @@ class FastPath:
             )
         except NotCompilable:
             return None
+        compiled, others = self._variables(operation)
         return Plan(
             operation_type=operation.operation.value,
             operation_name=operation.name.value if operation.name else None,
             operation=operation,
             fields=fields,
+            compiled_variables=compiled,
+            other_variables=others,
         )
+
+    def _variables(
+        self, operation: OperationDefinitionNode
+    ) -> tuple[tuple[CompiledVariable, ...], tuple[VariableDefinitionNode, ...]]:
+        compiled: list[CompiledVariable] = []
+        others: list[VariableDefinitionNode] = []
+        for definition in operation.variable_definitions or ():
+            signature = get_variable_signature(self.graphql_schema, definition)
+            coerce = (
+                None
+                if isinstance(signature, GraphQLError) or definition.default_value
+                else compile_coercion(signature.type)
+            )
+            if coerce is None or isinstance(signature, GraphQLError):
+                others.append(definition)
+            else:
+                compiled.append(CompiledVariable(signature.name, signature, coerce))
+        return tuple(compiled), tuple(others)
+
+    def _coerce_variables(
+        self, plan: Plan, inputs: dict[str, Any]
+    ) -> VariableValues | list[GraphQLError]:
+        fast: list[tuple[CompiledVariable, Any, Any]] = []
+        for variable in plan.compiled_variables:
+            value = inputs.get(variable.name, Undefined)
+            coerced = GIVE_UP if value is Undefined else variable.coerce(value)
+            if coerced is GIVE_UP:
+                # graphql-core's own coercion, for its errors (or its defaults).
+                definitions = plan.operation.variable_definitions or ()
+                return get_variable_values(self.graphql_schema, definitions, inputs, 50)
+            fast.append((variable, value, coerced))
+        result = get_variable_values(self.graphql_schema, plan.other_variables, inputs, 50)
+        if isinstance(result, list):
+            return result
+        for variable, value, coerced in fast:
+            result.sources[variable.name] = VariableValueSource(variable.signature, value)
+            result.coerced[variable.name] = coerced
+        return result
 
     def _root_field(self, root: GraphQLObjectType, node: FieldNode) -> RootField:
         name = node.name.value
@@ -153,6 +219,7 @@ class FastPath:
             definition=definition,
             field=field,
             resolver=cast(Callable[..., Any], field.base_resolver.wrapped_func),
+            convert=self.converters.arguments(field.arguments),
             complete=self._completion(definition.type, node.selection_set),
             nullable=not isinstance(definition.type, GraphQLNonNull),
         )
@@ -232,21 +299,16 @@ class FastPath:
             return ExecutionResult(
                 data=None, errors=[GraphQLError(error.message, original_error=error)]
             )
-        coerced = get_variable_values(
-            self.graphql_schema, plan.operation.variable_definitions or (), variables or {}, 50
-        )
+        coerced = self._coerce_variables(plan, variables or {})
         if isinstance(coerced, list):
             return ExecutionResult(data=None, errors=coerced)
         info = _ResolverInfo(context)
-        config = self.schema.config
         data: dict[str, Any] = {}
         errors: list[GraphQLError] = []
         for root in plan.fields:
             try:
                 arguments = get_argument_values(root.definition, root.node, coerced)
-                kwargs = convert_arguments(
-                    arguments, root.field.arguments, self.scalar_registry, config
-                )
+                kwargs = root.convert(arguments)
                 value = await root.resolver(None, info, **kwargs)
                 data[root.key] = root.complete(value)
             except Exception as error:

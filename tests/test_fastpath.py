@@ -53,6 +53,60 @@ CORPUS: list[tuple[str, dict[str, Any] | None]] = [
         "{ query(vector: $vector, filter: $filter) { id } }",
         {**V, "filter": {"must": [{"key": "kind"}]}},
     ),
+    (
+        # Every part of the Filter input, nested, through the compiled argument converters.
+        f"{FILTER_VARS} {{ query(vector: $vector, filter: $filter, limit: $limit) {{ id }} "
+        "count(filter: $filter) }",
+        {
+            **V,
+            "limit": 10,
+            "filter": {
+                "should": [
+                    {"key": "kind", "match": {"any": ["note", "task"]}},
+                    {"filter": {"must": [{"key": "rank", "range": {"gt": 0, "lte": 5}}]}},
+                ],
+                "mustNot": [{"key": "kind", "match": {"except": ["note", "task", "idea"]}}],
+                "must": None,
+            },
+        },
+    ),
+    (
+        "mutation M($p: [PointInput!]!, $c: String) "
+        "{ upsert(points: $p, collection: $c) { upserted } }",
+        {"p": [{"id": UUID, "vector": [0, 1, 0, 0], "payload": None}], "c": None},
+    ),
+    # The compiled coercion of [PointInput!]! and graphql-core's, for what it gives up on.
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": {"id": 11, "vector": [0, 0, 1, 0]}},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"id": 12.0, "vector": [0, 0, 1, 0]}]},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"id": True, "vector": [0, 0, 1, 0]}]},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"vector": [0, 0, 1, 0]}]},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"id": 13, "vector": [0, 0, 1, 0], "extra": 1}]},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"id": 14, "vector": ["x", 0, 1, 0]}]},
+    ),
+    (
+        "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
+        {"p": [{"id": 15, "vector": None}]},
+    ),
+    ("mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }", {"p": [None]}),
+    ("mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }", {"p": None}),
+    ("mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }", {}),
     ('{ points(ids: ["3", "1", "999"]) { id payload } }', None),
     ('{ points(ids: ["-1"]) { id } }', None),
     ("{ scroll(limit: 2) { points { id } nextCursor } }", None),
@@ -136,6 +190,13 @@ class Executors:
             body["errors"], _ = format_errors(list(result.errors), context)
         return body
 
+    def everything(self, store: EdgeStore) -> list[tuple[object, ...]]:
+        page = self.loop.run_until_complete(
+            store.scroll("default", self.settings.collection, limit=100, with_vector=True)
+        )
+        assert page.next_cursor is None
+        return [(p.id, p.payload, p.vector) for p in page.points]
+
     def close(self) -> None:
         for store in self.stores:
             self.loop.run_until_complete(store.close())
@@ -154,6 +215,9 @@ def test_every_corpus_document_answers_the_same_on_both_executors(executors: Exe
         expected = executors.general(query, variables)
         got = executors.compiled(query, variables)
         assert got == expected, query
+    # What the mutations wrote, point by point, is the same too.
+    general, fast = (executors.everything(store) for store in executors.stores)
+    assert fast == general
 
 
 @pytest.mark.parametrize("query", NOT_COMPILED)

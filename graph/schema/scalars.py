@@ -36,8 +36,10 @@ def parse_vector(value: object) -> list[float]:
             value = [float(x) for x in value]
         except OverflowError:
             raise BadUserInput("A vector may contain only finite 32-bit numbers") from None
-    # NaN fails every comparison, so `not <=` catches it along with infinities.
-    if not max(map(abs, value)) <= FLOAT32_MAX or any(map(math.isnan, value)):
+    # One C loop each: a NaN or an infinity makes the sum non-finite (so does an overflow
+    # of the sum, which needs numbers far outside the 32-bit range anyway); min and max
+    # are then exact.
+    if not (math.isfinite(sum(value)) and min(value) >= -FLOAT32_MAX and max(value) <= FLOAT32_MAX):
         raise BadUserInput("A vector may contain only finite 32-bit numbers")
     return value
 
