@@ -84,11 +84,9 @@ class ArgumentConverters:
             _is_optional_leaf_type(item_type, registry, skip_classes=(GlobalID,))
         ):
             # A copy, as Strawberry makes: graphql-core shares defaults between requests.
-            return lambda value: _special(value) if _is_special(value) else list(value)
+            return lambda value: value if _is_special(value) else list(value)
         item = self.value(item_type)
-        return lambda value: (
-            _special(value) if _is_special(value) else [item(entry) for entry in value]
-        )
+        return lambda value: value if _is_special(value) else [item(entry) for entry in value]
 
     def _input_object(self, cls: Any) -> Converter:
         known = self._input_objects.get(cls)
@@ -107,7 +105,7 @@ class ArgumentConverters:
 
         def convert(value: Any) -> Any:
             if _is_special(value):
-                return _special(value)
+                return value
             kwargs = dict(defaults)
             for name, python_name, converter in fields:
                 if name in value:
@@ -131,11 +129,8 @@ class ArgumentConverters:
 
 
 def _is_special(value: Any) -> bool:
+    """None and UNSET, which convert to themselves."""
     return value is None or value is UNSET
-
-
-def _special(value: Any) -> Any:
-    return value  # None and UNSET convert to themselves
 
 
 def _passthrough(value: Any) -> Any:

@@ -26,10 +26,6 @@ class Admission:
         self._shed = STORE_SHED.labels(backend)
         self._waiting_gauge = STORE_WAITING.labels(backend)
 
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
     @asynccontextmanager
     async def slot(self, deadline: float) -> AsyncIterator[None]:
         """Hold one slot for the body; deadline is a time.monotonic() value."""
