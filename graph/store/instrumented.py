@@ -41,7 +41,7 @@ INTERFACE = tuple(sorted(VectorStore.__abstractmethods__))
 _UPSERTS = frozenset({"upsert"})
 _DELETES = frozenset({"delete_ids", "delete_by_filter"})
 # Failures that alerts watch: their series exist from the start so rate() sees the first.
-_WATCHED_CODES = (ErrorCode.STORE_UNAVAILABLE, ErrorCode.STORE_TIMEOUT)
+_WATCHED_CODES = (ErrorCode.STORE_UNAVAILABLE, ErrorCode.STORE_TIMEOUT, ErrorCode.STORE_OVERLOADED)
 
 
 def _instrumented(name: str) -> Callable[..., Awaitable[Any]]:
