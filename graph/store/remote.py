@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import httpx
@@ -83,6 +85,9 @@ T = TypeVar("T")
 ClientFactory = Callable[[], AsyncQdrantClient]
 
 REJECTED_MESSAGE = "The vector store rejected the request"
+# When the current store operation must be done (time.monotonic()): all of its calls to
+# Qdrant share it, so an operation making several calls still ends within the timeout.
+_operation_deadline: ContextVar[float | None] = ContextVar("operation_deadline", default=None)
 # Calls that must not run twice: a second create_collection would fail on the first's work.
 # Everything else we send is idempotent (upserts carry their ids; deletes name their points).
 _NOT_IDEMPOTENT = frozenset({"create_collection"})
@@ -324,7 +329,7 @@ class RemoteStore(VectorStore):
         collection: str | None = None,
     ) -> T:
         client = self._qdrant
-        deadline = time.monotonic() + self._timeout
+        deadline = _operation_deadline.get() or time.monotonic() + self._timeout
         retries = self._retry if operation not in _NOT_IDEMPOTENT else _NO_RETRIES
         async with self._admission.slot(deadline):
             attempt = 0
@@ -876,5 +881,26 @@ class RemoteStore(VectorStore):
             next_cursor=_from_qdrant_id(next_offset) if next_offset is not None else None,
         )
 
+
+def _within_one_deadline(name: str) -> Callable[..., Awaitable[Any]]:
+    """The interface method `name` of RemoteStore, with every Qdrant call it makes (and the
+    operations it calls in turn) bounded together by one deadline of timeout_seconds."""
+    method = getattr(RemoteStore, name)
+
+    @functools.wraps(method)
+    async def bounded(self: RemoteStore, *args: Any, **kwargs: Any) -> Any:
+        if _operation_deadline.get() is not None:
+            return await method(self, *args, **kwargs)
+        token = _operation_deadline.set(time.monotonic() + self._timeout)
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            _operation_deadline.reset(token)
+
+    return bounded
+
+
+for _name in VectorStore.__abstractmethods__ - {"open", "close"}:
+    setattr(RemoteStore, _name, _within_one_deadline(_name))
 
 __all__ = ["RemoteStore"]

@@ -30,7 +30,15 @@ from graph.store.remote import RemoteStore
 from tests.conftest import Runner, make_settings
 from tests.helpers import QUERY, UPSERT, SilentServer, gql, point
 from tests.store.conftest import TENANT
-from tests.store.fake_qdrant import COLLECTIONS_OK, DROP, HANG, FakeQdrant, fake_server, http_reply
+from tests.store.fake_qdrant import (
+    COLLECTIONS_OK,
+    DROP,
+    HANG,
+    FakeQdrant,
+    Slow,
+    fake_server,
+    http_reply,
+)
 
 OK = http_reply("200 OK", COLLECTIONS_OK)
 UNAVAILABLE = http_reply("503 Service Unavailable", b'{"status": {"error": "overloaded"}}')
@@ -182,6 +190,30 @@ def test_a_hung_qdrant_is_store_timeout_within_the_timeout(run: Runner) -> None:
                 await ping_with(fake, timeout_seconds=0.5)
             assert 0.45 <= time.monotonic() - started < 1.0
         assert counted["faults"] == 1
+
+    run(check())
+
+
+def test_all_calls_of_one_operation_share_one_deadline(run: Runner) -> None:
+    """physical_collections lists the collections, then asks about each: a slow first
+    answer leaves the second call only what remains of the timeout, not a timeout of its own."""
+    listing = http_reply(
+        "200 OK", b'{"result": {"collections": [{"name": "graph-d4-cosine"}]}, "status": "ok"}'
+    )
+
+    async def check() -> None:
+        async with fake_server(Slow(0.6, listing), HANG) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=1.0)
+            await store.open()
+            try:
+                started = time.monotonic()
+                with pytest.raises(StoreTimeout):
+                    await store.physical_collections()
+                elapsed = time.monotonic() - started
+            finally:
+                await store.close()
+            assert len(fake.requests) == 2
+            assert 0.95 <= elapsed < 1.3, elapsed
 
     run(check())
 

@@ -14,10 +14,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-# bytes: the raw HTTP response to send; HANG: never answer; DROP: close the connection.
+# bytes: the raw HTTP response to send; HANG: never answer; DROP: close the connection;
+# Slow: a reply sent after a delay.
 HANG: Literal["hang"] = "hang"
 DROP: Literal["drop"] = "drop"
-Reply = bytes | Literal["hang", "drop"]
+
+
+@dataclass(frozen=True)
+class Slow:
+    seconds: float
+    reply: bytes
+
+
+Reply = bytes | Slow | Literal["hang", "drop"]
 
 COLLECTIONS_OK = b'{"result": {"collections": []}, "status": "ok", "time": 0.0}'
 
@@ -58,6 +67,9 @@ async def fake_server(*script: Reply, port: int = 0) -> AsyncIterator[FakeQdrant
                 await reader.readexactly(length)
                 fake.requests.append((time.monotonic(), head.split(b"\r\n", 1)[0].decode()))
                 reply = next_reply()
+                if isinstance(reply, Slow):
+                    await asyncio.sleep(reply.seconds)
+                    reply = reply.reply
                 if reply == HANG:
                     await reader.read()  # hold the connection open, never answer
                     return
