@@ -8,16 +8,14 @@
 // SEED_POINTS (default 0) writes that many points first.
 
 import { check } from 'k6';
-import exec from 'k6/execution';
 import {
   RECALL,
   TREND_STATS,
   envInt,
   envStr,
   gql,
-  rng,
   seedPoints,
-  vector,
+  vectorPool,
 } from './lib/graphql.js';
 
 const RATE = envInt('RATE', 100);
@@ -55,14 +53,10 @@ export function setup() {
   seedPoints(envInt('SEED_POINTS', 0), 500);
 }
 
-const pool = [];
+const nextVector = vectorPool(32, 3);
 
 export default function () {
-  if (pool.length === 0) {
-    const random = rng(exec.vu.idInTest * 104729 + 3);
-    for (let i = 0; i < 32; i++) pool.push(vector(random));
-  }
-  const v = pool[exec.vu.iterationInScenario % pool.length];
+  const v = nextVector();
   const res = gql('Recall', RECALL, { vector: v, limit: envInt('LIMIT', 10) });
   check(res, { 'query: answered': (b) => b && b.data && Array.isArray(b.data.query) });
 }

@@ -17,9 +17,8 @@ import {
   envInt,
   envStr,
   gql,
-  rng,
   seedPoints,
-  vector,
+  vectorPool,
 } from './lib/graphql.js';
 
 const P95 = envInt('P95_MS', 50);
@@ -49,16 +48,11 @@ export function setup() {
   seedPoints(envInt('SEED_POINTS', 10000), 500);
 }
 
-// Per VU, a pool of query vectors made once: the load generator's own work stays small.
-const pool = [];
+const nextVector = vectorPool(64, 1);
 
 export default function () {
-  if (pool.length === 0) {
-    const random = rng(exec.vu.idInTest * 31337 + 1);
-    for (let i = 0; i < 64; i++) pool.push(vector(random));
-  }
   const iteration = exec.vu.iterationInScenario;
-  const v = pool[iteration % pool.length];
+  const v = nextVector();
   if (iteration % 3 === 2) {
     const res = gql('RecallFiltered', RECALL_FILTERED, {
       vector: v,

@@ -8,6 +8,7 @@
 
 import http from 'k6/http';
 import { check } from 'k6';
+import exec from 'k6/execution';
 import { Rate } from 'k6/metrics';
 
 export const GRAPHQL_URL = __ENV.GRAPHQL_URL || 'http://127.0.0.1:8000/graphql';
@@ -125,6 +126,19 @@ export function vector(random, dimension) {
     v[i] = Math.round((random() * 2 - 1) * 1e4) / 1e4;
   }
   return v;
+}
+
+// Per VU, `size` query vectors made on first use from a seed unique to the VU, so the load
+// generator's own work stays small; returns the vector for the current iteration.
+export function vectorPool(size, salt) {
+  const pool = [];
+  return function next() {
+    if (pool.length === 0) {
+      const random = rng(exec.vu.idInTest * 31337 + salt);
+      for (let i = 0; i < size; i++) pool.push(vector(random));
+    }
+    return pool[exec.vu.iterationInScenario % pool.length];
+  };
 }
 
 export const USERS = 10;
