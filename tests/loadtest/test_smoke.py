@@ -25,8 +25,10 @@ def k6_binary() -> str:
     return require_tool("k6")
 
 
-@pytest.mark.slow
-def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
+def run_script(
+    tmp_path: Path, script: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """k6 running loadtest/<script> against a fresh real server; its summary export."""
     k6 = k6_binary()
     summary = tmp_path / "summary.json"
     server = ServerProcess(
@@ -35,21 +37,13 @@ def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
     try:
         server.start()
         run = subprocess.run(
-            [
-                k6,
-                "run",
-                "--quiet",
-                "--no-usage-report",
-                f"--summary-export={summary}",
-                str(LOADTEST / "smoke.js"),
-            ],
+            [k6, "run", "--quiet", f"--summary-export={summary}", str(LOADTEST / script)],
             env={
                 **os.environ,
                 "GRAPHQL_URL": f"{server.url}/graphql",
                 "VECTOR_SIZE": DIMENSION,
-                "VUS": "3",
-                "DURATION": "5s",
                 "K6_NO_USAGE_REPORT": "true",
+                **env,
             },
             capture_output=True,
             text=True,
@@ -57,6 +51,12 @@ def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+    return run, summary
+
+
+@pytest.mark.slow
+def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
+    run, summary = run_script(tmp_path, "smoke.js", VUS="3", DURATION="5s")
     checked = subprocess.run(
         [sys.executable, str(LOADTEST / "check_summary.py"), str(summary)],
         capture_output=True,
@@ -84,28 +84,7 @@ THRESHOLDS_BREACHED = 99
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SCENARIOS))
 def test_load_script_runs_without_graphql_errors(tmp_path: Path, script: str) -> None:
-    k6 = k6_binary()
-    summary = tmp_path / "summary.json"
-    server = ServerProcess(
-        tmp_path / "data", tmp_path / "server.log", VECTOR_SIZE=DIMENSION, LOG_LEVEL="WARNING"
-    )
-    try:
-        server.start()
-        run = subprocess.run(
-            [k6, "run", "--quiet", f"--summary-export={summary}", str(LOADTEST / script)],
-            env={
-                **os.environ,
-                "GRAPHQL_URL": f"{server.url}/graphql",
-                "VECTOR_SIZE": DIMENSION,
-                "K6_NO_USAGE_REPORT": "true",
-                **SCENARIOS[script],
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        server.stop()
+    run, summary = run_script(tmp_path, script, **SCENARIOS[script])
     report = f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     assert run.returncode in (0, THRESHOLDS_BREACHED), report
     metrics = json.loads(summary.read_text())["metrics"]
