@@ -125,3 +125,13 @@ def test_ruff_is_clean() -> None:
 
 def test_mypy_is_clean() -> None:
     run_tool("mypy")
+
+
+def test_the_readme_documents_every_setting_and_error_code() -> None:
+    from graph.errors import ErrorCode
+    from graph.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    settings = [name.upper() for name in Settings.model_fields]
+    assert [s for s in settings if f"`{s}`" not in readme] == []
+    assert [c.value for c in ErrorCode if f"`{c.value}`" not in readme] == []
