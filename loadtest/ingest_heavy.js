@@ -45,7 +45,6 @@ export const options = {
     graphql_errors: ['rate<0.01'],
   },
   summaryTrendStats: TREND_STATS,
-  noUsageReport: true,
 };
 
 export function setup() {

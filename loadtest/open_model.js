@@ -46,7 +46,6 @@ export const options = {
     dropped_iterations: [`count<=${Math.floor(RATE * seconds(DURATION) * 0.01)}`],
   },
   summaryTrendStats: TREND_STATS,
-  noUsageReport: true,
 };
 
 export function setup() {

@@ -66,7 +66,6 @@ export const options = {
   },
   thresholds,
   summaryTrendStats: TREND_STATS,
-  noUsageReport: true,
 };
 
 export function setup() {

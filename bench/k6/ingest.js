@@ -5,6 +5,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { Counter, Rate } from 'k6/metrics';
+import { rng, vector } from '../../loadtest/lib/graphql.js';
 
 const MODE = __ENV.MODE || 'graphql';
 const URL = __ENV.URL;
@@ -28,7 +29,6 @@ export const options = {
       gracefulStop: '30s',
     },
   },
-  noUsageReport: true,
 };
 
 const params = { headers: { 'Content-Type': 'application/json' }, timeout: '120s' };
@@ -36,17 +36,9 @@ let vectors = null;
 
 export default function () {
   if (vectors === null) {
-    let seed = exec.vu.idInTest * 7919 + 1;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed / 2147483648;
-    };
+    const random = rng(exec.vu.idInTest * 7919 + 1);
     vectors = [];
-    for (let i = 0; i < BATCH; i++) {
-      const v = [];
-      for (let d = 0; d < DIMENSION; d++) v.push(Math.round((random() * 2 - 1) * 1e5) / 1e5);
-      vectors.push(JSON.stringify(v));
-    }
+    for (let i = 0; i < BATCH; i++) vectors.push(JSON.stringify(vector(random, DIMENSION)));
   }
   const base = exec.vu.idInTest * 1e9 + exec.vu.iterationInScenario * BATCH;
   const parts = new Array(BATCH);

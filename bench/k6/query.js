@@ -5,6 +5,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { Rate } from 'k6/metrics';
+import { rng, vector } from '../../loadtest/lib/graphql.js';
 
 const MODE = __ENV.MODE || 'graphql';
 const URL = __ENV.URL;
@@ -19,19 +20,14 @@ const QUERY =
 // Each VU serialises its own bodies once, at init: reading a SharedArray costs k6 more
 // CPU per request than the request itself, and k6 shares the machine with the servers.
 function makeBodies(seedBase) {
-  let seed = 42 + seedBase * 7919;
-  const random = () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return seed / 2147483648;
-  };
+  const random = rng(42 + seedBase * 7919);
   const out = [];
   for (let i = 0; i < 64; i++) {
-    const vector = [];
-    for (let d = 0; d < DIMENSION; d++) vector.push(Math.round((random() * 2 - 1) * 1e5) / 1e5);
+    const v = vector(random, DIMENSION);
     out.push(
       MODE === 'graphql'
-        ? JSON.stringify({ query: QUERY, operationName: 'Recall', variables: { vector, limit: LIMIT } })
-        : JSON.stringify({ vector, limit: LIMIT }),
+        ? JSON.stringify({ query: QUERY, operationName: 'Recall', variables: { vector: v, limit: LIMIT } })
+        : JSON.stringify({ vector: v, limit: LIMIT }),
     );
   }
   return out;
@@ -48,7 +44,6 @@ export const options = {
       gracefulStop: '5s',
     },
   },
-  noUsageReport: true,
 };
 
 const params = { headers: { 'Content-Type': 'application/json' } };
