@@ -15,8 +15,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette_exporter import PrometheusMiddleware
-from starlette_exporter.optional_metrics import request_body_size, response_body_size
 
 from graph import __version__
 from graph.auth import Authenticator
@@ -24,6 +22,7 @@ from graph.endpoint import GraphQLEndpoint
 from graph.errors import ApiError, ErrorCode
 from graph.extensions import schema_extensions, validation_rules
 from graph.fastpath import FastPath
+from graph.http_metrics import HttpMetricsMiddleware
 from graph.metrics import BUILD_INFO, STORE_UP, initialise_error_codes, set_resolver_timing
 from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.ratelimit import TenantRateLimiter
@@ -170,19 +169,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    http_metrics = (
-        [
-            Middleware(
-                PrometheusMiddleware,
-                prefix="http",
-                group_paths=True,
-                filter_unhandled_paths=True,
-                optional_metrics=[request_body_size, response_body_size],
-            )
-        ]
-        if settings.metrics_http
-        else []
-    )
+    http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.metrics_http else []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

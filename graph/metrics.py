@@ -1,7 +1,7 @@
 """Every Prometheus metric of the server, defined once.
 
-HTTP metrics (http_requests_total, http_request_duration_seconds, ...) come from
-starlette-exporter's middleware in app.py; everything GraphQL- and store-specific
+HTTP metrics (http_requests_total, http_request_duration_seconds, ...) are
+starlette-exporter's, recorded by graph/http_metrics.py; everything GraphQL- and store-specific
 is here.
 """
 
