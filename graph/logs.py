@@ -59,3 +59,8 @@ def configure(level: str = "INFO") -> None:
     import logging.config
 
     logging.config.dictConfig(log_config(level))
+    # No line carries the thread, the process or the caller's file and line (the JSON
+    # formatter leaves them out), so records skip collecting them: ~3 of ~13 us a line.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    # The logging module's own switch (its comment on _srcfile): None skips findCaller().
+    logging._srcfile = None
