@@ -490,10 +490,19 @@ def targets(args: argparse.Namespace, results: Results, in_process: dict[str, fl
         line(p50 <= 3 and p99 <= 10, f"1 VU: p50 ≤ 3 ms, p99 ≤ 10 ms: {p50:.1f} / {p99:.1f} ms")
     shares = {vus: instrumentation_share(results, in_process, vus) for vus in args.vus}
     worst = max(shares, key=lambda vus: shares[vus])
+    req_costs = {
+        vus: 1
+        - med("query", ("graphql", vus), "per_second")
+        / med("query", ("graphql-bare", vus), "per_second")
+        for vus in args.vus
+    }
+    worst_req = max(req_costs, key=lambda vus: req_costs[vus])
+    # Held only when both agree: the CPU share is precise, req/s is what users see.
     line(
-        shares[worst] <= 0.05,
-        f"instrumentation ≤ 5% of query throughput, as its share of the server's CPU per "
-        f"query: worst {shares[worst]:.1%} ({worst} VUs)",
+        shares[worst] <= 0.05 and req_costs[worst_req] <= 0.05,
+        f"instrumentation ≤ 5% of query throughput: as its share of the server's CPU per "
+        f"query, worst {shares[worst]:.1%} ({worst} VUs); in req/s (medians), worst "
+        f"{req_costs[worst_req]:.1%} ({worst_req} VUs)",
     )
     return out
 
