@@ -33,7 +33,7 @@ QUERY = (
     "query Recall($vector: Vector!, $limit: Int!) "
     "{ query(vector: $vector, limit: $limit) { id score payload } }"
 )
-# As bench/run.py's INSTRUMENTATION_OFF, as settings.
+# Instrumentation off, as settings; bench/run.py gives the same to its server as environment.
 OFF: dict[str, Any] = {
     "metrics_resolver_timing": False,
     "metrics_http": False,

@@ -51,11 +51,10 @@ K6_SCRIPTS = HERE / "k6"
 READY_SECONDS = 120
 # No index build may start while the benchmark writes (it would take a core).
 NO_BUILDS = str(10**9)
+# The server's environment for bench/instrumentation.py's OFF settings.
 INSTRUMENTATION_OFF = {
-    "METRICS_RESOLVER_TIMING": "false",
-    "METRICS_HTTP": "false",
-    "METRICS_STORE": "false",
-    "LOG_LEVEL": "WARNING",
+    name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
+    for name, value in instrumentation.OFF.items()
 }
 TREND_STATS = "avg,med,p(95),p(99),max,count"
 
