@@ -25,6 +25,7 @@ from graph.fastpath import FastPath
 from graph.http_metrics import HttpMetricsMiddleware
 from graph.metrics import BUILD_INFO, STORE_UP, initialise_error_codes, set_resolver_timing
 from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.observations import OperationRecorder
 from graph.ratelimit import TenantRateLimiter
 from graph.responses import JSONResponse
 from graph.schema import build_schema
@@ -153,8 +154,16 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         if settings.rate_limit
         else None
     )
+    recorder = OperationRecorder(settings.log_flush_seconds, settings.metrics_operations)
     graphql = GraphQLEndpoint(
-        schema, fast_path, store, settings, state, authenticator=authenticator, limiter=limiter
+        schema,
+        fast_path,
+        store,
+        settings,
+        state,
+        recorder,
+        authenticator=authenticator,
+        limiter=limiter,
     )
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
 
@@ -167,6 +176,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
     async def metrics(request: Request) -> Response:
+        recorder.record()  # what waits for its batch is counted in this scrape
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.metrics_http else []
@@ -176,6 +186,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         await store.open()
         await supervisor.check()
         task = asyncio.create_task(supervisor.run())
+        recording = asyncio.create_task(recorder.run()) if recorder.interval else None
         if authenticator.open:
             logger.warning(
                 "No authentication is configured: the server is open, and every request "
@@ -197,6 +208,11 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if recording is not None:
+                recording.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recording
+            recorder.record()
             await store.close()
             if limiter is not None:
                 await limiter.close()
@@ -222,4 +238,5 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
     )
     # For the server (graph/serving.py): SIGTERM makes /readyz answer 503 before the stop.
     app.state.begin_draining = begin_draining
+    app.state.record_operations = recorder.record
     return app

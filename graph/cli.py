@@ -24,7 +24,7 @@ def serve() -> None:
     from graph.settings import Settings
 
     settings = Settings()
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_flush_seconds)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, which would end
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -41,7 +41,7 @@ def serve() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        log_config=log_config(settings.log_level),
+        log_config=log_config(settings.log_level, settings.log_flush_seconds),
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),

@@ -9,12 +9,10 @@ JSON encode.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
@@ -27,14 +25,9 @@ from graph.auth import OPEN_PRINCIPAL, Authenticator, Principal
 from graph.errors import ApiError, ErrorCode, Unauthenticated
 from graph.extensions import forbidden_result, format_errors, missing_scope
 from graph.fastpath import FastPath
-from graph.metrics import (
-    AUTH_FAILURES,
-    GRAPHQL_ERRORS,
-    GRAPHQL_OPERATION_DURATION,
-    GRAPHQL_OPERATIONS,
-    observe_tenant_operation,
-)
+from graph.metrics import AUTH_FAILURES, GRAPHQL_ERRORS
 from graph.middleware import request_id_of
+from graph.observations import Operation, OperationRecorder
 from graph.ratelimit import TenantRateLimiter
 from graph.responses import JSONResponse, error_response
 from graph.schema import MemorySchema
@@ -45,27 +38,6 @@ from graph.store.base import VectorStore
 logger = logging.getLogger("graph.request")
 
 ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-MAX_OPERATION_NAMES = 100
-_OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-OTHER_OPERATION = "other"
-
-
-class OperationNames:
-    """Operation names as metric labels: the first MAX_OPERATION_NAMES well-formed names
-    seen keep their own value, everything after that folds into one."""
-
-    def __init__(self) -> None:
-        self.known: set[str] = set()
-
-    def label(self, name: str | None) -> str:
-        if name is None:
-            return "anonymous"
-        if name in self.known:
-            return name
-        if len(self.known) < MAX_OPERATION_NAMES and _OPERATION_NAME.fullmatch(name):
-            self.known.add(name)
-            return name
-        return OTHER_OPERATION
 
 
 class GraphQLEndpoint:
@@ -76,6 +48,7 @@ class GraphQLEndpoint:
         store: VectorStore,
         settings: Settings,
         state: dict[str, Any],
+        recorder: OperationRecorder,
         authenticator: Authenticator | None = None,
         limiter: TenantRateLimiter | None = None,
     ) -> None:
@@ -89,8 +62,7 @@ class GraphQLEndpoint:
         self.settings = settings
         self.state = state
         self.graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
-        self.operation_names = OperationNames()
-        self.operation_metrics: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self.recorder = recorder
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
@@ -191,12 +163,22 @@ class GraphQLEndpoint:
         if context.validated:
             body["data"] = result.data
         elapsed = time.perf_counter() - started
-        # Metrics and the log line once the response is sent: off the client's latency.
-        observe = BackgroundTask(self._observe, context, elapsed, codes)
+        # Its metrics and log line are recorded in a batch (graph/observations.py).
+        self.recorder.add(
+            Operation(
+                context.operation_type,
+                context.operation_name,
+                principal.tenant,
+                request_id,
+                elapsed,
+                codes,
+                time.time(),
+            )
+        )
         if context.forbidden:
             AUTH_FAILURES.labels(ErrorCode.FORBIDDEN.value).inc()
-            return JSONResponse(body, status_code=403, background=observe)
-        return JSONResponse(body, background=observe)
+            return JSONResponse(body, status_code=403)
+        return JSONResponse(body)
 
     async def _execute_general(
         self,
@@ -217,34 +199,6 @@ class GraphQLEndpoint:
         except (CannotGetOperationTypeError, MissingQueryError, InvalidOperationTypeError):
             # Subscriptions, and names that match no operation of the document.
             return None
-
-    async def _observe(
-        self, context: RequestContext, elapsed: float, codes: list[ErrorCode]
-    ) -> None:
-        # A coroutine, so Starlette runs it on the event loop: a plain function would go
-        # through its thread pool, a thread hop per request that costs more than the work.
-        name = self.operation_names.label(context.operation_name)
-        outcome = "error" if codes else "success"
-        key = (context.operation_type, name, outcome)
-        children = self.operation_metrics.get(key)
-        if children is None:
-            # Labelled children looked up once per (type, name, outcome): bounded by
-            # OperationNames, and a dict lookup is a fraction of labels().
-            children = self.operation_metrics[key] = (
-                GRAPHQL_OPERATIONS.labels(*key),
-                GRAPHQL_OPERATION_DURATION.labels(context.operation_type, name),
-            )
-        children[0].inc()
-        children[1].observe(elapsed)
-        observe_tenant_operation(context.principal.tenant, context.operation_type, outcome)
-        extra: dict[str, Any] = {
-            "operation_name": context.operation_name,
-            "operation_type": context.operation_type,
-            "elapsed_ms": round(elapsed * 1000, 3),
-        }
-        if codes:
-            extra["error_codes"] = [code.value for code in codes]
-        logger.info("graphql request", extra=extra)
 
     def _get(self, request: Request, request_id: str) -> Response:
         if self.graphiql_html is not None and "text/html" in request.headers.get("accept", ""):

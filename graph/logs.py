@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 
@@ -21,14 +23,86 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def log_config(level: str = "INFO") -> dict[str, Any]:
-    """A logging.config dict that makes every logger, uvicorn's included, write JSON."""
-    handler = {
-        "class": "logging.StreamHandler",
+class BatchedStreamHandler(logging.StreamHandler[TextIO]):
+    """A StreamHandler that writes its lines in batches, from a thread of its own: every
+    `interval` seconds, sooner when `capacity` records wait, and at once for WARNING and
+    worse (with every line before it, so the order holds) and when it is closed.
+
+    Why: between two requests, formatting and writing one line costs ~100 us of the event
+    loop (cold caches, a write() each); in a batch it costs ~30 us (bench/README). The
+    price: a process killed with SIGKILL loses up to `interval` seconds of INFO lines.
+    Records are formatted when written, so a filter stamps a record (its request id) when
+    it is logged, as for any handler; a mutable object passed as a log argument is read
+    at write time, as with logging.handlers.MemoryHandler.
+    """
+
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 0.2, capacity: int = 1024
+    ) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self.capacity = capacity
+        # deque.append and popleft are atomic, so logging threads never wait for a write.
+        self._waiting: deque[logging.LogRecord] = deque()
+        self._writing = threading.Lock()  # one batch at a time: lines stay in order
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(target=self._write_periodically, name="log-writer")
+        self._writer.daemon = True
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._waiting.append(record)
+        if record.levelno >= logging.WARNING:
+            self.flush()
+        elif len(self._waiting) >= self.capacity:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._writing:
+            count = len(self._waiting)
+            if not count:
+                return
+            records = [self._waiting.popleft() for _ in range(count)]
+            lines = []
+            for record in records:
+                try:
+                    lines.append(self.format(record) + self.terminator)
+                except Exception:
+                    self.handleError(record)
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except Exception:
+                self.handleError(records[-1])
+
+    def _write_periodically(self) -> None:
+        while not self._closing:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._writer is not threading.current_thread():
+            self._writer.join(timeout=5)
+        self.flush()
+        super().close()
+
+
+def log_config(level: str = "INFO", flush_seconds: float = 0.2) -> dict[str, Any]:
+    """A logging.config dict that makes every logger, uvicorn's included, write JSON;
+    in batches every `flush_seconds` (BatchedStreamHandler), each line at once if 0."""
+    handler: dict[str, Any] = {
         "formatter": "json",
         "filters": ["request_id"],
         "stream": "ext://sys.stderr",
     }
+    if flush_seconds > 0:
+        handler.update({"()": "graph.logs.BatchedStreamHandler", "interval": flush_seconds})
+    else:
+        handler["class"] = "logging.StreamHandler"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -55,10 +129,10 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
     }
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", flush_seconds: float = 0.2) -> None:
     import logging.config
 
-    logging.config.dictConfig(log_config(level))
+    logging.config.dictConfig(log_config(level, flush_seconds))
     # No line carries the thread, the process or the caller's file and line (the JSON
     # formatter leaves them out), so records skip collecting them: ~3 of ~13 us a line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
+    # Log lines are written in batches this often (README "Logs"); 0: each one at once.
+    log_flush_seconds: float = Field(default=0.2, ge=0, le=60)
 
     data_dir: Path = Path("./data")
     collection: str = "memories"
@@ -88,3 +90,4 @@ class Settings(BaseSettings):
     metrics_resolver_timing: bool = True
     metrics_http: bool = True
     metrics_store: bool = True
+    metrics_operations: bool = True

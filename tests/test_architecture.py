@@ -27,6 +27,7 @@ LAYERS = {
     "graph.ratelimit": 1,
     "graph.auth": 1.5,  # on the store's tenancy rules, under the schema
     "graph.middleware": 2,
+    "graph.observations": 2,
     "graph.http_metrics": 2,  # starlette-exporter only
     "graph.schema": 2,
     "graph.coercion": 2,  # graphql-core only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +123,24 @@ def test_every_log_line_is_json_with_the_request_id(
     failed = [r for r in records if r.get("request_id") == bad.headers["x-request-id"]]
     assert failed and failed[0]["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"]
     assert any(r["logger"].startswith("uvicorn") for r in records)
+
+
+def test_a_running_server_writes_its_request_lines_within_the_flush_interval(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """Lines are written in batches (LOG_FLUSH_SECONDS), by a thread of their own: they
+    reach the log while the server runs, not only when it stops."""
+    server = new_server(servers, tmp_path, LOG_FLUSH_SECONDS="0.5").start()
+    httpx.post(
+        f"{server.url}/graphql",
+        json={"query": "query Probe { health { status } }"},
+        headers={"X-Request-ID": "running-1"},
+    )
+    deadline = time.monotonic() + 10
+    while not any('"running-1"' in line for line in server.log_lines()):
+        assert time.monotonic() < deadline, server.log_lines()[-5:]
+        time.sleep(0.05)
+    assert server.process is not None and server.process.poll() is None
 
 
 def test_a_second_server_on_the_same_data_dir_is_refused(
