@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench                      # 100k points, 384 dims, 3 rounds of 10 s
     .venv/bin/python -m bench --quick              # 20k points, 2 rounds of 5 s: a few minutes
-    .venv/bin/python -m bench --instrumentation-only --pin --rounds 20 --seconds 5
+    .venv/bin/python -m bench --instrumentation-only --pin --rounds 10 --seconds 5
                                                    # the instrumentation's cost alone, k6
                                                    # on a core of its own
 
@@ -542,10 +542,8 @@ def instrumentation_target(
     worst = max(shares, key=lambda vus: shares[vus])
     # The median of the rounds' paired costs, as in the table: a ratio of the two medians
     # would compare runs minutes apart, and the machine's speed drifts in between.
-    req_costs = {
-        vus: statistics.median(round_costs(results, vus)) if round_costs(results, vus) else 1.0
-        for vus in args.vus
-    }
+    paired = {vus: round_costs(results, vus) for vus in args.vus}
+    req_costs = {vus: statistics.median(c) if c else 1.0 for vus, c in paired.items()}
     worst_req = max(req_costs, key=lambda vus: req_costs[vus])
     # Held only when both agree: the CPU share is precise, req/s is what users see.
     held = shares[worst] <= 0.05 and req_costs[worst_req] <= 0.05

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
-    # Log lines are written in batches this often (README "Logs"); 0: each one at once.
+    # Request log lines and operation metrics are recorded, and log lines written, in
+    # batches this often (README "Logs and metrics"); 0: each at once.
     log_flush_seconds: float = Field(default=0.2, ge=0, le=60)
 
     data_dir: Path = Path("./data")
