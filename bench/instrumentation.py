@@ -26,9 +26,9 @@ from starlette.types import Message
 
 from bench import data
 from graph.app import create_app
-from graph.logs import configure
-from graph.metrics import set_resolver_timing
 from graph.settings import Settings
+from graph.telemetry.logs import configure
+from graph.telemetry.metrics import set_resolver_timing
 
 QUERY = (
     "query Recall($vector: Vector!, $limit: Int!) "
@@ -110,7 +110,7 @@ async def _running(settings: Settings) -> AsyncIterator[Starlette]:
 def _instrumented(on: bool, log: TextIO) -> None:
     """The process-wide parts: resolver timing and the log level (the rest is per app).
     Log lines go to a file, as a server's do in the benchmark. A server writes them in
-    batches from a thread of its own (graph/logs.py); here _slice writes each slice's
+    batches from a thread of its own (graph/telemetry/logs.py); here _slice writes each slice's
     batch on the event loop, so that its CPU is counted (the interval is longer than a
     slice and a slice logs fewer lines than the handler's capacity)."""
     set_resolver_timing(on)

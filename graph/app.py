@@ -17,22 +17,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph import __version__
-from graph.auth import Authenticator
-from graph.endpoint import GraphQLEndpoint
 from graph.errors import ApiError, ErrorCode
-from graph.extensions import schema_extensions, validation_rules
-from graph.fastpath import FastPath
-from graph.http_metrics import HttpMetricsMiddleware
-from graph.metrics import BUILD_INFO, STORE_UP, initialise_error_codes, set_resolver_timing
-from graph.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from graph.observations import OperationRecorder
-from graph.ratelimit import TenantRateLimiter
-from graph.responses import JSONResponse
-from graph.schema import build_schema
+from graph.graphql.compiled.fastpath import FastPath
+from graph.graphql.extensions import schema_extensions, validation_rules
+from graph.graphql.schema import build_schema
+from graph.http.endpoint import GraphQLEndpoint
+from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.http.responses import JSONResponse
+from graph.security.auth import Authenticator
+from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store import VectorStore, create_store
 from graph.store.instrumented import StoreStats, instrument
 from graph.store.tenancy import DEFAULT_TENANT
+from graph.telemetry.http_metrics import HttpMetricsMiddleware
+from graph.telemetry.metrics import (
+    BUILD_INFO,
+    STORE_UP,
+    initialise_error_codes,
+    set_resolver_timing,
+)
+from graph.telemetry.observations import OperationRecorder
 
 logger = logging.getLogger("graph.app")
 

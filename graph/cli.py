@@ -19,9 +19,9 @@ def serve() -> None:
     import uvicorn
 
     from graph.app import create_app
-    from graph.logs import configure, log_config
     from graph.serving import DrainingServer
     from graph.settings import Settings
+    from graph.telemetry.logs import configure, log_config
 
     settings = Settings()
     configure(settings.log_level, settings.log_flush_seconds)
@@ -29,8 +29,8 @@ def serve() -> None:
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _ignore_signal)
-    from graph.auth import AuthConfigError
-    from graph.ratelimit import RateLimitConfigError
+    from graph.security.auth import AuthConfigError
+    from graph.security.ratelimit import RateLimitConfigError
 
     try:
         app = create_app(settings)
@@ -55,7 +55,7 @@ def serve() -> None:
 
 
 def print_schema() -> None:
-    from graph.schema import schema_sdl
+    from graph.graphql.schema import schema_sdl
 
     sys.stdout.write(schema_sdl())
 
@@ -64,7 +64,7 @@ def keys(args: argparse.Namespace) -> None:
     """API keys in the file the server reads (AUTH_API_KEYS_FILE, or --file)."""
     from pathlib import Path
 
-    from graph.auth import ApiKeyFile
+    from graph.security.auth import ApiKeyFile
 
     path = args.file or os.environ.get("AUTH_API_KEYS_FILE")
     if not path:

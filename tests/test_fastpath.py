@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from graph.extensions import format_errors, schema_extensions, validation_rules
-from graph.fastpath import FastPath
-from graph.schema import MemorySchema, build_schema
-from graph.schema.context import RequestContext
+from graph.graphql.compiled.fastpath import FastPath
+from graph.graphql.extensions import format_errors, schema_extensions, validation_rules
+from graph.graphql.schema import MemorySchema, build_schema
+from graph.graphql.schema.context import RequestContext
 from graph.settings import Settings
 from graph.store.edge import EdgeStore
 from graph.store.models import Point

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from graph import auth
 from graph.app import create_app
-from graph.auth import ApiKeyFile, AuthConfigError
-from graph.ratelimit import RateLimitConfigError
+from graph.security import auth
+from graph.security.auth import ApiKeyFile, AuthConfigError
+from graph.security.ratelimit import RateLimitConfigError
 from graph.settings import Settings
 from tests.conftest import make_settings
 from tests.helpers import COUNT, QUERY, UPSERT, GraphQLResponse, gql, point

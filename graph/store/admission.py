@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from graph.errors import StoreOverloaded, StoreTimeout
-from graph.metrics import STORE_SHED, STORE_WAITING
+from graph.telemetry.metrics import STORE_SHED, STORE_WAITING
 
 
 class Admission:

@@ -19,7 +19,8 @@ from functools import wraps
 from typing import Any
 
 from graph.errors import ApiError, ErrorCode
-from graph.metrics import (
+from graph.store.base import VectorStore
+from graph.telemetry.metrics import (
     MAX_COLLECTION_LABELS,
     OTHER,
     STORE_CALL_DURATION,
@@ -32,7 +33,6 @@ from graph.metrics import (
     STORE_POINTS_UPSERTED,
     STORE_UNINDEXED_POINTS,
 )
-from graph.store.base import VectorStore
 
 logger = logging.getLogger("graph.store")
 

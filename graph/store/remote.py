@@ -42,7 +42,6 @@ from graph.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from graph.metrics import STORE_FAULTS, STORE_RETRIES
 from graph.settings import Distance, Settings
 from graph.store.admission import Admission
 from graph.store.base import VectorStore
@@ -78,6 +77,7 @@ from graph.store.tenancy import (
     stored_payload,
     validate_tenant,
 )
+from graph.telemetry.metrics import STORE_FAULTS, STORE_RETRIES
 
 logger = logging.getLogger(__name__)
 

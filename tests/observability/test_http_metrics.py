@@ -1,4 +1,4 @@
-"""graph/http_metrics.py counts every request exactly as starlette-exporter's stock
+"""graph/telemetry/http_metrics.py counts every request exactly as starlette-exporter's stock
 middleware does with the same options: both run over the same requests, side by side,
 and every sample they add must match (durations by count: their values are timings)."""
 
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette_exporter import PrometheusMiddleware
 from starlette_exporter.optional_metrics import request_body_size, response_body_size
 
-from graph.http_metrics import MAX_REMEMBERED_PATHS, HttpMetricsMiddleware
+from graph.telemetry.http_metrics import MAX_REMEMBERED_PATHS, HttpMetricsMiddleware
 
 STOCK_PREFIX = "stock_http"
 SUFFIXES = (

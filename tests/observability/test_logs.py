@@ -1,4 +1,4 @@
-"""The JSON log handler that writes in batches (graph/logs.py BatchedStreamHandler):
+"""The JSON log handler that writes in batches (graph/telemetry/logs.py BatchedStreamHandler):
 its lines arrive on time, in order, whole, and none is lost at close."""
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from graph.logs import BatchedStreamHandler, RequestIdFilter, configure, log_config, request_id_var
+from graph.telemetry.logs import (
+    BatchedStreamHandler,
+    RequestIdFilter,
+    configure,
+    log_config,
+    request_id_var,
+)
 
 WAIT_SECONDS = 10
 

@@ -12,7 +12,6 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.metrics import RESOLVER_TIMING
 from graph.store.base import VectorStore
 from graph.store.edge import EdgeStore
 from graph.store.instrumented import (
@@ -22,6 +21,7 @@ from graph.store.instrumented import (
     instrument,
     uninstrumented,
 )
+from graph.telemetry.metrics import RESOLVER_TIMING
 from tests.conftest import make_settings
 from tests.helpers import UPSERT, gql, point
 from tests.observability.support import ROOT

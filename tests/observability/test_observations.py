@@ -1,4 +1,4 @@
-"""Operation metrics and request log lines recorded in batches (graph/observations.py):
+"""Operation metrics and request log lines recorded in batches (graph/telemetry/observations.py):
 a scrape counts every operation answered before it, a line keeps its request's time and
 id, nothing waits past LOG_FLUSH_SECONDS or is lost at shutdown."""
 
@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.observations import MAX_OPERATION_NAMES, OperationNames
+from graph.telemetry.observations import MAX_OPERATION_NAMES, OperationNames
 from tests.conftest import make_settings
 
 WAIT_SECONDS = 10

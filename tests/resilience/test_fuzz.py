@@ -189,7 +189,7 @@ def test_clairvoyance_recovers_nothing_with_introspection_off(tmp_path: Path) ->
     Its own wordlist, plus every name the schema really has: with introspection off it
     must still learn no field of Query or Mutation. The control run, with introspection
     (and so suggestions) on and only the real names, shows the tool does find them."""
-    from graph.schema import build_schema
+    from graph.graphql.schema import build_schema
 
     names = set()
     for type_ in build_schema([])._schema.type_map.values():

@@ -26,13 +26,13 @@ from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.errors import BadUserInput
-from graph.schema.inputs import (
+from graph.graphql.schema.inputs import (
     MAX_PAYLOAD_DEPTH,
     PAYLOAD_INT_MAX,
     PAYLOAD_INT_MIN,
     check_filter_key,
 )
-from graph.schema.scalars import FLOAT32_MAX, parse_vector, parse_vector_literal
+from graph.graphql.schema.scalars import FLOAT32_MAX, parse_vector, parse_vector_literal
 from graph.settings import Distance
 from graph.store.models import (
     MAX_DIMENSION,

@@ -30,7 +30,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
 
     Why: one write() per batch instead of one per line (measured in process: the request
     line's event-loop cost went from ~118 to ~103 us with this alone; making the records
-    in batches, graph/observations.py, is the larger cut), and formatting off the event
+    in batches, graph/telemetry/observations.py, is the larger cut), and formatting off the event
     loop, which also keeps lines coming while the loop is stuck. The price: a process
     killed with SIGKILL loses up to `interval` seconds of INFO lines.
     Records are formatted when written, so a filter stamps a record (its request id) when
@@ -102,13 +102,15 @@ def log_config(level: str = "INFO", flush_seconds: float = 0.2) -> dict[str, Any
         "stream": "ext://sys.stderr",
     }
     if flush_seconds > 0:
-        handler.update({"()": "graph.logs.BatchedStreamHandler", "interval": flush_seconds})
+        handler.update(
+            {"()": "graph.telemetry.logs.BatchedStreamHandler", "interval": flush_seconds}
+        )
     else:
         handler["class"] = "logging.StreamHandler"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "graph.logs.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "graph.telemetry.logs.RequestIdFilter"}},
         "formatters": {
             "json": {
                 # orjson: the same lines, a quarter cheaper than the json module.

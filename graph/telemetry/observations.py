@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from graph.errors import ErrorCode
-from graph.metrics import (
+from graph.telemetry.metrics import (
     GRAPHQL_OPERATION_DURATION,
     GRAPHQL_OPERATIONS,
     observe_tenant_operation,

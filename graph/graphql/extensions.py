@@ -35,12 +35,12 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
-from graph.auth import Scope, scope_for
 from graph.errors import ApiError, BadUserInput, ErrorCode, Forbidden
-from graph.metrics import GRAPHQL_ERRORS
-from graph.schema.context import RequestContext
-from graph.schema.sizes import check_variable_sizes, list_limits
+from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.sizes import check_variable_sizes, list_limits
+from graph.security.auth import Scope, scope_for
 from graph.settings import Settings
+from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 logger = logging.getLogger("graph.errors")
 

@@ -57,12 +57,12 @@ from strawberry.types import ExecutionResult
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from graph.coercion import GIVE_UP, Coerce, compile_coercion
-from graph.converters import ArgumentConverters, ArgumentsConverter
 from graph.errors import BadUserInput
-from graph.schema import MemorySchema
-from graph.schema.context import RequestContext
-from graph.schema.sizes import check_variable_sizes, list_limits
+from graph.graphql.compiled.coercion import GIVE_UP, Coerce, compile_coercion
+from graph.graphql.compiled.converters import ArgumentConverters, ArgumentsConverter
+from graph.graphql.schema import MemorySchema
+from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.sizes import check_variable_sizes, list_limits
 
 Complete = Callable[[Any], Any]
 PLAN_CACHE_SIZE = 512
@@ -93,7 +93,7 @@ class RootField:
 
 @dataclass(frozen=True, slots=True)
 class CompiledVariable:
-    """A variable coerced by graph/coercion.py instead of graphql-core, when it can."""
+    """A variable coerced by compiled/coercion.py instead of graphql-core, when it can."""
 
     name: str
     signature: GraphQLVariableSignature

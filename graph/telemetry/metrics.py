@@ -1,8 +1,8 @@
 """Every Prometheus metric of the server, defined once.
 
 HTTP metrics (http_requests_total, http_request_duration_seconds, ...) are
-starlette-exporter's, recorded by graph/http_metrics.py; everything GraphQL- and store-specific
-is here.
+starlette-exporter's, recorded by graph/telemetry/http_metrics.py; everything GraphQL-
+and store-specific is here.
 """
 
 from __future__ import annotations

@@ -21,19 +21,19 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from graph.auth import OPEN_PRINCIPAL, Authenticator, Principal
 from graph.errors import ApiError, ErrorCode, Unauthenticated
-from graph.extensions import forbidden_result, format_errors, missing_scope
-from graph.fastpath import FastPath
-from graph.metrics import AUTH_FAILURES, GRAPHQL_ERRORS
-from graph.middleware import request_id_of
-from graph.observations import Operation, OperationRecorder
-from graph.ratelimit import TenantRateLimiter
-from graph.responses import JSONResponse, error_response
-from graph.schema import MemorySchema
-from graph.schema.context import RequestContext
+from graph.graphql.compiled.fastpath import FastPath
+from graph.graphql.extensions import forbidden_result, format_errors, missing_scope
+from graph.graphql.schema import MemorySchema
+from graph.graphql.schema.context import RequestContext
+from graph.http.middleware import request_id_of
+from graph.http.responses import JSONResponse, error_response
+from graph.security.auth import OPEN_PRINCIPAL, Authenticator, Principal
+from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store.base import VectorStore
+from graph.telemetry.metrics import AUTH_FAILURES, GRAPHQL_ERRORS
+from graph.telemetry.observations import Operation, OperationRecorder
 
 logger = logging.getLogger("graph.request")
 
@@ -163,7 +163,7 @@ class GraphQLEndpoint:
         if context.validated:
             body["data"] = result.data
         elapsed = time.perf_counter() - started
-        # Its metrics and log line are recorded in a batch (graph/observations.py).
+        # Its metrics and log line are recorded in a batch (graph/telemetry/observations.py).
         self.recorder.add(
             Operation(
                 context.operation_type,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graph.auth import OPEN_PRINCIPAL, Principal
+from graph.security.auth import OPEN_PRINCIPAL, Principal
 from graph.settings import Settings
 from graph.store.base import VectorStore
 

@@ -8,14 +8,14 @@ import strawberry
 from strawberry.types import Info
 
 from graph.errors import BadUserInput
-from graph.metrics import timed_resolver
-from graph.schema import types
-from graph.schema.context import RequestContext
-from graph.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
-from graph.schema.query import CollectionArg, to_collection
-from graph.schema.resolvers import check_id_count, collection_name
+from graph.graphql.schema import types
+from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
+from graph.graphql.schema.query import CollectionArg, to_collection
+from graph.graphql.schema.resolvers import check_id_count, collection_name
 from graph.settings import Distance
 from graph.store.models import validate_collection_name, validate_dimension
+from graph.telemetry.metrics import timed_resolver
 
 
 @strawberry.type

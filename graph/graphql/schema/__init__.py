@@ -10,9 +10,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph.schema.mutation import Mutation
-from graph.schema.query import Query
-from graph.schema.scalars import SCALAR_MAP
+from graph.graphql.schema.mutation import Mutation
+from graph.graphql.schema.query import Query
+from graph.graphql.schema.scalars import SCALAR_MAP
 
 
 class MemorySchema(strawberry.Schema):

@@ -3,7 +3,7 @@
 strawberry.types.arguments.convert_argument works out what a type is (optional, list,
 scalar, input object...) again for every value it converts: for an upsert of 500
 points that is ~100,000 calls, more time than the engine's own write. The fast path
-(graph/fastpath.py) compiles the same decisions into closures once per root field.
+(graph/graphql/compiled/fastpath.py) compiles the same decisions into closures once per root field.
 Types this module does not know how to compile (enums, Maybe, lazy types, input types
 with a from_input hook, GlobalID) get a closure calling Strawberry's own function, so
 the result is always what Strawberry would build; tests/test_fastpath.py compares them.

@@ -9,18 +9,18 @@ from strawberry.types import Info
 
 from graph import __version__
 from graph.errors import ApiError
-from graph.metrics import timed_resolver
-from graph.schema import types
-from graph.schema.context import RequestContext
-from graph.schema.inputs import Filter, to_filter, to_ids
-from graph.schema.resolvers import (
+from graph.graphql.schema import types
+from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.inputs import Filter, to_filter, to_ids
+from graph.graphql.schema.resolvers import (
     check_id_count,
     check_limit,
     check_offset,
     collection_name,
 )
-from graph.schema.scalars import Vector
+from graph.graphql.schema.scalars import Vector
 from graph.store.models import CollectionInfo, normalize_point_id
+from graph.telemetry.metrics import timed_resolver
 
 CollectionArg = Annotated[
     str | None,

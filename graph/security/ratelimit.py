@@ -21,9 +21,9 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
 
-from graph.metrics import RATE_LIMITED_REQUESTS, TENANT_LABELS
+from graph.telemetry.metrics import RATE_LIMITED_REQUESTS, TENANT_LABELS
 
-logger = logging.getLogger("graph.ratelimit")
+logger = logging.getLogger("graph.security.ratelimit")
 
 WARN_EVERY_SECONDS = 10.0
 REDIS_TIMEOUT_SECONDS = 0.5

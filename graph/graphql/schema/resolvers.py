@@ -7,7 +7,7 @@ from typing import Any
 from strawberry.types import Info
 
 from graph.errors import BadUserInput
-from graph.schema.context import RequestContext
+from graph.graphql.schema.context import RequestContext
 from graph.store.models import validate_collection_name
 
 MAX_LIMIT = 100

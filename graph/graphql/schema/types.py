@@ -11,7 +11,7 @@ from enum import Enum
 
 import strawberry
 
-from graph.schema.scalars import JSON, Vector
+from graph.graphql.schema.scalars import JSON, Vector
 from graph.settings import Distance as DistanceSetting
 
 

@@ -42,7 +42,7 @@ from graph.errors import BadUserInput, Unauthenticated
 from graph.settings import Settings
 from graph.store.tenancy import DEFAULT_TENANT, validate_tenant
 
-logger = logging.getLogger("graph.auth")
+logger = logging.getLogger("graph.security.auth")
 
 UNAUTHENTICATED_MESSAGE = "Authentication required"
 API_KEY_PREFIX = "gm_"

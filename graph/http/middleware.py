@@ -8,9 +8,9 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import ErrorCode
-from graph.logs import request_id_var
-from graph.metrics import GRAPHQL_ERRORS
-from graph.responses import error_response
+from graph.http.responses import error_response
+from graph.telemetry.logs import request_id_var
+from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 import strawberry
 
 from graph.errors import BadUserInput
-from graph.schema.scalars import JSON, Vector
+from graph.graphql.schema.scalars import JSON, Vector
 from graph.store import models
 
 

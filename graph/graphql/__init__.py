@@ -1,0 +1,1 @@
+"""GraphQL: the schema, preparing and policing operations, and their executors."""

@@ -1,0 +1,1 @@
+"""The compiled executor for documents that only select fields."""

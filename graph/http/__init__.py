@@ -1,0 +1,1 @@
+"""The HTTP surface: the GraphQL endpoint, middleware and JSON responses."""

@@ -1,0 +1,1 @@
+"""Credentials to a principal (tenant and scopes), and per-tenant rate limits."""

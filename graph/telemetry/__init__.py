@@ -1,0 +1,1 @@
+"""Metrics, HTTP metrics, JSON logs and the batched recording of operations."""
