@@ -37,7 +37,7 @@ def json_response(value: object) -> Response:
 def create_plain_app(settings: Settings) -> Starlette:
     store = EdgeStore.from_settings(settings)
     adapter = Adapter(store)
-    dimension = settings.vector_size
+    dimension = settings.store.vector_size
 
     async def query(request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -91,8 +91,8 @@ def main() -> None:
     # httptools when installed), without its access log.
     uvicorn.run(
         create_plain_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         access_log=False,
         server_header=False,
         log_level="warning",

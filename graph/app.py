@@ -74,10 +74,13 @@ class StoreSupervisor:
     async def _ensure_default_collection(self) -> None:
         settings = self.settings
         await self.store.ensure_collection(
-            DEFAULT_TENANT, settings.collection, settings.vector_size, settings.distance
+            DEFAULT_TENANT,
+            settings.store.collection,
+            settings.store.vector_size,
+            settings.store.distance,
         )
-        info = await self.store.get_collection(DEFAULT_TENANT, settings.collection)
-        if info.dimension != settings.vector_size or info.distance != settings.distance:
+        info = await self.store.get_collection(DEFAULT_TENANT, settings.store.collection)
+        if info.dimension != settings.store.vector_size or info.distance != settings.store.distance:
             logger.warning(
                 "The default collection exists with other settings; keeping it as it is",
                 extra={
@@ -118,7 +121,7 @@ class StoreSupervisor:
 def cors_middleware(settings: Settings) -> list[Middleware]:
     """CORS_ALLOW_ORIGINS, comma-separated; none (the default): no cross-origin browser
     access at all."""
-    origins = [o.strip() for o in settings.cors_allow_origins.split(",") if o.strip()]
+    origins = [o.strip() for o in settings.server.cors_allow_origins.split(",") if o.strip()]
     if not origins:
         return []
     return [
@@ -136,30 +139,32 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
 def create_app(settings: Settings | None = None, store: VectorStore | None = None) -> Starlette:
     settings = settings or Settings()
     store = store or create_store(settings)
-    if settings.metrics_store:
+    if settings.telemetry.metrics_store:
         store = instrument(store)
-    set_resolver_timing(settings.metrics_resolver_timing)
+    set_resolver_timing(settings.telemetry.metrics_resolver_timing)
     initialise_error_codes(code.value for code in ErrorCode)
     state: dict[str, Any] = {"draining": False}
     supervisor = StoreSupervisor(store, settings)
-    if settings.metrics_store:
+    if settings.telemetry.metrics_store:
         supervisor.stats = StoreStats(store)
     rules = validation_rules(settings)
     schema = build_schema(schema_extensions(settings, rules))
-    fast_path = FastPath(schema, rules, settings.max_tokens)
+    fast_path = FastPath(schema, rules, settings.limits.max_tokens)
     # Built here, so that a bad secret, key file or limit stops the start, saying which.
     authenticator = Authenticator(settings)
     limiter = (
         TenantRateLimiter(
-            settings.rate_limit,
-            settings.rate_limit_storage_url.get_secret_value()
-            if settings.rate_limit_storage_url
+            settings.auth.rate_limit,
+            settings.auth.rate_limit_storage_url.get_secret_value()
+            if settings.auth.rate_limit_storage_url
             else None,
         )
-        if settings.rate_limit
+        if settings.auth.rate_limit
         else None
     )
-    recorder = OperationRecorder(settings.log_flush_seconds, settings.metrics_operations)
+    recorder = OperationRecorder(
+        settings.telemetry.log_flush_seconds, settings.telemetry.metrics_operations
+    )
     graphql = GraphQLEndpoint(
         schema,
         fast_path,
@@ -184,7 +189,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         recorder.record()  # what waits for its batch is counted in this scrape
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.metrics_http else []
+    http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.telemetry.metrics_http else []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,7 +207,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             extra={
                 "version": __version__,
                 "backend": store.backend,
-                "collection": settings.collection,
+                "collection": settings.store.collection,
             },
         )
         try:
@@ -237,7 +242,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             Middleware(RequestIdMiddleware),
             *cors_middleware(settings),
             *http_metrics,
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes),
         ],
         lifespan=lifespan,
     )

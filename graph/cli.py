@@ -24,7 +24,7 @@ def serve() -> None:
     from graph.telemetry.logs import configure, log_config
 
     settings = Settings()
-    configure(settings.log_level, settings.log_flush_seconds)
+    configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, which would end
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -39,17 +39,17 @@ def serve() -> None:
         sys.exit(2)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config(settings.log_level, settings.log_flush_seconds),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=log_config(settings.telemetry.log_level, settings.telemetry.log_flush_seconds),
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds),
     )
     server = DrainingServer(
         config,
         begin_draining=app.state.begin_draining,
-        delay=settings.shutdown_delay_seconds,
+        delay=settings.server.shutdown_delay_seconds,
     )
     server.run()
 

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     STORE_TIMEOUT = "STORE_TIMEOUT"
     STORE_OVERLOADED = "STORE_OVERLOADED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    EMBEDDER_UNAVAILABLE = "EMBEDDER_UNAVAILABLE"
 
 
 class ApiError(Exception):
@@ -38,22 +39,12 @@ class BadUserInput(ApiError):
     code = ErrorCode.BAD_USER_INPUT
 
 
-class BadRequest(ApiError):
-    """The HTTP request itself is not a GraphQL request we accept."""
-
-    code = ErrorCode.BAD_REQUEST
-
-
 class NotFound(ApiError):
     code = ErrorCode.NOT_FOUND
 
 
 class AlreadyExists(ApiError):
     code = ErrorCode.ALREADY_EXISTS
-
-
-class PayloadTooLarge(ApiError):
-    code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class StoreUnavailable(ApiError):
@@ -73,13 +64,16 @@ class StoreOverloaded(ApiError):
     default_message = "The vector store is overloaded; retry later"
 
 
+class EmbedderUnavailable(ApiError):
+    """The configured embedder failed, timed out or is overloaded; nothing was written."""
+
+    code = ErrorCode.EMBEDDER_UNAVAILABLE
+    default_message = "The embedding model is unavailable"
+
+
 class Unauthenticated(ApiError):
     code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(ApiError):
     code = ErrorCode.FORBIDDEN
-
-
-class RateLimited(ApiError):
-    code = ErrorCode.RATE_LIMITED

@@ -129,6 +129,6 @@ def test_the_readme_documents_every_setting_and_error_code() -> None:
     from graph.settings import Settings
 
     readme = (ROOT / "README.md").read_text()
-    settings = [name.upper() for name in Settings.model_fields]
+    settings = [name.upper() for name in Settings.names()]
     assert [s for s in settings if f"`{s}`" not in readme] == []
     assert [c.value for c in ErrorCode if f"`{c.value}`" not in readme] == []

@@ -147,7 +147,7 @@ class Executors:
         self.settings = make_settings(tmp_path)
         rules = validation_rules(self.settings)
         self.schema: MemorySchema = build_schema(schema_extensions(self.settings, rules))
-        self.fast = FastPath(self.schema, rules, self.settings.max_tokens)
+        self.fast = FastPath(self.schema, rules, self.settings.limits.max_tokens)
         self.loop = asyncio.new_event_loop()
         self.stores = [
             self.seeded_store(tmp_path / "general"),
@@ -160,10 +160,13 @@ class Executors:
         settings: Settings = self.settings
         self.loop.run_until_complete(
             store.ensure_collection(
-                "default", settings.collection, settings.vector_size, settings.distance
+                "default",
+                settings.store.collection,
+                settings.store.vector_size,
+                settings.store.distance,
             )
         )
-        self.loop.run_until_complete(store.upsert("default", settings.collection, SEED))
+        self.loop.run_until_complete(store.upsert("default", settings.store.collection, SEED))
         return store
 
     def context(self, store: EdgeStore) -> RequestContext:
@@ -192,7 +195,7 @@ class Executors:
 
     def everything(self, store: EdgeStore) -> list[tuple[object, ...]]:
         page = self.loop.run_until_complete(
-            store.scroll("default", self.settings.collection, limit=100, with_vector=True)
+            store.scroll("default", self.settings.store.collection, limit=100, with_vector=True)
         )
         assert page.next_cursor is None
         return [(p.id, p.payload, p.vector) for p in page.points]

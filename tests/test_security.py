@@ -154,7 +154,7 @@ def test_open_mode_says_so_at_start_up(tmp_path: Path, caplog: pytest.LogCapture
         pass
     assert "No authentication is configured" not in caplog.text
     assert SECRET not in caplog.text
-    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+    assert SECRET not in repr(settings) and SECRET not in str(settings.auth.model_dump())
 
 
 # Tenancy through the API

@@ -172,11 +172,11 @@ def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
     """Our limits as validation rules, beyond graphql-core's own. Built once, so that
     validation caches keyed by document and rules hit across requests."""
     rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(settings.max_query_depth, None),
-        max_aliases_rule(settings.max_aliases),
-        max_directives_rule(settings.max_directives),
+        max_depth_rule(settings.limits.max_query_depth, None),
+        max_aliases_rule(settings.limits.max_aliases),
+        max_directives_rule(settings.limits.max_directives),
     ]
-    if not settings.graphql_introspection:
+    if not settings.limits.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules
 
@@ -186,7 +186,7 @@ def schema_extensions(
 ) -> list[Callable[[], SchemaExtension]]:
     """Limits and caches, in the order they must run."""
     return [
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: MaxTokensLimiter(max_token_count=settings.limits.max_tokens),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
@@ -242,7 +242,7 @@ def format_errors(
             message = "Internal server error"
         else:
             message = error.message
-            if not context.settings.graphql_introspection:
+            if not context.settings.limits.graphql_introspection:
                 message = _SUGGESTION.sub("", message)
                 hidden = _HIDDEN_MESSAGES.get(code)
                 if hidden and root_cause(error) is None and not _OWN_LIMIT.search(message):

@@ -61,7 +61,7 @@ class GraphQLEndpoint:
         self.store = store
         self.settings = settings
         self.state = state
-        self.graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+        self.graphiql_html = get_graphql_ide_html("graphiql") if settings.server.graphiql else None
         self.recorder = recorder
 
     async def handle(self, request: Request) -> Response:
@@ -116,7 +116,10 @@ class GraphQLEndpoint:
         settings = self.settings
         try:
             await self.store.ensure_collection(
-                tenant, settings.collection, settings.vector_size, settings.distance
+                tenant,
+                settings.store.collection,
+                settings.store.vector_size,
+                settings.store.distance,
             )
         except ApiError:
             logger.warning("Could not prepare the default collection", extra={"tenant": tenant})

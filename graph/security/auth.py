@@ -237,24 +237,24 @@ class ApiKeyFile:
 
 class JwtVerifier:
     def __init__(self, settings: Settings) -> None:
-        self.issuer = settings.auth_jwt_issuer
-        self.audience = settings.auth_jwt_audience
-        self.leeway = settings.auth_jwt_leeway_seconds
+        self.issuer = settings.auth.auth_jwt_issuer
+        self.audience = settings.auth.auth_jwt_audience
+        self.leeway = settings.auth.auth_jwt_leeway_seconds
         self.secret: bytes | None = None
         self.public_keys: dict[str, Any] = {}  # algorithm -> key
         self.jwks: jwt.PyJWKSet | None = None
-        if settings.auth_jwt_secret is not None:
-            secret = settings.auth_jwt_secret.get_secret_value().encode()
+        if settings.auth.auth_jwt_secret is not None:
+            secret = settings.auth.auth_jwt_secret.get_secret_value().encode()
             if len(secret) < MIN_HS256_SECRET_BYTES:
                 raise AuthConfigError(
                     f"AUTH_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes long"
                 )
             self.secret = secret
-        if settings.auth_jwt_public_key_file is not None:
-            algorithm, key = _load_public_key(settings.auth_jwt_public_key_file)
+        if settings.auth.auth_jwt_public_key_file is not None:
+            algorithm, key = _load_public_key(settings.auth.auth_jwt_public_key_file)
             self.public_keys[algorithm] = key
-        if settings.auth_jwks_file is not None:
-            self.jwks = _load_jwks(settings.auth_jwks_file)
+        if settings.auth.auth_jwks_file is not None:
+            self.jwks = _load_jwks(settings.auth.auth_jwks_file)
 
     @property
     def configured(self) -> bool:
@@ -348,8 +348,8 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.jwt = JwtVerifier(settings)
         self.keys: ApiKeyFile | None = None
-        if settings.auth_api_keys_file is not None:
-            self.keys = ApiKeyFile(settings.auth_api_keys_file)
+        if settings.auth.auth_api_keys_file is not None:
+            self.keys = ApiKeyFile(settings.auth.auth_api_keys_file)
             self.keys.load()
         self.open = not self.jwt.configured and self.keys is None
 

@@ -8,7 +8,7 @@ from graph.store.base import VectorStore
 
 def create_store(settings: Settings) -> VectorStore:
     """The remote adapter when QDRANT_URL is set, the embedded engine otherwise."""
-    if settings.qdrant_url:
+    if settings.store.qdrant_url:
         from graph.store.remote import RemoteStore
 
         return RemoteStore.from_settings(settings)

@@ -579,9 +579,9 @@ class EdgeStore(VectorStore):
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeStore:
         return cls(
-            settings.data_dir,
-            index_threshold=settings.index_threshold,
-            min_free_bytes=settings.min_free_disk_mb * 1024 * 1024,
+            settings.store.data_dir,
+            index_threshold=settings.store.index_threshold,
+            min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
         )
 
     @property

@@ -290,16 +290,20 @@ class RemoteStore(VectorStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteStore:
-        if not settings.qdrant_url:
+        if not settings.store.qdrant_url:
             raise ValueError("QDRANT_URL is not set")
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        api_key = (
+            settings.store.qdrant_api_key.get_secret_value()
+            if settings.store.qdrant_api_key
+            else None
+        )
         return cls.connect(
-            settings.qdrant_url,
+            settings.store.qdrant_url,
             api_key=api_key or None,
-            timeout_seconds=settings.store_timeout_seconds,
-            max_retries=settings.store_max_retries,
-            max_concurrency=settings.store_max_concurrency,
-            max_queue=settings.store_max_queue,
+            timeout_seconds=settings.store.store_timeout_seconds,
+            max_retries=settings.store.store_max_retries,
+            max_concurrency=settings.store.store_max_concurrency,
+            max_queue=settings.store.store_max_queue,
         )
 
     @classmethod

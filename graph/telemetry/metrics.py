@@ -53,6 +53,21 @@ GRAPHQL_OPERATION_DURATION = Histogram(
     ["operation_type", "operation_name"],
     buckets=LATENCY_BUCKETS,
 )
+EMBEDDER_DURATION = Histogram(
+    "embedder_duration_seconds",
+    "Time to embed one batch of texts with the configured embedder, by embedder kind.",
+    ["embedder"],
+    buckets=LATENCY_BUCKETS,
+)
+EMBEDDER_ERRORS = Counter(
+    "embedder_errors_total",
+    "Embedding calls that failed (after retries), by embedder kind and reason.",
+    ["embedder", "reason"],
+)
+MEMORIES_EXPIRED = Counter(
+    "memories_expired_total",
+    "Expired memories deleted by the background sweep.",
+)
 STORE_UP = Gauge("store_up", "1 when the vector store answered the last readiness check.")
 BUILD_INFO = Info("graph_build", "Version and store backend of this server.")
 

@@ -258,7 +258,7 @@ def test_shed_requests_reach_the_client_as_store_overloaded(tmp_path: Path) -> N
         store_max_queue=0,
     )
     with SilentServer() as silent:
-        settings.qdrant_url = f"http://127.0.0.1:{silent.port}"
+        settings.store.qdrant_url = f"http://127.0.0.1:{silent.port}"
         with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
             # The readiness checks hold the one slot now and then; so does each query.
             responses = list(

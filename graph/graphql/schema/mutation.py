@@ -38,7 +38,7 @@ class Mutation:
         context = info.context
         if not points:
             raise BadUserInput("points must not be empty")
-        maximum = context.settings.max_upsert_points
+        maximum = context.settings.limits.max_upsert_points
         if len(points) > maximum:
             raise BadUserInput(f"At most {maximum} points per upsert")
         name = collection_name(context, collection)
@@ -64,7 +64,7 @@ class Mutation:
             raise BadUserInput("Give exactly one of ids or filter")
         name = collection_name(context, collection)
         if ids is not None:
-            check_id_count(ids, context.settings.max_ids_per_request)
+            check_id_count(ids, context.settings.limits.max_ids_per_request)
             deleted = await context.store.delete_ids(context.principal.tenant, name, to_ids(ids))
         else:
             flt = to_filter(filter)
@@ -99,7 +99,7 @@ class Mutation:
     @timed_resolver("Mutation", "deleteCollection")
     async def delete_collection(self, info: Info[RequestContext, Any], name: str) -> bool:
         context = info.context
-        if name == context.settings.collection:
+        if name == context.settings.store.collection:
             raise BadUserInput("The default collection cannot be deleted")
         await context.store.delete_collection(
             context.principal.tenant, validate_collection_name(name)

@@ -100,7 +100,7 @@ class Query:
         collection: CollectionArg = None,
     ) -> list[types.Point]:
         context = info.context
-        check_id_count(ids, context.settings.max_ids_per_request)
+        check_id_count(ids, context.settings.limits.max_ids_per_request)
         records = await context.store.retrieve(
             context.principal.tenant,
             collection_name(context, collection),

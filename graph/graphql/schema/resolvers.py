@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from strawberry.types import Info
-
 from graph.errors import BadUserInput
 from graph.graphql.schema.context import RequestContext
 from graph.store.models import validate_collection_name
@@ -13,13 +11,9 @@ from graph.store.models import validate_collection_name
 MAX_LIMIT = 100
 
 
-def context_of(info: Info[RequestContext, Any]) -> RequestContext:
-    return info.context
-
-
 def collection_name(context: RequestContext, collection: str | None) -> str:
     if collection is None:
-        return context.settings.collection
+        return context.settings.store.collection
     return validate_collection_name(collection)
 
 

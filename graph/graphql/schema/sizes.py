@@ -37,12 +37,12 @@ def list_limits(settings: Settings) -> dict[str, tuple[int, str]]:
     """Item type name -> (limit, message)."""
     return {
         "PointInput": (
-            settings.max_upsert_points,
-            f"At most {settings.max_upsert_points} points per upsert",
+            settings.limits.max_upsert_points,
+            f"At most {settings.limits.max_upsert_points} points per upsert",
         ),
         "ID": (
-            settings.max_ids_per_request,
-            f"At most {settings.max_ids_per_request} ids per request",
+            settings.limits.max_ids_per_request,
+            f"At most {settings.limits.max_ids_per_request} ids per request",
         ),
         "Condition": (
             MAX_FILTER_CONDITIONS,
