@@ -39,5 +39,5 @@ class Embedder(ABC):
     async def embed_query(self, text: str) -> list[float]:
         """The vector of a recall's text (some models embed queries differently)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (optional hook: most have nothing to free)
         """Release connections or threads; the default has none."""
