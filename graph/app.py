@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -19,8 +18,11 @@ from starlette.routing import Route
 from graph import __version__
 from graph.errors import ApiError, ErrorCode
 from graph.graphql.compiled.fastpath import FastPath
-from graph.graphql.extensions import schema_extensions, validation_rules
+from graph.graphql.execution import Executor
+from graph.graphql.policy import Policy
+from graph.graphql.prepare import Preparer
 from graph.graphql.schema import build_schema
+from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.responses import JSONResponse
@@ -28,6 +30,7 @@ from graph.security.auth import Authenticator
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store import VectorStore, create_store
+from graph.store.defaults import DefaultCollections
 from graph.store.instrumented import StoreStats, instrument
 from graph.store.tenancy import DEFAULT_TENANT
 from graph.telemetry.http_metrics import HttpMetricsMiddleware
@@ -49,9 +52,9 @@ class StoreSupervisor:
     """Knows whether the store answers, and creates the default collection once it does,
     so a server started while Qdrant was down recovers without a restart."""
 
-    def __init__(self, store: VectorStore, settings: Settings) -> None:
+    def __init__(self, store: VectorStore, defaults: DefaultCollections) -> None:
         self.store = store
-        self.settings = settings
+        self.defaults = defaults
         self.collection_ready = False
         self.up: bool | None = None
         self.stats: StoreStats | None = None
@@ -63,24 +66,20 @@ class StoreSupervisor:
             # that arrives as the ping completes, and stop() would wait for ever.
             async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
                 await self.store.ping()
-            if not self.collection_ready:
-                await self._ensure_default_collection()
+                if not self.collection_ready:
+                    self.collection_ready = await self._ensure_default_collection()
             up = True
         except (ApiError, TimeoutError):
             up = False
         self._record(up)
         return up and self.collection_ready
 
-    async def _ensure_default_collection(self) -> None:
-        settings = self.settings
-        await self.store.ensure_collection(
-            DEFAULT_TENANT,
-            settings.store.collection,
-            settings.store.vector_size,
-            settings.store.distance,
-        )
-        info = await self.store.get_collection(DEFAULT_TENANT, settings.store.collection)
-        if info.dimension != settings.store.vector_size or info.distance != settings.store.distance:
+    async def _ensure_default_collection(self) -> bool:
+        if not await self.defaults.ensure(DEFAULT_TENANT):
+            return False
+        settings = self.defaults.settings
+        info = await self.store.get_collection(DEFAULT_TENANT, settings.collection)
+        if info.dimension != settings.vector_size or info.distance != settings.distance:
             logger.warning(
                 "The default collection exists with other settings; keeping it as it is",
                 extra={
@@ -89,7 +88,7 @@ class StoreSupervisor:
                     "distance": info.distance.value,
                 },
             )
-        self.collection_ready = True
+        return True
 
     def _record(self, up: bool) -> None:
         if up != self.up:
@@ -143,13 +142,15 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         store = instrument(store)
     set_resolver_timing(settings.telemetry.metrics_resolver_timing)
     initialise_error_codes(code.value for code in ErrorCode)
-    state: dict[str, Any] = {"draining": False}
-    supervisor = StoreSupervisor(store, settings)
+    server = ServerState()
+    defaults = DefaultCollections(store, settings.store)
+    supervisor = StoreSupervisor(store, defaults)
     if settings.telemetry.metrics_store:
         supervisor.stats = StoreStats(store)
-    rules = validation_rules(settings)
-    schema = build_schema(schema_extensions(settings, rules))
-    fast_path = FastPath(schema, rules, settings.limits.max_tokens)
+    schema = build_schema()
+    fast_path = FastPath(schema)
+    preparer = Preparer(schema, settings.limits, fast_path)
+    hide_schema = not settings.limits.graphql_introspection
     # Built here, so that a bad secret, key file or limit stops the start, saying which.
     authenticator = Authenticator(settings)
     limiter = (
@@ -166,11 +167,13 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         settings.telemetry.log_flush_seconds, settings.telemetry.metrics_operations
     )
     graphql = GraphQLEndpoint(
-        schema,
-        fast_path,
+        preparer,
+        Policy(schema._schema, settings),
+        Executor(schema, fast_path, hide_schema),
         store,
+        defaults,
         settings,
-        state,
+        server,
         recorder,
         authenticator=authenticator,
         limiter=limiter,
@@ -181,7 +184,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if not state["draining"] and await supervisor.check():
+        if not server.draining and await supervisor.check():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
@@ -213,7 +216,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         try:
             yield
         finally:
-            state["draining"] = True
+            server.draining = True
             supervisor.stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,13 +226,14 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
                 with contextlib.suppress(asyncio.CancelledError):
                     await recording
             recorder.record()
+            preparer.close()
             await store.close()
             if limiter is not None:
                 await limiter.close()
             logger.info("Memory server stopped; the store is flushed and closed")
 
     def begin_draining() -> None:
-        state["draining"] = True
+        server.draining = True
 
     app = Starlette(
         routes=[

@@ -27,7 +27,7 @@ LAYERS = {
     "graph.memory": 3,
     "graph.graphql.schema": 4,
     "graph.graphql": 5,  # preparing, policing and executing operations
-    "graph.graphql.compiled": 5.5,
+    "graph.graphql.compiled": 4.5,  # the compiled executor, under what prepares for it
     "graph.mcp": 6,
     "graph.http": 7,
     "graph.app": 8,

@@ -13,56 +13,59 @@ import time
 from typing import Any
 
 import orjson
+from graphql import ExecutionResult, GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
 
-from graph.errors import ApiError, ErrorCode, Unauthenticated
-from graph.graphql.compiled.fastpath import FastPath
-from graph.graphql.extensions import forbidden_result, format_errors, missing_scope
-from graph.graphql.schema import MemorySchema
-from graph.graphql.schema.context import RequestContext
+from graph.errors import ErrorCode, Forbidden, Unauthenticated
+from graph.graphql.errors import format_errors
+from graph.graphql.execution import Executor
+from graph.graphql.policy import Policy
+from graph.graphql.prepare import PreparedOperation, Preparer, Refusal
+from graph.graphql.schema.context import RequestContext, ServerState
 from graph.http.middleware import request_id_of
 from graph.http.responses import JSONResponse, error_response
 from graph.security.auth import OPEN_PRINCIPAL, Authenticator, Principal
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store.base import VectorStore
+from graph.store.defaults import DefaultCollections
 from graph.telemetry.metrics import AUTH_FAILURES, GRAPHQL_ERRORS
 from graph.telemetry.observations import Operation, OperationRecorder
 
 logger = logging.getLogger("graph.request")
 
-ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-
 
 class GraphQLEndpoint:
+    """Credential, rate limit and body first; then prepare (cached), the policy's rules,
+    and one of the two executors."""
+
     def __init__(
         self,
-        schema: MemorySchema,
-        fast_path: FastPath,
+        preparer: Preparer,
+        policy: Policy,
+        executor: Executor,
         store: VectorStore,
+        defaults: DefaultCollections,
         settings: Settings,
-        state: dict[str, Any],
+        server: ServerState,
         recorder: OperationRecorder,
         authenticator: Authenticator | None = None,
         limiter: TenantRateLimiter | None = None,
     ) -> None:
+        self.preparer = preparer
+        self.policy = policy
+        self.executor = executor
+        self.store = store
+        self.defaults = defaults
+        self.settings = settings
+        self.server = server
+        self.recorder = recorder
         self.authenticator = authenticator
         self.limiter = limiter
-        # Tenants whose default collection this process has made sure exists.
-        self.tenants_ready: set[str] = set()
-        self.schema = schema
-        self.fast_path = fast_path
-        self.store = store
-        self.settings = settings
-        self.state = state
+        self.hide_schema = not settings.limits.graphql_introspection
         self.graphiql_html = get_graphql_ide_html("graphiql") if settings.server.graphiql else None
-        self.recorder = recorder
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
@@ -107,101 +110,78 @@ class GraphQLEndpoint:
             return self._refuse(400, "`variables` must be a JSON object", request_id)
         if not isinstance(operation_name, str | None):
             return self._refuse(400, "`operationName` must be a string", request_id)
-        if principal.tenant not in self.tenants_ready:
-            await self._prepare_tenant(principal.tenant)
-        return await self._execute(query, variables, operation_name, request_id, principal)
+        return await self._run(query, variables, operation_name, request_id, principal)
 
-    async def _prepare_tenant(self, tenant: str) -> None:
-        """Every tenant has the default collection, made on its first request."""
-        settings = self.settings
-        try:
-            await self.store.ensure_collection(
-                tenant,
-                settings.store.collection,
-                settings.store.vector_size,
-                settings.store.distance,
-            )
-        except ApiError:
-            logger.warning("Could not prepare the default collection", extra={"tenant": tenant})
-            return
-        self.tenants_ready.add(tenant)
-
-    async def _execute(
+    async def _run(
         self,
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
         request_id: str,
-        principal: Principal = OPEN_PRINCIPAL,
+        principal: Principal,
     ) -> Response:
-        context = RequestContext(
-            store=self.store,
-            settings=self.settings,
-            request_id=request_id,
-            principal=principal,
-            extra=self.state,
-        )
         started = time.perf_counter()
-        plan = self.fast_path.plan(query, operation_name)
-        result: ExecutionResult | None
-        if plan is not None:
-            refused = missing_scope(plan.operation, None, principal.scopes)
-            if refused is None:
-                result = await self.fast_path.execute(plan, variables, context)
-            else:
-                context.validated, context.forbidden = True, True
-                context.operation_type = plan.operation_type
-                context.operation_name = plan.operation_name
-                result = ExecutionResult(data=None, errors=forbidden_result(refused).errors)
+        prepared = await self.preparer.prepare(query, operation_name)
+        if isinstance(prepared, Refusal):
+            return self._refused(prepared, principal, request_id, started)
+        refusal = self.policy.refusal(prepared, principal, variables)
+        if refusal is not None:
+            error = GraphQLError(refusal.message, original_error=refusal)
+            result = ExecutionResult(data=None, errors=[error])
         else:
-            result = await self._execute_general(query, variables, operation_name, context)
-        if result is None:
-            return self._refuse(
-                400, "No query or mutation in the document matches the request", request_id
+            await self.defaults.ensure(principal.tenant)
+            context = RequestContext(
+                store=self.store,
+                settings=self.settings,
+                request_id=request_id,
+                principal=principal,
+                server=self.server,
             )
+            result = await self.executor.execute(prepared, variables, context)
         body: dict[str, Any] = {}
         codes: list[ErrorCode] = []
         if result.errors:
-            body["errors"], codes = format_errors(list(result.errors), context)
-        if context.validated:
-            body["data"] = result.data
-        elapsed = time.perf_counter() - started
-        # Its metrics and log line are recorded in a batch (graph/telemetry/observations.py).
-        self.recorder.add(
-            Operation(
-                context.operation_type,
-                context.operation_name,
-                principal.tenant,
-                request_id,
-                elapsed,
-                codes,
-                time.time(),
+            body["errors"], codes = format_errors(
+                result.errors, request_id, hide_schema=self.hide_schema
             )
-        )
-        if context.forbidden:
+        body["data"] = result.data
+        self._record(prepared, principal, request_id, started, codes)
+        if isinstance(refusal, Forbidden):
             AUTH_FAILURES.labels(ErrorCode.FORBIDDEN.value).inc()
             return JSONResponse(body, status_code=403)
         return JSONResponse(body)
 
-    async def _execute_general(
+    def _refused(
+        self, refusal: Refusal, principal: Principal, request_id: str, started: float
+    ) -> Response:
+        """A document that does not run: its errors, no data (as graphql-core answers a
+        request error)."""
+        errors, codes = format_errors(
+            refusal.errors, request_id, hide_schema=self.hide_schema, refused_with=refusal.code
+        )
+        self._record(None, principal, request_id, started, codes)
+        return JSONResponse({"errors": errors}, status_code=refusal.status)
+
+    def _record(
         self,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        context: RequestContext,
-    ) -> ExecutionResult | None:
-        """Strawberry's executor, for whatever the fast path does not compile."""
-        try:
-            return await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=ALLOWED_OPERATIONS,
+        operation: PreparedOperation | None,
+        principal: Principal,
+        request_id: str,
+        started: float,
+        codes: list[ErrorCode],
+    ) -> None:
+        """Its metrics and log line are recorded in a batch (graph/telemetry/observations.py)."""
+        self.recorder.add(
+            Operation(
+                operation.operation_type if operation else "unknown",
+                operation.operation_name if operation else None,
+                principal.tenant,
+                request_id,
+                time.perf_counter() - started,
+                codes,
+                time.time(),
             )
-        except (CannotGetOperationTypeError, MissingQueryError, InvalidOperationTypeError):
-            # Subscriptions, and names that match no operation of the document.
-            return None
+        )
 
     def _get(self, request: Request, request_id: str) -> Response:
         if self.graphiql_html is not None and "text/html" in request.headers.get("accept", ""):

@@ -7,23 +7,24 @@ whose fields are attributes, so a document that only selects fields can be
 compiled once into a plan: coerce the variables, call the same root resolvers
 Strawberry would call, and build the response dicts directly.
 
-Anything a plan does not cover (fragments, directives, introspection, fields
-with resolvers, permissions or extensions of their own, invalid documents)
-returns None from compile() and goes through Strawberry unchanged, so errors
-and edge cases keep exactly one implementation. tests/test_fastpath.py runs a
-corpus of documents through both and compares the responses.
+Only valid operations reach compile() (graph/graphql/prepare.py validates them),
+and every rule runs before either executor (graph/graphql/policy.py). Anything a
+plan does not cover (fragments, directives, introspection, fields with resolvers,
+permissions or extensions of their own) returns None from compile() and runs on
+graphql-core's executor, so edge cases keep one implementation. Root resolvers get
+the same Strawberry Info on both (graph/graphql/schema/context.py says what they may
+read); tests/test_fastpath.py generates documents from the schema and holds the two
+executors' answers equal.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from graphql import (
-    ASTValidationRule,
-    DocumentNode,
+    ExecutionResult,
     FieldNode,
     GraphQLEnumType,
     GraphQLError,
@@ -34,13 +35,10 @@ from graphql import (
     GraphQLOutputType,
     GraphQLScalarType,
     OperationDefinitionNode,
-    OperationType,
     SelectionSetNode,
     Undefined,
     VariableDefinitionNode,
     located_error,
-    parse,
-    specified_rules,
 )
 from graphql.execution.get_variable_signature import (
     GraphQLVariableSignature,
@@ -52,31 +50,25 @@ from graphql.execution.values import (
     get_argument_values,
     get_variable_values,
 )
-from strawberry.schema.schema import validate_document
-from strawberry.types import ExecutionResult
+from graphql.pyutils import Path
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo
+from strawberry.types import Info
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from graph.errors import BadUserInput
 from graph.graphql.compiled.coercion import GIVE_UP, Coerce, compile_coercion
 from graph.graphql.compiled.converters import ArgumentConverters, ArgumentsConverter
 from graph.graphql.schema import MemorySchema
 from graph.graphql.schema.context import RequestContext
-from graph.graphql.schema.sizes import check_variable_sizes, list_limits
 
 Complete = Callable[[Any], Any]
-PLAN_CACHE_SIZE = 512
+# As graphql-core's executor is told (graph/graphql/execution.py): errors stay few.
+MAX_COERCION_ERRORS = 9
 
 
 class NotCompilable(Exception):
     """The document needs the general executor."""
-
-
-@dataclass(frozen=True, slots=True)
-class _ResolverInfo:
-    """What the root resolvers read from Strawberry's Info: the request context."""
-
-    context: RequestContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +97,7 @@ class Plan:
     operation_type: str
     operation_name: str | None
     operation: OperationDefinitionNode
+    root: GraphQLObjectType
     fields: tuple[RootField, ...]
     compiled_variables: tuple[CompiledVariable, ...] = ()
     # The variable definitions graphql-core coerces when every compiled one succeeds.
@@ -112,43 +105,17 @@ class Plan:
 
 
 class FastPath:
-    def __init__(
-        self,
-        schema: MemorySchema,
-        rules: Sequence[type[ASTValidationRule]],
-        max_tokens: int,
-    ) -> None:
+    """Compiles operations that only select fields into Plans, and runs them."""
+
+    def __init__(self, schema: MemorySchema) -> None:
         self.schema = schema
         self.graphql_schema = schema._schema
-        self.rules = (*specified_rules, *rules)
-        self.max_tokens = max_tokens
         converter = schema.schema_converter
         self.converters = ArgumentConverters(converter.scalar_registry, schema.config)
-        self.plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
-    def plan(self, query: str, operation_name: str | None) -> Plan | None:
-        key = (query, operation_name)
-        try:
-            plan = self.plans[key]
-            self.plans.move_to_end(key)
-            return plan
-        except KeyError:
-            pass
-        plan = self._compile(query, operation_name)
-        self.plans[key] = plan
-        if len(self.plans) > PLAN_CACHE_SIZE:
-            self.plans.popitem(last=False)
-        return plan
-
-    def _compile(self, query: str, operation_name: str | None) -> Plan | None:
-        try:
-            document = parse(query, max_tokens=self.max_tokens)
-        except GraphQLError:
-            return None
-        if validate_document(self.graphql_schema, document, self.rules):
-            return None
-        operation = _single_operation(document, operation_name)
-        if operation is None:
+    def compile(self, operation: OperationDefinitionNode) -> Plan | None:
+        """A plan for a valid operation, or None when it needs graphql-core's executor."""
+        if operation.directives:
             return None
         root = self.graphql_schema.get_root_type(operation.operation)
         if root is None:
@@ -164,6 +131,7 @@ class FastPath:
             operation_type=operation.operation.value,
             operation_name=operation.name.value if operation.name else None,
             operation=operation,
+            root=root,
             fields=fields,
             compiled_variables=compiled,
             other_variables=others,
@@ -197,9 +165,13 @@ class FastPath:
             if coerced is GIVE_UP:
                 # graphql-core's own coercion, for its errors (or its defaults).
                 definitions = plan.operation.variable_definitions or ()
-                return get_variable_values(self.graphql_schema, definitions, inputs, 50)
+                return get_variable_values(
+                    self.graphql_schema, definitions, inputs, MAX_COERCION_ERRORS
+                )
             fast.append((variable, value, coerced))
-        result = get_variable_values(self.graphql_schema, plan.other_variables, inputs, 50)
+        result = get_variable_values(
+            self.graphql_schema, plan.other_variables, inputs, MAX_COERCION_ERRORS
+        )
         if isinstance(result, list):
             return result
         for variable, value, coerced in fast:
@@ -288,27 +260,16 @@ class FastPath:
     async def execute(
         self, plan: Plan, variables: dict[str, Any] | None, context: RequestContext
     ) -> ExecutionResult:
-        context.validated = True
-        context.operation_type = plan.operation_type
-        context.operation_name = plan.operation_name
-        try:
-            check_variable_sizes(
-                self.graphql_schema, plan.operation, variables, list_limits(context.settings)
-            )
-        except BadUserInput as error:
-            return ExecutionResult(
-                data=None, errors=[GraphQLError(error.message, original_error=error)]
-            )
         coerced = self._coerce_variables(plan, variables or {})
         if isinstance(coerced, list):
             return ExecutionResult(data=None, errors=coerced)
-        info = _ResolverInfo(context)
         data: dict[str, Any] = {}
         errors: list[GraphQLError] = []
         for root in plan.fields:
             try:
                 arguments = get_argument_values(root.definition, root.node, coerced)
                 kwargs = root.convert(arguments)
+                info = self._info(plan, root, coerced.coerced, context)
                 value = await root.resolver(None, info, **kwargs)
                 data[root.key] = root.complete(value)
             except Exception as error:
@@ -319,22 +280,32 @@ class FastPath:
                 data[root.key] = None
         return ExecutionResult(data=data, errors=errors or None)
 
-
-def _single_operation(
-    document: DocumentNode, operation_name: str | None
-) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if len(operations) != len(document.definitions):
-        return None  # fragments
-    if operation_name is None:
-        chosen = operations if len(operations) == 1 else []
-    else:
-        chosen = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(chosen) != 1 or chosen[0].operation not in (OperationType.QUERY, OperationType.MUTATION):
-        return None
-    if chosen[0].directives:
-        return None
-    return chosen[0]
+    def _info(
+        self,
+        plan: Plan,
+        root: RootField,
+        variables: dict[str, Any],
+        context: RequestContext,
+    ) -> Info[RequestContext, Any]:
+        """The Strawberry Info graphql-core's executor would give this root resolver."""
+        raw = _OperationContextAwareGraphQLResolveInfo(
+            root.node.name.value,
+            [root.node],
+            root.definition.type,
+            plan.root,
+            Path(None, root.key, plan.root.name),
+            self.graphql_schema,
+            {},
+            None,
+            plan.operation,
+            variables,
+            context,
+            optimized_is_awaitable,
+            None,
+            None,
+            {},
+        )
+        return Info(_raw_info=raw, _field=root.field)  # type: ignore[arg-type]
 
 
 def _fields(selection: SelectionSetNode) -> list[FieldNode]:

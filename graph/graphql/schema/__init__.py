@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
 
 from graph.graphql.schema.mutation import Mutation
 from graph.graphql.schema.query import Query
@@ -16,20 +11,13 @@ from graph.graphql.schema.scalars import SCALAR_MAP
 
 
 class MemorySchema(strawberry.Schema):
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        """Errors are logged once, with their code, by the HTTP endpoint's error policy."""
+    """The schema, with no extensions: graph/graphql/ prepares, polices and executes
+    operations itself (graph/graphql/execution.py), on this schema's types and resolvers."""
 
 
-def build_schema(
-    extensions: Sequence[Callable[[], SchemaExtension]] = (),
-) -> MemorySchema:
+def build_schema() -> MemorySchema:
     return MemorySchema(
-        query=Query,
-        mutation=Mutation,
-        extensions=list(extensions),
-        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALAR_MAP)
     )
 
 

@@ -53,7 +53,7 @@ class Query:
             status = types.HealthStatus.OK
         except ApiError:
             status = types.HealthStatus.UNAVAILABLE
-        if status is types.HealthStatus.OK and context.extra.get("draining"):
+        if status is types.HealthStatus.OK and context.server.draining:
             status = types.HealthStatus.DEGRADED
         return types.Health(status=status, version=__version__, backend=context.store.backend)
 
