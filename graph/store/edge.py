@@ -96,14 +96,13 @@ from graph.store.models import (
     normalize_point_id,
     validate_collection_name,
     validate_dimension,
-    validate_filter,
 )
 from graph.store.tenancy import (
-    PARTITION_FIELD,
-    USER_KEY_PREFIX,
     CollectionEntry,
-    client_id,
-    client_payload,
+    client_record,
+    client_scored,
+    owns,
+    scoped_filter,
     stored_id,
     stored_payload,
     validate_tenant,
@@ -129,39 +128,24 @@ DRAIN_TIMEOUT_SECONDS = 30.0
 # Translation between our models and qdrant_edge
 
 
-def to_edge_filter(flt: Filter, prefix: str = "") -> EdgeFilter:
-    """Our (validated) Filter as a qdrant_edge Filter, every key prefixed with prefix."""
+def to_edge_filter(flt: Filter) -> EdgeFilter:
+    """Our (validated) Filter as a qdrant_edge Filter."""
     return EdgeFilter(
-        must=[_to_edge_condition(c, prefix) for c in flt.must] or None,
-        should=[_to_edge_condition(c, prefix) for c in flt.should] or None,
-        must_not=[_to_edge_condition(c, prefix) for c in flt.must_not] or None,
+        must=[_to_edge_condition(c) for c in flt.must] or None,
+        should=[_to_edge_condition(c) for c in flt.should] or None,
+        must_not=[_to_edge_condition(c) for c in flt.must_not] or None,
     )
 
 
-def scoped_edge_filter(partition: FieldCondition, flt: Filter | None) -> EdgeFilter:
-    """A client's filter confined to one logical collection: its keys can only name the
-    client's own payload, and the partition condition is one more must."""
-    if flt is None:
-        return EdgeFilter(must=[partition])
-    validate_filter(flt)
-    p = USER_KEY_PREFIX
-    return EdgeFilter(
-        must=[partition, *(_to_edge_condition(c, p) for c in flt.must)],
-        should=[_to_edge_condition(c, p) for c in flt.should] or None,
-        must_not=[_to_edge_condition(c, p) for c in flt.must_not] or None,
-    )
-
-
-def _to_edge_condition(condition: Condition, prefix: str) -> FieldCondition | EdgeFilter:
+def _to_edge_condition(condition: Condition) -> FieldCondition | EdgeFilter:
     if condition.filter is not None:
-        return to_edge_filter(condition.filter, prefix)
+        return to_edge_filter(condition.filter)
     assert condition.key is not None  # validate_filter ran first
-    key = prefix + condition.key
     if condition.match is not None:
-        return FieldCondition(key, match=_to_edge_match(condition.match))
+        return FieldCondition(condition.key, match=_to_edge_match(condition.match))
     assert condition.range is not None
     r = condition.range
-    return FieldCondition(key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
+    return FieldCondition(condition.key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
 
 
 def _to_edge_match(match: Match) -> EdgeMatchValue | EdgeMatchAny | EdgeMatchExcept:
@@ -195,22 +179,11 @@ def _vector(raw: object) -> list[float] | None:
 
 
 def _scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
-    payload = hit.payload
-    return ScoredPoint(
-        id=client_id(payload),
-        score=hit.score,
-        payload=client_payload(payload),
-        vector=_vector(hit.vector) if with_vector else None,
-    )
+    return client_scored(hit.payload, hit.score, _vector(hit.vector) if with_vector else None)
 
 
 def _record(rec: EdgeRecord, with_vector: bool) -> Record:
-    payload = rec.payload
-    return Record(
-        id=client_id(payload),
-        payload=client_payload(payload),
-        vector=_vector(rec.vector) if with_vector else None,
-    )
+    return client_record(rec.payload, _vector(rec.vector) if with_vector else None)
 
 
 # Checks on input
@@ -282,7 +255,7 @@ def _retrieve(
     wanted: list[EdgeId] = [stored_id(partition, i) for i in ids]
     for shard in shards:
         for rec in shard.retrieve(wanted, with_payload=True, with_vector=with_vector):
-            if rec.payload is None or rec.payload.get(PARTITION_FIELD) != partition:
+            if not owns(partition, rec.payload):
                 continue
             record = _record(rec, with_vector)
             found[record.id] = record
@@ -535,13 +508,18 @@ class _Logical:
     """A tenant's collection: its catalog entry, the physical collection holding it, and
     the partition filter every call on it carries, built once."""
 
-    __slots__ = ("coll", "entry", "only", "partition")
+    __slots__ = ("coll", "entry", "only")
 
     def __init__(self, entry: CollectionEntry, coll: _Collection) -> None:
         self.entry = entry
         self.coll = coll
-        self.partition = FieldCondition(PARTITION_FIELD, match=EdgeMatchValue(entry.partition))
-        self.only = EdgeFilter(must=[self.partition])
+        self.only = to_edge_filter(scoped_filter(entry.partition, None))
+
+    def scoped(self, flt: Filter | None) -> EdgeFilter:
+        """flt confined to this collection (tenancy.scoped_filter), in qdrant_edge's terms."""
+        return (
+            self.only if flt is None else to_edge_filter(scoped_filter(self.entry.partition, flt))
+        )
 
     def info(self, points_count: int) -> CollectionInfo:
         e = self.entry
@@ -930,7 +908,7 @@ class EdgeStore(VectorStore):
             limit=limit if single else limit + offset,
             offset=offset if single else 0,
             query=Query.Nearest(vector if isinstance(vector, list) else list(vector)),
-            filter=scoped_edge_filter(logical.partition, filter) if filter else logical.only,
+            filter=logical.scoped(filter),
             score_threshold=score_threshold,
             with_vector=with_vector,
             with_payload=True,
@@ -966,7 +944,7 @@ class EdgeStore(VectorStore):
 
     async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
         logical = self._logical(tenant, collection)
-        flt = scoped_edge_filter(logical.partition, filter)
+        flt = logical.scoped(filter)
         coll = logical.coll
         async with coll.lock:
             self._check_current(logical)
@@ -975,7 +953,7 @@ class EdgeStore(VectorStore):
 
     async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
         logical = self._logical(tenant, collection)
-        flt = scoped_edge_filter(logical.partition, filter) if filter else logical.only
+        flt = logical.scoped(filter)
         return await self._on_view(logical.coll.view, False, _count, flt)
 
     async def scroll(
@@ -993,7 +971,7 @@ class EdgeStore(VectorStore):
         request = ScrollRequest(
             offset=normalize_point_id(cursor) if cursor is not None else None,
             limit=limit + 1,
-            filter=scoped_edge_filter(logical.partition, filter) if filter else logical.only,
+            filter=logical.scoped(filter),
             with_payload=True,
             with_vector=with_vector,
         )

@@ -64,15 +64,15 @@ from graph.store.models import (
     normalize_point_id,
     validate_collection_name,
     validate_dimension,
-    validate_filter,
 )
 from graph.store.tenancy import (
     PARTITION_FIELD,
-    USER_KEY_PREFIX,
     CollectionEntry,
-    client_id,
-    client_payload,
+    client_record,
+    client_scored,
+    owns,
     partition_of,
+    scoped_filter,
     stored_id,
     stored_payload,
     validate_tenant,
@@ -115,9 +115,9 @@ class _Unsupported(Exception):
 # Translation between our models and qdrant_client.models
 
 
-def _to_qdrant_filter(flt: Filter, prefix: str = "") -> models.Filter:
+def _to_qdrant_filter(flt: Filter) -> models.Filter:
     def conditions(items: list[Condition]) -> list[models.Condition] | None:
-        return [_to_qdrant_condition(c, prefix) for c in items] or None
+        return [_to_qdrant_condition(c) for c in items] or None
 
     return models.Filter(
         must=conditions(flt.must),
@@ -126,30 +126,16 @@ def _to_qdrant_filter(flt: Filter, prefix: str = "") -> models.Filter:
     )
 
 
-def _scoped_filter(partition: models.FieldCondition, flt: Filter | None) -> models.Filter:
-    """A client's filter confined to one logical collection (see edge.scoped_edge_filter)."""
-    if flt is None:
-        return models.Filter(must=[partition])
-    validate_filter(flt)
-    p = USER_KEY_PREFIX
-    return models.Filter(
-        must=[partition, *(_to_qdrant_condition(c, p) for c in flt.must)],
-        should=[_to_qdrant_condition(c, p) for c in flt.should] or None,
-        must_not=[_to_qdrant_condition(c, p) for c in flt.must_not] or None,
-    )
-
-
-def _to_qdrant_condition(condition: Condition, prefix: str) -> models.Condition:
+def _to_qdrant_condition(condition: Condition) -> models.Condition:
     if condition.filter is not None:
-        return _to_qdrant_filter(condition.filter, prefix)
+        return _to_qdrant_filter(condition.filter)
     assert condition.key is not None  # validate_filter ran first
-    key = prefix + condition.key
     if condition.match is not None:
-        return models.FieldCondition(key=key, match=_to_qdrant_match(condition.match))
+        return models.FieldCondition(key=condition.key, match=_to_qdrant_match(condition.match))
     assert condition.range is not None
     rng = condition.range
     return models.FieldCondition(
-        key=key,
+        key=condition.key,
         range=models.Range(gt=rng.gt, gte=rng.gte, lt=rng.lt, lte=rng.lte),
     )
 
@@ -178,17 +164,22 @@ def _from_qdrant_vector(raw: object) -> list[float] | None:
 class _Logical:
     """A tenant's collection as the catalog has it, with its partition filter built once."""
 
-    __slots__ = ("catalog_id", "entry", "expires", "only", "partition", "physical")
+    __slots__ = ("catalog_id", "entry", "expires", "only", "physical")
 
     def __init__(self, entry: CollectionEntry) -> None:
         self.entry = entry
         self.physical = PHYSICAL_PREFIX + entry.physical
         self.catalog_id = _catalog_id(entry.tenant, entry.name)
-        self.partition = models.FieldCondition(
-            key=PARTITION_FIELD, match=models.MatchValue(value=entry.partition)
-        )
-        self.only = models.Filter(must=[self.partition])
+        self.only = _to_qdrant_filter(scoped_filter(entry.partition, None))
         self.expires = time.monotonic() + ENTRY_TTL_SECONDS
+
+    def scoped(self, flt: Filter | None) -> models.Filter:
+        """flt confined to this collection (tenancy.scoped_filter), in qdrant-client's terms."""
+        return (
+            self.only
+            if flt is None
+            else _to_qdrant_filter(scoped_filter(self.entry.partition, flt))
+        )
 
     def info(self, points_count: int) -> CollectionInfo:
         e = self.entry
@@ -742,7 +733,7 @@ class RemoteStore(VectorStore):
         if score_threshold is not None and not math.isfinite(score_threshold):
             raise BadUserInput("scoreThreshold must be a finite number")
         logical = await self._reading(tenant, collection, [vector])
-        query_filter = _scoped_filter(logical.partition, filter) if filter else logical.only
+        query_filter = logical.scoped(filter)
         response = await self._call(
             "query_points",
             lambda c: c.query_points(
@@ -758,11 +749,8 @@ class RemoteStore(VectorStore):
             collection=collection,
         )
         return [
-            ScoredPoint(
-                id=client_id(p.payload),
-                score=float(p.score),
-                payload=client_payload(p.payload),
-                vector=_from_qdrant_vector(p.vector) if with_vector else None,
+            client_scored(
+                p.payload, float(p.score), _from_qdrant_vector(p.vector) if with_vector else None
             )
             for p in response.points
         ]
@@ -782,13 +770,12 @@ class RemoteStore(VectorStore):
         )
         records: dict[PointId, Record] = {}
         for r in found:
-            if not r.payload or r.payload.get(PARTITION_FIELD) != partition:
+            if not owns(partition, r.payload):
                 continue
-            records[client_id(r.payload)] = Record(
-                id=client_id(r.payload),
-                payload=client_payload(r.payload),
-                vector=_from_qdrant_vector(r.vector) if with_vector else None,
+            record = client_record(
+                r.payload, _from_qdrant_vector(r.vector) if with_vector else None
             )
+            records[record.id] = record
         return records
 
     async def retrieve(
@@ -822,7 +809,7 @@ class RemoteStore(VectorStore):
 
     async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
         logical = await self._lookup(tenant, collection, fresh=True)
-        qdrant_filter = _scoped_filter(logical.partition, filter)
+        qdrant_filter = logical.scoped(filter)
         matched = await self._count(logical, qdrant_filter)
         if matched == 0:
             return 0
@@ -839,9 +826,7 @@ class RemoteStore(VectorStore):
 
     async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
         logical = await self._reading(tenant, collection)
-        return await self._count(
-            logical, _scoped_filter(logical.partition, filter) if filter else logical.only
-        )
+        return await self._count(logical, logical.scoped(filter))
 
     async def scroll(
         self,
@@ -856,7 +841,7 @@ class RemoteStore(VectorStore):
         check_limit(limit)
         offset = normalize_point_id(cursor) if cursor is not None else None
         logical = await self._reading(tenant, collection)
-        qdrant_filter = _scoped_filter(logical.partition, filter) if filter else logical.only
+        qdrant_filter = logical.scoped(filter)
         records, next_offset = await self._call(
             "scroll",
             lambda c: c.scroll(
@@ -871,11 +856,7 @@ class RemoteStore(VectorStore):
         )
         return ScrollPage(
             points=[
-                Record(
-                    id=client_id(r.payload),
-                    payload=client_payload(r.payload),
-                    vector=_from_qdrant_vector(r.vector) if with_vector else None,
-                )
+                client_record(r.payload, _from_qdrant_vector(r.vector) if with_vector else None)
                 for r in records
             ],
             next_cursor=_from_qdrant_id(next_offset) if next_offset is not None else None,
