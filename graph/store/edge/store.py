@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Query, QueryRequest, ScrollRequest, SearchParams
 
-from graph.errors import AlreadyExists, BadUserInput, NotFound, StoreUnavailable
+from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Settings
+from graph.store import common
 from graph.store.base import VectorStore
 from graph.store.edge import views
 from graph.store.edge.indexing import BackgroundIndexing
@@ -49,9 +50,7 @@ from graph.store.models import (
     Record,
     ScoredPoint,
     ScrollPage,
-    check_finite,
     check_limit,
-    check_vector_dimension,
     normalize_ids,
     normalize_point_id,
     validate_collection_name,
@@ -205,24 +204,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         validate_collection_name(name)
         validate_dimension(dimension)
         existing = self._catalog.get((tenant, name))
-        if existing is None:
-            try:
-                await self.create_collection(tenant, name, dimension, distance)
-            except AlreadyExists:
-                return
-            logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)
-            return
-        e = existing.entry
-        if (e.dimension, e.distance) != (dimension, distance):
-            logger.warning(
-                "Collection %r exists with dimension %s and %s distance; keeping it "
-                "(configured: %s, %s)",
-                name,
-                e.dimension,
-                e.distance.value,
-                dimension,
-                distance.value,
-            )
+        entry = existing.entry if existing is not None else None
+        await common.ensure_collection(self, entry, tenant, name, dimension, distance)
 
     async def create_collection(
         self, tenant: str, name: str, dimension: int, distance: Distance
@@ -331,11 +314,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
     ) -> list[ScoredPoint]:
         logical = self._logical(tenant, collection)
         coll = logical.coll
-        check_limit(limit, offset)
-        check_vector_dimension(vector, coll.manifest.dimension, "Query vector")
-        check_finite(vector, "Query vector")
-        if score_threshold is not None and not math.isfinite(score_threshold):
-            raise BadUserInput("scoreThreshold must be a finite number")
+        common.check_query(vector, limit, offset, score_threshold, coll.manifest.dimension)
         view = coll.view
         single = len(view.shards) == 1
         request = QueryRequest(
@@ -368,22 +347,19 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         wanted = normalize_ids(ids)
         if not wanted:
             return 0
-        coll = logical.coll
-        async with coll.lock:
-            self._check_current(logical)
-            self._disk.check()
-            return await self._on_view(
-                coll.view, True, views.delete_ids, wanted, logical.entry.partition, coll.journal
-            )
+        return await self._write(logical, views.delete_ids, wanted, logical.entry.partition)
 
     async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
         logical = self._logical(tenant, collection)
-        flt = logical.scoped(filter)
+        return await self._write(logical, views.delete_by_filter, logical.scoped(filter))
+
+    async def _write(self, logical: _Logical, fn: Callable[..., int], *args: Any) -> int:
+        """fn(shards, *args, journal) on the collection's view, with writes serialised."""
         coll = logical.coll
         async with coll.lock:
             self._check_current(logical)
             self._disk.check()
-            return await self._on_view(coll.view, True, views.delete_by_filter, flt, coll.journal)
+            return await self._on_view(coll.view, True, fn, *args, coll.journal)
 
     async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
         logical = self._logical(tenant, collection)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Sequence
 
 from qdrant_client import models
 
 from graph.errors import (
     AlreadyExists,
-    BadUserInput,
     NotFound,
 )
 from graph.settings import Distance, Settings
+from graph.store import common
 from graph.store.base import VectorStore
 from graph.store.models import (
     CollectionInfo,
@@ -31,7 +30,6 @@ from graph.store.models import (
     Record,
     ScoredPoint,
     ScrollPage,
-    check_finite,
     check_limit,
     normalize_ids,
     normalize_point_id,
@@ -139,27 +137,12 @@ class RemoteStore(VectorStore):
     ) -> None:
         validate_dimension(dimension)
         try:
-            existing = (await self._catalog.lookup(tenant, name, fresh=True)).entry
+            existing: CollectionEntry | None = (
+                await self._catalog.lookup(tenant, name, fresh=True)
+            ).entry
         except NotFound:
-            pass
-        else:
-            if (existing.dimension, existing.distance) != (dimension, distance):
-                logger.warning(
-                    "Collection %r exists with dimension %s and %s distance; "
-                    "keeping it (configured: %s, %s)",
-                    name,
-                    existing.dimension,
-                    existing.distance.value,
-                    dimension,
-                    distance.value,
-                )
-            return
-        try:
-            await self.create_collection(tenant, name, dimension, distance)
-        except AlreadyExists:
-            pass  # created meanwhile by a concurrent call or another replica
-        else:
-            logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)
+            existing = None
+        await common.ensure_collection(self, existing, tenant, name, dimension, distance)
 
     async def create_collection(
         self, tenant: str, name: str, dimension: int, distance: Distance
@@ -230,10 +213,7 @@ class RemoteStore(VectorStore):
         score_threshold: float | None = None,
         with_vector: bool = False,
     ) -> list[ScoredPoint]:
-        check_limit(limit, offset)
-        check_finite(vector, "Query vector")
-        if score_threshold is not None and not math.isfinite(score_threshold):
-            raise BadUserInput("scoreThreshold must be a finite number")
+        common.check_query(vector, limit, offset, score_threshold)
         logical = await self._catalog.reading(tenant, collection, [vector])
         query_filter = logical.scoped(filter)
         response = await self._client.call(
