@@ -23,11 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from qdrant_edge import (
-    EdgeShard,
-    ScrollRequest,
-    UpdateOperation,
-)
+from qdrant_edge import EdgeShard, ScrollRequest, UpdateOperation
 from qdrant_edge import Point as EdgePoint
 
 from graph.settings import Distance

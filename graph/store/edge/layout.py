@@ -38,13 +38,8 @@ from qdrant_edge import (
 from graph.errors import StoreUnavailable
 from graph.settings import Distance
 from graph.store.edge.views import JournalEntry, View
-from graph.store.models import (
-    CollectionInfo,
-)
-from graph.store.tenancy import (
-    PARTITION_FIELD,
-    CollectionEntry,
-)
+from graph.store.models import CollectionInfo
+from graph.store.tenancy import PARTITION_FIELD, CollectionEntry
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
-from qdrant_edge import (
-    FieldCondition,
-    RangeFloat,
-)
+from qdrant_edge import FieldCondition, RangeFloat
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import MatchAny as EdgeMatchAny
 from qdrant_edge import MatchExcept as EdgeMatchExcept
@@ -33,12 +30,7 @@ from graph.store.models import (
     check_vector_dimension,
     normalize_point_id,
 )
-from graph.store.tenancy import (
-    client_record,
-    client_scored,
-    stored_id,
-    stored_payload,
-)
+from graph.store.tenancy import client_record, client_scored, stored_id, stored_payload
 
 EdgeId = int | str | uuid.UUID
 

@@ -16,13 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from qdrant_edge import (
-    CountRequest,
-    EdgeShard,
-    QueryRequest,
-    ScrollRequest,
-    UpdateOperation,
-)
+from qdrant_edge import CountRequest, EdgeShard, QueryRequest, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Record as EdgeRecord
 from qdrant_edge import ScoredPoint as EdgeScoredPoint
@@ -36,18 +30,8 @@ from graph.store.edge.translate import (
     from_edge_scored,
     id_order,
 )
-from graph.store.models import (
-    Point,
-    PointId,
-    Record,
-    ScoredPoint,
-    ScrollPage,
-    normalize_point_id,
-)
-from graph.store.tenancy import (
-    owns,
-    stored_id,
-)
+from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage, normalize_point_id
+from graph.store.tenancy import owns, stored_id
 
 logger = logging.getLogger(__name__)
 

@@ -17,19 +17,14 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from graph.errors import (
-    AlreadyExists,
-    NotFound,
-)
+from graph.errors import AlreadyExists, NotFound
 from graph.store.models import (
     CollectionInfo,
     Filter,
     check_vector_dimension,
     validate_collection_name,
 )
-from graph.store.remote.client import (
-    Client,
-)
+from graph.store.remote.client import Client
 from graph.store.remote.translate import (
     TO_QDRANT_DISTANCE,
     Unsupported,

@@ -15,10 +15,7 @@ from collections.abc import Sequence
 
 from qdrant_client import models
 
-from graph.errors import (
-    AlreadyExists,
-    NotFound,
-)
+from graph.errors import AlreadyExists, NotFound
 from graph.settings import Distance, Settings
 from graph.store import common
 from graph.store.base import VectorStore
@@ -36,10 +33,7 @@ from graph.store.models import (
     validate_collection_name,
     validate_dimension,
 )
-from graph.store.remote.catalog import (
-    Catalog,
-    Logical,
-)
+from graph.store.remote.catalog import Catalog, Logical
 from graph.store.remote.client import (
     Client,
     ClientFactory,
@@ -47,11 +41,7 @@ from graph.store.remote.client import (
     local_client,
     within_one_deadline,
 )
-from graph.store.remote.translate import (
-    from_qdrant_id,
-    from_qdrant_vector,
-    to_point_structs,
-)
+from graph.store.remote.translate import from_qdrant_id, from_qdrant_vector, to_point_structs
 from graph.store.tenancy import (
     CollectionEntry,
     client_record,
