@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qdrant_edge import Filter as EdgeFilter
-from qdrant_edge import Query, QueryRequest, ScrollRequest, SearchParams
+from qdrant_edge import ScrollRequest, SearchParams
 
 from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Settings
@@ -41,7 +41,7 @@ from graph.store.edge.layout import (
     take_lock,
     write_catalog,
 )
-from graph.store.edge.translate import to_edge_filter
+from graph.store.edge.translate import nearest_request, to_edge_filter
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -316,15 +316,14 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         coll = logical.coll
         common.check_query(vector, limit, offset, score_threshold, coll.manifest.dimension)
         view = coll.view
-        single = len(view.shards) == 1
-        request = QueryRequest(
-            limit=limit if single else limit + offset,
-            offset=offset if single else 0,
-            query=Query.Nearest(vector if isinstance(vector, list) else list(vector)),
-            filter=logical.scoped(filter),
+        request = nearest_request(
+            vector,
+            logical.scoped(filter),
+            limit=limit,
+            offset=offset,
+            shards=len(view.shards),
             score_threshold=score_threshold,
             with_vector=with_vector,
-            with_payload=True,
             params=self._search_params,
         )
         return await self._on_view(

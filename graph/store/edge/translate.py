@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
-from qdrant_edge import FieldCondition, RangeFloat
+from qdrant_edge import FieldCondition, Query, QueryRequest, RangeFloat, SearchParams
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import MatchAny as EdgeMatchAny
 from qdrant_edge import MatchExcept as EdgeMatchExcept
@@ -53,6 +53,32 @@ def _to_edge_condition(condition: Condition) -> FieldCondition | EdgeFilter:
     assert condition.range is not None
     r = condition.range
     return FieldCondition(condition.key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
+
+
+def nearest_request(
+    vector: Sequence[float],
+    flt: EdgeFilter,
+    *,
+    limit: int,
+    offset: int,
+    shards: int,
+    score_threshold: float | None,
+    with_vector: bool,
+    params: SearchParams | None,
+) -> QueryRequest:
+    """The request each of a view's shards runs for a nearest-neighbour query. With more
+    than one shard, each returns limit + offset hits and views.query merges and pages."""
+    single = shards == 1
+    return QueryRequest(
+        limit=limit if single else limit + offset,
+        offset=offset if single else 0,
+        query=Query.Nearest(vector if isinstance(vector, list) else list(vector)),
+        filter=flt,
+        score_threshold=score_threshold,
+        with_vector=with_vector,
+        with_payload=True,
+        params=params,
+    )
 
 
 def _to_edge_match(match: Match) -> EdgeMatchValue | EdgeMatchAny | EdgeMatchExcept:
