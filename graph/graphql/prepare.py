@@ -29,6 +29,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    Token,
     parse,
     specified_rules,
     validate,
@@ -111,7 +112,7 @@ class BytesBoundedCache:
 def entry_cost(query: str, operation_name: str | None, prepared: Prepared) -> int:
     tokens = 0
     if isinstance(prepared, PreparedOperation) and prepared.document.loc is not None:
-        token = prepared.document.loc.start_token
+        token: Token | None = prepared.document.loc.start_token
         while token is not None:
             tokens += 1
             token = token.next

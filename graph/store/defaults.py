@@ -27,7 +27,10 @@ class DefaultCollections:
         settings = self.settings
         try:
             await self.store.ensure_collection(
-                tenant, settings.collection, settings.vector_size, settings.distance
+                tenant,
+                settings.collection,
+                settings.vector_size,
+                settings.distance,
             )
         except ApiError:
             logger.warning("Could not prepare the default collection", extra={"tenant": tenant})

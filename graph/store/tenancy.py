@@ -28,7 +28,16 @@ from typing import Any
 
 from graph.errors import BadUserInput
 from graph.settings import Distance
-from graph.store.models import Payload, PointId
+from graph.store.models import (
+    Condition,
+    Filter,
+    Match,
+    Payload,
+    PointId,
+    Record,
+    ScoredPoint,
+    validate_filter,
+)
 
 PARTITION_FIELD = "_p"
 ID_FIELD = "_id"
@@ -81,6 +90,56 @@ def client_payload(stored: Payload | None) -> Payload:
 
 def user_key(key: str) -> str:
     return USER_KEY_PREFIX + key
+
+
+def owns(partition: str, stored: Payload | None) -> bool:
+    """Whether a stored point belongs to the logical collection of partition."""
+    return stored is not None and stored.get(PARTITION_FIELD) == partition
+
+
+def partition_condition(partition: str) -> Condition:
+    return Condition(key=PARTITION_FIELD, match=Match(value=partition))
+
+
+def prefixed(flt: Filter, prefix: str) -> Filter:
+    """flt with every key (nested filters included) prefixed with prefix."""
+
+    def condition(c: Condition) -> Condition:
+        if c.filter is not None:
+            return Condition(filter=prefixed(c.filter, prefix))
+        assert c.key is not None  # validate_filter ran first
+        return Condition(key=prefix + c.key, match=c.match, range=c.range)
+
+    return Filter(
+        must=[condition(c) for c in flt.must],
+        should=[condition(c) for c in flt.should],
+        must_not=[condition(c) for c in flt.must_not],
+    )
+
+
+def scoped_filter(partition: str, client_filter: Filter | None) -> Filter:
+    """The filter an adapter sends to the engine for a client's filter on one logical
+    collection: the client's keys can only name its own payload, and the partition
+    condition is one more must (the first)."""
+    if client_filter is None:
+        return Filter(must=[partition_condition(partition)])
+    user = prefixed(validate_filter(client_filter), USER_KEY_PREFIX)
+    return Filter(
+        must=[partition_condition(partition), *user.must],
+        should=user.should,
+        must_not=user.must_not,
+    )
+
+
+def client_record(stored: Payload | None, vector: list[float] | None) -> Record:
+    """A stored point as the client sees it: its own id and payload."""
+    return Record(id=client_id(stored), payload=client_payload(stored), vector=vector)
+
+
+def client_scored(stored: Payload | None, score: float, vector: list[float] | None) -> ScoredPoint:
+    return ScoredPoint(
+        id=client_id(stored), score=score, payload=client_payload(stored), vector=vector
+    )
 
 
 @dataclass(frozen=True, slots=True)

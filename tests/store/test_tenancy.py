@@ -17,7 +17,14 @@ from graph.errors import AlreadyExists, BadUserInput, NotFound
 from graph.settings import Distance
 from graph.store.base import VectorStore
 from graph.store.models import Condition, Filter, Match, Point
-from graph.store.tenancy import ID_FIELD, PARTITION_FIELD, PAYLOAD_FIELD, partition_of
+from graph.store.tenancy import (
+    ID_FIELD,
+    PARTITION_FIELD,
+    PAYLOAD_FIELD,
+    USER_KEY_PREFIX,
+    partition_of,
+    scoped_filter,
+)
 
 if TYPE_CHECKING:
     from tests.store.conftest import Runner
@@ -176,3 +183,35 @@ def test_invalid_tenants_are_refused(store: VectorStore, run: Runner) -> None:
             run(store.create_collection(tenant, "c", 2, Distance.DOT))
         with pytest.raises((BadUserInput, NotFound)):
             run(store.count(tenant, "c"))
+
+
+def test_scoped_filter_confines_a_client_filter_to_one_partition() -> None:
+    # The rule both adapters translate: the partition first among the musts, every client
+    # key (nested ones too) under the client's payload.
+    nested = Filter(should=[Condition(key="tag", match=Match(any=["x", "y"]))])
+    client = Filter(
+        must=[Condition(key="kind", match=Match(value="note"))],
+        must_not=[Condition(filter=nested)],
+    )
+    scoped = scoped_filter("t/c", client)
+    assert scoped.must == [
+        Condition(key=PARTITION_FIELD, match=Match(value="t/c")),
+        Condition(key=USER_KEY_PREFIX + "kind", match=Match(value="note")),
+    ]
+    assert scoped.should == []
+    assert scoped.must_not == [
+        Condition(
+            filter=Filter(
+                should=[Condition(key=USER_KEY_PREFIX + "tag", match=Match(any=["x", "y"]))]
+            )
+        )
+    ]
+    assert client.must[0].key == "kind"  # the client's filter is left as it was
+    assert scoped_filter("t/c", None) == Filter(
+        must=[Condition(key=PARTITION_FIELD, match=Match(value="t/c"))]
+    )
+
+
+def test_scoped_filter_validates_the_client_filter() -> None:
+    with pytest.raises(BadUserInput):
+        scoped_filter("t/c", Filter(must=[Condition(key="kind")]))

@@ -1,6 +1,6 @@
 """Builds a collection's HNSW index in a separate process.
 
-Run by EdgeStore as `python -m graph.store._indexer ...` on private copies of the
+Run by EdgeStore as `python -m graph.store.edge.indexer ...` on private copies of the
 shards: optimize() holds the GIL for the whole build, so in the server process it
 would stop every request. The copies sit at paths of their own, so the engine's
 per-directory lock never meets the shards the server has open.
@@ -23,53 +23,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from qdrant_edge import Distance as EdgeDistance
-from qdrant_edge import (
-    EdgeConfig,
-    EdgeOptimizersConfig,
-    EdgeShard,
-    EdgeVectorParams,
-    KeywordIndexParams,
-    ScrollRequest,
-    UpdateOperation,
-)
+from qdrant_edge import EdgeShard, ScrollRequest, UpdateOperation
 from qdrant_edge import Point as EdgePoint
 
 from graph.settings import Distance
-from graph.store.tenancy import PARTITION_FIELD
+from graph.store.edge.layout import create_shard, edge_config
 
-EDGE_DISTANCES: dict[Distance, EdgeDistance] = {
-    Distance.COSINE: EdgeDistance.Cosine,
-    Distance.DOT: EdgeDistance.Dot,
-    Distance.EUCLID: EdgeDistance.Euclid,
-}
 MOVE_BATCH = 1_000
-# In KB: any segment bigger than this gets an HNSW graph when optimize() runs. The
-# engine's default (megabytes) would leave a small collection unindexed forever.
-INDEXING_THRESHOLD_KB = 1
 _PR_SET_PDEATHSIG = 1
-
-
-def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
-    """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
-    return EdgeConfig(
-        vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
-        wal_enabled=True,
-        optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
-    )
-
-
-def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
-    """A new, empty shard with the tenant partition index every shard of a collection has."""
-    shard = EdgeShard.create(path, edge_config(dimension, distance))
-    try:
-        shard.update(
-            UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
-        )
-    except BaseException:
-        shard.close()
-        raise
-    return shard
 
 
 def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -> int:
@@ -130,7 +91,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m graph.store._indexer")
+    parser = argparse.ArgumentParser(prog="python -m graph.store.edge.indexer")
     parser.add_argument("--target", required=True)
     parser.add_argument("--sealed", required=True)
     parser.add_argument("--dimension", type=int, required=True)

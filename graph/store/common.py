@@ -1,0 +1,60 @@
+"""What both adapters do the same way around their own engine calls."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from graph.errors import AlreadyExists, BadUserInput
+from graph.settings import Distance
+from graph.store.base import VectorStore
+from graph.store.models import check_finite, check_limit, check_vector_dimension
+from graph.store.tenancy import CollectionEntry
+
+logger = logging.getLogger(__name__)
+
+
+def check_query(
+    vector: Sequence[float],
+    limit: int,
+    offset: int,
+    score_threshold: float | None,
+    dimension: int | None = None,
+) -> None:
+    """The arguments of a nearest-neighbour query; the dimension when already known."""
+    check_limit(limit, offset)
+    if dimension is not None:
+        check_vector_dimension(vector, dimension, "Query vector")
+    check_finite(vector, "Query vector")
+    if score_threshold is not None and not math.isfinite(score_threshold):
+        raise BadUserInput("scoreThreshold must be a finite number")
+
+
+async def ensure_collection(
+    store: VectorStore,
+    existing: CollectionEntry | None,
+    tenant: str,
+    name: str,
+    dimension: int,
+    distance: Distance,
+) -> None:
+    """VectorStore.ensure_collection once the adapter has looked the collection up: an
+    existing one is kept as it is (a warning when its shape is not the configured one)."""
+    if existing is not None:
+        if (existing.dimension, existing.distance) != (dimension, distance):
+            logger.warning(
+                "Collection %r exists with dimension %s and %s distance; keeping it "
+                "(configured: %s, %s)",
+                name,
+                existing.dimension,
+                existing.distance.value,
+                dimension,
+                distance.value,
+            )
+        return
+    try:
+        await store.create_collection(tenant, name, dimension, distance)
+    except AlreadyExists:
+        return  # created meanwhile by a concurrent call (or another replica)
+    logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)

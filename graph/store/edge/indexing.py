@@ -1,0 +1,306 @@
+"""Background indexing of the embedded store's collections.
+
+A collection is made of up to three live shards, and a point lives in at most one:
+
+- fresh: receives every upsert; searched by brute force (the engine has no index
+  until optimize() runs);
+- sealed: a former fresh shard waiting for its background index build;
+- indexed: the HNSW-indexed bulk of the collection.
+
+When the fresh shard reaches index_threshold points it is sealed (a new fresh shard
+takes the writes) and a build starts: the sealed and indexed shards are copied, and
+a separate process (graph.store.edge.indexer) merges the copies and runs optimize(),
+which holds the GIL for its whole duration and so must not run in this process.
+Deletes that touch the sealed or indexed shard meanwhile are journaled and replayed
+on the new shard, which then replaces both in the manifest (the commit point, see
+layout.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import EdgeShard
+
+import graph
+from graph.errors import NotFound
+from graph.store.edge import views
+from graph.store.edge.layout import Collection, create_shard, remove
+from graph.store.edge.views import ShardRunner, View
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BuildPlan:
+    """One index build: where the child process works and what it will replace."""
+
+    target: str
+    scratch: str
+    create: bool
+    replaces: tuple[str, ...]
+
+
+class BackgroundIndexing(ShardRunner):
+    """The index builds of EdgeStore's physical collections (a part of EdgeStore)."""
+
+    index_threshold: int
+    retry_delay_seconds: float
+    _collections: dict[str, Collection]
+
+    def _get(self, name: str) -> Collection:
+        """A physical collection."""
+        coll = self._collections.get(name)
+        if coll is None:
+            raise NotFound(f"Collection '{name}' not found")
+        return coll
+
+    # Background indexing
+
+    async def index_status(self, collection: str) -> dict[str, Any]:
+        """What the background indexing has done for a physical collection (named as by
+        physical_collections()), for metrics, logs and tests."""
+        coll = self._get(collection)
+        has_indexed = coll.manifest.indexed is not None  # then it is the view's first shard
+
+        def counts(shards: tuple[EdgeShard, ...]) -> dict[str, int]:
+            infos = [shard.info() for shard in shards]
+            points = sum(i.points_count for i in infos)
+            indexed = infos[0].points_count if has_indexed else 0
+            return {
+                "points": points,
+                "indexed_points": indexed,
+                "unindexed_points": points - indexed,
+                "indexed_vectors": sum(i.indexed_vectors_count for i in infos),
+                "shards": len(shards),
+            }
+
+        result: dict[str, Any] = await self._on_view(coll.view, False, counts)
+        result.update(
+            building=coll.build is not None,
+            builds_run=coll.stats.runs,
+            builds_failed=coll.stats.failures,
+            build_seconds=list(coll.stats.durations),
+            last_build=dict(coll.stats.last),
+            last_error=coll.stats.last_error,
+        )
+        return result
+
+    async def wait_for_indexing(self, collection: str | None = None) -> None:
+        """Return once no index build is running (or due) for collection, or for any."""
+        while True:
+            colls = (
+                [self._collections.get(collection)] if collection else self._collections.values()
+            )
+            builds = [c.build for c in colls if c is not None and c.build is not None]
+            if not builds:
+                return
+            await asyncio.wait(builds)
+
+    def _maybe_start_build(self, coll: Collection) -> None:
+        if coll.build is not None or coll.closing or self._executor is None:
+            return
+        due = coll.manifest.sealed is not None or coll.fresh_points >= self.index_threshold
+        if due and time.monotonic() >= coll.retry_at:
+            coll.build = asyncio.create_task(self._build(coll), name=f"index-build-{coll.name}")
+
+    async def _stop_build(self, coll: Collection) -> None:
+        coll.closing = True
+        if coll.process is not None and coll.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                coll.process.kill()
+        if coll.build is not None:
+            await asyncio.wait([coll.build])
+
+    async def _build(self, coll: Collection) -> None:
+        started = time.monotonic()
+        plan: BuildPlan | None = None
+        installed = False
+        try:
+            plan = await self._prepare_build(coll)
+            if plan is None:
+                return
+            stats = await self._run_indexer(coll, plan)
+            installed = await self._install_build(coll, plan)
+            if installed:
+                duration = time.monotonic() - started
+                coll.stats.runs += 1
+                coll.stats.durations = [*coll.stats.durations[-9:], round(duration, 3)]
+                coll.stats.last = {**stats, "seconds": round(duration, 3)}
+                logger.info("Indexed collection %r in %.1fs: %s", coll.name, duration, stats)
+        except Exception as exc:
+            self._build_failed(coll, exc)
+        finally:
+            coll.journal = None
+            coll.process = None
+            if plan is not None:
+                leftovers = [plan.scratch] if installed else [plan.scratch, plan.target]
+                with contextlib.suppress(Exception):
+                    await self._run(self._remove_all, [coll.path / n for n in leftovers])
+            coll.build = None
+        self._maybe_start_build(coll)
+
+    def _build_failed(self, coll: Collection, exc: Exception) -> None:
+        if coll.closing:
+            return  # killed on purpose
+        coll.stats.failures += 1
+        coll.stats.last_error = f"{type(exc).__name__}: {exc}"
+        coll.retry_at = time.monotonic() + self.retry_delay_seconds
+        logger.error(
+            "Index build of collection %r failed; retrying in %ss",
+            coll.name,
+            self.retry_delay_seconds,
+            exc_info=exc,
+        )
+        asyncio.get_running_loop().call_later(
+            self.retry_delay_seconds, self._maybe_start_build, coll
+        )
+
+    @staticmethod
+    def _remove_all(paths: list[Path]) -> None:
+        for path in paths:
+            remove(path)
+
+    async def _prepare_build(self, coll: Collection) -> BuildPlan | None:
+        """Seal the fresh shard if needed and copy what the build merges; from here on,
+        deletes that touch those shards are journaled."""
+        async with coll.lock:
+            if coll.closing:
+                return None
+            await self._drain(coll.view, writers_only=True)
+            if coll.manifest.sealed is None:
+                await self._seal(coll)
+            m = coll.manifest
+            assert m.sealed is not None
+            plan = BuildPlan(
+                target=coll.new_shard_name(),
+                scratch=coll.new_shard_name(),
+                create=m.indexed is None,
+                replaces=tuple(n for n in (m.indexed, m.sealed) if n is not None),
+            )
+            await self._run(self._copy_sources, coll, plan)
+            coll.journal = []
+            return plan
+
+    async def _seal(self, coll: Collection) -> None:
+        m = coll.manifest
+        fresh = coll.new_shard_name()
+        coll.shards[fresh] = await self._run(
+            create_shard, str(coll.path / fresh), m.dimension, m.distance
+        )
+        sealed = replace(coll.manifest, sealed=m.fresh, fresh=fresh)
+        await self._run(sealed.write, coll.path)
+        coll.set_manifest(sealed)
+        coll.fresh_points = 0
+
+    @staticmethod
+    def _copy_sources(coll: Collection, plan: BuildPlan) -> None:
+        m = coll.manifest
+        assert m.sealed is not None
+        for name in plan.replaces:
+            coll.shards[name].flush()
+        if m.indexed is not None:
+            shutil.copytree(coll.path / m.indexed, coll.path / plan.target)
+        shutil.copytree(coll.path / m.sealed, coll.path / plan.scratch)
+
+    async def _run_indexer(self, coll: Collection, plan: BuildPlan) -> dict[str, Any]:
+        m = coll.manifest
+        args = [
+            "-m",
+            "graph.store.edge.indexer",
+            "--target",
+            str(coll.path / plan.target),
+            "--sealed",
+            str(coll.path / plan.scratch),
+            "--dimension",
+            str(m.dimension),
+            "--distance",
+            m.distance.value,
+            "--parent-pid",
+            str(os.getpid()),
+            *(["--create"] if plan.create else []),
+        ]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env(),
+        )
+        coll.process = process
+        if coll.closing:
+            process.kill()
+        try:
+            out, err = await process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
+        if process.returncode != 0:
+            tail = err.decode("utf-8", "replace").strip()[-2000:]
+            raise RuntimeError(f"indexer exited with {process.returncode}: {tail}")
+        stats: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        return stats
+
+    async def _install_build(self, coll: Collection, plan: BuildPlan) -> bool:
+        """Replay the journal on the built shard and make it the indexed one."""
+        built = await self._run(EdgeShard.load, str(coll.path / plan.target))
+        try:
+            old_view = await self._swap_in(coll, plan, built)
+        except BaseException:
+            await self._run(built.close)
+            raise
+        if old_view is None:
+            await self._run(built.close)
+            return False
+        await self._drain(old_view)
+        retired = [old_view.shards[i] for i in range(len(plan.replaces))]
+        await self._run(self._retire, retired, [coll.path / n for n in plan.replaces])
+        return True
+
+    async def _swap_in(self, coll: Collection, plan: BuildPlan, built: EdgeShard) -> View | None:
+        """Commit the built shard in the manifest; returns the view it retired."""
+        assert coll.journal is not None
+        replayed = len(coll.journal)
+        # Most of the journal is replayed before taking the lock, so writes wait only
+        # for what came in meanwhile.
+        await self._run(views.replay, built, coll.journal[:replayed])
+        await self._run(built.flush)
+        async with coll.lock:
+            if coll.closing:
+                return None
+            await self._drain(coll.view, writers_only=True)
+            await self._run(views.replay, built, coll.journal[replayed:])
+            final = replace(coll.manifest, indexed=plan.target, sealed=None)
+            await self._run(final.write, coll.path)
+            coll.shards[plan.target] = built
+            for name in plan.replaces:
+                del coll.shards[name]
+            coll.journal = None
+            return coll.set_manifest(final)
+
+    @staticmethod
+    def _retire(shards: list[EdgeShard], paths: list[Path]) -> None:
+        for shard in shards:
+            shard.close()
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def child_env() -> dict[str, str]:
+    """The indexer imports this package even when it is not installed."""
+    env = dict(os.environ)
+    root = str(Path(graph.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env

@@ -1,0 +1,281 @@
+"""Where the embedded store keeps what, on disk.
+
+Layout under data_dir:
+
+    .lock                                  flock held while a store has the directory open
+    catalog.json                           the logical collections: tenant, name, shape
+    collections/<name>/manifest.json       dimension, distance, the live shard directories
+    collections/<name>/shard-000001/ ...   one qdrant-edge shard each (WAL on)
+
+Each directory under collections/ is a physical collection (one per vector shape, see
+graph/store/tenancy.py), called a collection below. Its manifest, replaced atomically,
+is the commit point: it only ever names complete shards, and anything else found in a
+collection directory on open() is a leftover and is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import Distance as EdgeDistance
+from qdrant_edge import (
+    EdgeConfig,
+    EdgeOptimizersConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    KeywordIndexParams,
+    UpdateOperation,
+)
+
+from graph.errors import StoreUnavailable
+from graph.settings import Distance
+from graph.store.edge.views import JournalEntry, View
+from graph.store.models import CollectionInfo
+from graph.store.tenancy import PARTITION_FIELD, CollectionEntry
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CATALOG = "catalog.json"
+COLLECTIONS = "collections"
+DISK_FULL_MESSAGE = "The vector store is out of disk space; writes are refused"
+LOCK_FILE = ".lock"
+TRASH_PREFIX = ".trash-"
+SHARD_PREFIX = "shard-"
+EDGE_DISTANCES: dict[Distance, EdgeDistance] = {
+    Distance.COSINE: EdgeDistance.Cosine,
+    Distance.DOT: EdgeDistance.Dot,
+    Distance.EUCLID: EdgeDistance.Euclid,
+}
+# In KB: any segment bigger than this gets an HNSW graph when optimize() runs. The
+# engine's default (megabytes) would leave a small collection unindexed forever.
+INDEXING_THRESHOLD_KB = 1
+
+
+def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
+    """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
+    return EdgeConfig(
+        vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
+        wal_enabled=True,
+        optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+    )
+
+
+def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
+    """A new, empty shard with the tenant partition index every shard of a collection has."""
+    shard = EdgeShard.create(path, edge_config(dimension, distance))
+    try:
+        shard.update(
+            UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
+        )
+    except BaseException:
+        shard.close()
+        raise
+    return shard
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_catalog(data_dir: Path, entries: list[CollectionEntry]) -> None:
+    """Atomically, like a manifest: the catalog names exactly the logical collections."""
+    tmp = data_dir / f"{CATALOG}.tmp"
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump({"collections": [e.to_json() for e in entries]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, data_dir / CATALOG)
+    fsync_dir(data_dir)
+
+
+def read_catalog(data_dir: Path) -> list[CollectionEntry]:
+    path = data_dir / CATALOG
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return [CollectionEntry.from_json(e) for e in raw["collections"]]
+
+
+# Per-collection state
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    dimension: int
+    distance: Distance
+    fresh: str
+    indexed: str | None = None
+    sealed: str | None = None
+    next_shard: int = 1
+
+    def live(self) -> list[str]:
+        """Oldest first; the fresh shard is always last."""
+        return [n for n in (self.indexed, self.sealed, self.fresh) if n is not None]
+
+    def write(self, directory: Path) -> None:
+        """Atomically: a crash leaves the old manifest or the new one, never a mix."""
+        tmp = directory / f"{MANIFEST}.tmp"
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump({**asdict(self), "distance": self.distance.value}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / MANIFEST)
+        fsync_dir(directory)
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        raw = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        return cls(**{**raw, "distance": Distance(raw["distance"])})
+
+
+@dataclass(slots=True)
+class BuildStats:
+    runs: int = 0
+    failures: int = 0
+    durations: list[float] = field(default_factory=list)
+    last: dict[str, Any] = field(default_factory=dict)
+    last_error: str | None = None
+
+
+class Collection:
+    def __init__(
+        self, name: str, path: Path, manifest: Manifest, shards: dict[str, EdgeShard]
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.manifest = manifest
+        self.shards = shards
+        self.view = View(tuple(shards[n] for n in manifest.live()))
+        self.descending = manifest.distance is not Distance.EUCLID
+        self.lock = asyncio.Lock()
+        self.fresh_points = 0
+        self.journal: list[JournalEntry] | None = None
+        self.build: asyncio.Task[None] | None = None
+        self.process: asyncio.subprocess.Process | None = None
+        self.retry_at = 0.0
+        self.stats = BuildStats()
+        self.closing = False
+
+    def set_manifest(self, manifest: Manifest) -> View:
+        """Make manifest current; returns the view it replaces."""
+        old = self.view
+        self.manifest = manifest
+        self.view = View(tuple(self.shards[n] for n in manifest.live()))
+        return old
+
+    def new_shard_name(self) -> str:
+        n = self.manifest.next_shard
+        self.manifest = replace(self.manifest, next_shard=n + 1)
+        return f"{SHARD_PREFIX}{n:06d}"
+
+    def info(self, points_count: int) -> CollectionInfo:
+        return CollectionInfo(
+            name=self.name,
+            dimension=self.manifest.dimension,
+            distance=self.manifest.distance,
+            points_count=points_count,
+        )
+
+
+def take_lock(data_dir: Path) -> int:
+    """The flock that keeps a second store (or process) off data_dir."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RuntimeError(
+            f"data directory {data_dir} is in use by another process "
+            "(one embedded store per directory)"
+        ) from None
+    return fd
+
+
+def load_collection(path: Path) -> Collection:
+    manifest = Manifest.read(path)
+    live = manifest.live()
+    numbers = [int(n.removeprefix(SHARD_PREFIX)) for n in live]
+    manifest = replace(manifest, next_shard=max([manifest.next_shard, *(n + 1 for n in numbers)]))
+    for entry in path.iterdir():
+        if entry.name != MANIFEST and entry.name not in live:
+            logger.info("Removing leftover %s", entry)
+            remove(entry)
+    shards: dict[str, EdgeShard] = {}
+    try:
+        for name in live:
+            shards[name] = EdgeShard.load(str(path / name))
+    except BaseException:
+        for shard in shards.values():
+            shard.close()
+        raise
+    coll = Collection(path.name, path, manifest, shards)
+    coll.fresh_points = shards[manifest.fresh].info().points_count
+    return coll
+
+
+def close_shards(shards: list[EdgeShard]) -> None:
+    for shard in shards:
+        try:
+            shard.flush()
+        finally:
+            shard.close()
+
+
+def create_collection(path: Path, dimension: int, distance: Distance) -> Collection:
+    remove(path)  # an unfinished directory no manifest ever named
+    path.mkdir(parents=True)
+    manifest = Manifest(dimension, distance, fresh=f"{SHARD_PREFIX}000001", next_shard=2)
+    shard = create_shard(str(path / manifest.fresh), dimension, distance)
+    try:
+        manifest.write(path)
+    except BaseException:
+        shard.close()
+        raise
+    return Collection(path.name, path, manifest, {manifest.fresh: shard})
+
+
+class DiskGuard:
+    def __init__(self, data_dir: Path, min_free_bytes: int) -> None:
+        self.data_dir = data_dir
+        self.min_free_bytes = min_free_bytes
+        self._disk_full = False
+
+    def check(self) -> None:
+        """Refuse writes while DATA_DIR has less than min_free_bytes free: the engine writes
+        through memory-mapped files, and a write that finds the disk full kills the whole
+        process with SIGBUS instead of failing."""
+        if not self.min_free_bytes:
+            return
+        full = shutil.disk_usage(self.data_dir).free < self.min_free_bytes
+        if full != self._disk_full:
+            self._disk_full = full
+            if full:
+                logger.error(
+                    "Less than %s MiB free in %s: writes are refused until there is space",
+                    self.min_free_bytes // (1024 * 1024),
+                    self.data_dir,
+                )
+            else:
+                logger.warning("Disk space is back in %s: writes are accepted", self.data_dir)
+        if full:
+            raise StoreUnavailable(DISK_FULL_MESSAGE)

@@ -1,0 +1,389 @@
+"""The embedded adapter: qdrant-edge shards in this process, one directory per physical
+collection (layout.py), indexed in the background (indexing.py).
+
+Tenants' logical collections live inside physical collections, one per vector shape,
+partitioned by a tenant-indexed payload key (graph/store/tenancy.py). EdgeStore keeps
+the catalog of logical collections and runs each call on the live shards of the
+physical collection holding it (views.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import ScrollRequest, SearchParams
+
+from graph.errors import AlreadyExists, NotFound, StoreUnavailable
+from graph.settings import Distance, Settings
+from graph.store import common
+from graph.store.base import VectorStore
+from graph.store.edge import views
+from graph.store.edge.indexing import BackgroundIndexing
+from graph.store.edge.layout import (
+    COLLECTIONS,
+    MANIFEST,
+    TRASH_PREFIX,
+    Collection,
+    DiskGuard,
+    close_shards,
+    create_collection,
+    load_collection,
+    read_catalog,
+    remove,
+    take_lock,
+    write_catalog,
+)
+from graph.store.edge.translate import nearest_request, to_edge_filter
+from graph.store.models import (
+    CollectionInfo,
+    Filter,
+    Point,
+    PointId,
+    Record,
+    ScoredPoint,
+    ScrollPage,
+    check_limit,
+    normalize_ids,
+    normalize_point_id,
+    validate_collection_name,
+    validate_dimension,
+)
+from graph.store.tenancy import CollectionEntry, scoped_filter, validate_tenant
+
+logger = logging.getLogger(__name__)
+
+
+class _Logical:
+    """A tenant's collection: its catalog entry, the physical collection holding it, and
+    the partition filter every call on it carries, built once."""
+
+    __slots__ = ("coll", "entry", "only")
+
+    def __init__(self, entry: CollectionEntry, coll: Collection) -> None:
+        self.entry = entry
+        self.coll = coll
+        self.only = to_edge_filter(scoped_filter(entry.partition, None))
+
+    def scoped(self, flt: Filter | None) -> EdgeFilter:
+        """flt confined to this collection (tenancy.scoped_filter), in qdrant_edge's terms."""
+        return (
+            self.only if flt is None else to_edge_filter(scoped_filter(self.entry.partition, flt))
+        )
+
+    def info(self, points_count: int) -> CollectionInfo:
+        e = self.entry
+        return CollectionInfo(e.name, e.dimension, e.distance, points_count)
+
+
+class EdgeStore(BackgroundIndexing, VectorStore):
+    backend = "embedded"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        index_threshold: int = 20_000,
+        *,
+        hnsw_ef: int | None = 128,
+        retry_delay_seconds: float = 60.0,
+        workers: int = 4,
+        min_free_bytes: int = 100 * 1024 * 1024,
+    ) -> None:
+        if index_threshold < 1:
+            raise ValueError("index_threshold must be at least 1")
+        self.data_dir = Path(data_dir)
+        self.index_threshold = index_threshold
+        self.retry_delay_seconds = retry_delay_seconds
+        self._workers = workers
+        self._disk = DiskGuard(self.data_dir, min_free_bytes)
+        self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        self._collections: dict[str, Collection] = {}  # physical, by name
+        self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
+        self._collections_lock = asyncio.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgeStore:
+        return cls(
+            settings.store.data_dir,
+            index_threshold=settings.store.index_threshold,
+            min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
+        )
+
+    @property
+    def _root(self) -> Path:
+        return self.data_dir / COLLECTIONS
+
+    def _logical(self, tenant: str, name: str) -> _Logical:
+        logical = self._catalog.get((tenant, name))
+        if logical is None:
+            validate_tenant(tenant)
+            validate_collection_name(name)
+            raise NotFound(f"Collection '{name}' not found")
+        return logical
+
+    def _check_current(self, logical: _Logical) -> None:
+        """Under the physical collection's lock: the logical one was not deleted meanwhile."""
+        e = logical.entry
+        if logical.coll.closing or self._catalog.get((e.tenant, e.name)) is not logical:
+            raise NotFound(f"Collection '{e.name}' not found")
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = take_lock(self.data_dir)
+        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="edge-store")
+        try:
+            for entry in sorted(self._root.iterdir()):
+                coll = await self._load(entry)
+                if coll is not None:
+                    self._collections[coll.name] = coll
+            for logical in await self._run(read_catalog, self.data_dir):
+                coll = await self._physical(logical.dimension, logical.distance)
+                self._catalog[(logical.tenant, logical.name)] = _Logical(logical, coll)
+        except BaseException:
+            await self.close()
+            raise
+        for coll in self._collections.values():
+            self._maybe_start_build(coll)
+
+    async def _load(self, path: Path) -> Collection | None:
+        if path.name.startswith(TRASH_PREFIX) or not (path / MANIFEST).is_file():
+            logger.warning("Removing %s: not a complete collection", path)
+            await self._run(remove, path)
+            return None
+        try:
+            return await self._run(load_collection, path)
+        except StoreUnavailable:
+            raise RuntimeError(f"collection {path.name!r} in {path} could not be loaded") from None
+
+    async def close(self) -> None:
+        for coll in list(self._collections.values()):
+            await self._stop_build(coll)
+        for coll in list(self._collections.values()):
+            await self._close_collection(coll)
+        self._collections.clear()
+        self._catalog.clear()
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    async def _close_collection(self, coll: Collection) -> None:
+        async with coll.lock:
+            coll.closing = True
+            await self._drain(coll.view)
+            shards = list(coll.shards.values())
+            coll.shards.clear()
+            with contextlib.suppress(StoreUnavailable):  # logged; close the others anyway
+                await self._run(close_shards, shards)
+
+    async def ping(self) -> None:
+        if self._executor is None:
+            raise StoreUnavailable()
+
+    # Collections
+
+    async def ensure_collection(
+        self, tenant: str, name: str, dimension: int, distance: Distance
+    ) -> None:
+        validate_tenant(tenant)
+        validate_collection_name(name)
+        validate_dimension(dimension)
+        existing = self._catalog.get((tenant, name))
+        entry = existing.entry if existing is not None else None
+        await common.ensure_collection(self, entry, tenant, name, dimension, distance)
+
+    async def create_collection(
+        self, tenant: str, name: str, dimension: int, distance: Distance
+    ) -> CollectionInfo:
+        validate_tenant(tenant)
+        validate_collection_name(name)
+        validate_dimension(dimension)
+        async with self._collections_lock:
+            if (tenant, name) in self._catalog:
+                raise AlreadyExists(f"Collection '{name}' already exists")
+            self._disk.check()
+            entry = CollectionEntry(tenant, name, dimension, distance)
+            logical = _Logical(entry, await self._physical(dimension, distance))
+            coll = logical.coll
+            async with coll.lock:
+                # Points of an earlier collection of this name whose delete was cut short
+                # by a crash must not reappear in the new one.
+                await self._on_view(
+                    coll.view, True, views.delete_by_filter, logical.only, coll.journal
+                )
+                await self._commit_catalog({**self._catalog, (tenant, name): logical})
+        return logical.info(0)
+
+    async def _physical(self, dimension: int, distance: Distance) -> Collection:
+        """The physical collection for a vector shape, created on first use."""
+        name = CollectionEntry("-", "-", dimension, distance).physical
+        coll = self._collections.get(name)
+        if coll is None:
+            coll = await self._run(create_collection, self._root / name, dimension, distance)
+            self._collections[name] = coll
+        return coll
+
+    async def _commit_catalog(self, catalog: dict[tuple[str, str], _Logical]) -> None:
+        entries = [logical.entry for logical in catalog.values()]
+        await self._run(write_catalog, self.data_dir, entries)
+        self._catalog = catalog
+
+    async def delete_collection(self, tenant: str, name: str) -> None:
+        async with self._collections_lock:
+            logical = self._logical(tenant, name)
+            coll = logical.coll
+            async with coll.lock:
+                if coll.closing:
+                    raise NotFound(f"Collection '{name}' not found")
+                await self._on_view(
+                    coll.view, True, views.delete_by_filter, logical.only, coll.journal
+                )
+                catalog = dict(self._catalog)
+                del catalog[(tenant, name)]
+                await self._commit_catalog(catalog)
+
+    async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
+        logical = self._logical(tenant, name)
+        view = logical.coll.view
+        return logical.info(await self._on_view(view, False, views.count, logical.only))
+
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        validate_tenant(tenant)
+        infos = []
+        for key in sorted(k for k in self._catalog if k[0] == tenant):
+            with contextlib.suppress(NotFound):
+                infos.append(await self.get_collection(*key))
+        return infos
+
+    async def physical_collections(self) -> list[CollectionInfo]:
+        infos = []
+        for name in sorted(self._collections):
+            coll = self._collections.get(name)
+            if coll is not None and not coll.closing:
+                infos.append(coll.info(await self._on_view(coll.view, False, views.count, None)))
+        return infos
+
+    # Points
+
+    async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
+        logical = self._logical(tenant, collection)
+        if not points:
+            return 0
+        coll = logical.coll
+        async with coll.lock:
+            self._check_current(logical)
+            self._disk.check()
+            coll.fresh_points = await self._on_view(
+                coll.view,
+                True,
+                views.upsert,
+                points,
+                coll.manifest.dimension,
+                logical.entry.partition,
+                coll.journal,
+            )
+        self._maybe_start_build(coll)
+        return len(points)
+
+    async def query(
+        self,
+        tenant: str,
+        collection: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        with_vector: bool = False,
+    ) -> list[ScoredPoint]:
+        logical = self._logical(tenant, collection)
+        coll = logical.coll
+        common.check_query(vector, limit, offset, score_threshold, coll.manifest.dimension)
+        view = coll.view
+        request = nearest_request(
+            vector,
+            logical.scoped(filter),
+            limit=limit,
+            offset=offset,
+            shards=len(view.shards),
+            score_threshold=score_threshold,
+            with_vector=with_vector,
+            params=self._search_params,
+        )
+        return await self._on_view(
+            view, False, views.query, request, coll.descending, offset, limit, with_vector
+        )
+
+    async def retrieve(
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
+    ) -> list[Record]:
+        logical = self._logical(tenant, collection)
+        wanted = normalize_ids(ids)
+        if not wanted:
+            return []
+        return await self._on_view(
+            logical.coll.view, False, views.retrieve, wanted, logical.entry.partition, with_vector
+        )
+
+    async def delete_ids(self, tenant: str, collection: str, ids: Sequence[PointId]) -> int:
+        logical = self._logical(tenant, collection)
+        wanted = normalize_ids(ids)
+        if not wanted:
+            return 0
+        return await self._write(logical, views.delete_ids, wanted, logical.entry.partition)
+
+    async def delete_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
+        logical = self._logical(tenant, collection)
+        return await self._write(logical, views.delete_by_filter, logical.scoped(filter))
+
+    async def _write(self, logical: _Logical, fn: Callable[..., int], *args: Any) -> int:
+        """fn(shards, *args, journal) on the collection's view, with writes serialised."""
+        coll = logical.coll
+        async with coll.lock:
+            self._check_current(logical)
+            self._disk.check()
+            return await self._on_view(coll.view, True, fn, *args, coll.journal)
+
+    async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
+        logical = self._logical(tenant, collection)
+        flt = logical.scoped(filter)
+        return await self._on_view(logical.coll.view, False, views.count, flt)
+
+    async def scroll(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        limit: int,
+        cursor: PointId | None = None,
+        filter: Filter | None = None,
+        with_vector: bool = False,
+    ) -> ScrollPage:
+        logical = self._logical(tenant, collection)
+        check_limit(limit)
+        request = ScrollRequest(
+            offset=normalize_point_id(cursor) if cursor is not None else None,
+            limit=limit + 1,
+            filter=logical.scoped(filter),
+            with_payload=True,
+            with_vector=with_vector,
+        )
+        return await self._on_view(
+            logical.coll.view, False, views.scroll, request, limit, with_vector
+        )

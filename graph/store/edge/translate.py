@@ -1,0 +1,145 @@
+"""Translation between our models and qdrant_edge's types: filters, matches, ids, points
+and the points the engine hands back. Tenancy is applied before (tenancy.scoped_filter)
+and after (tenancy.client_record); this module only changes types."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from qdrant_edge import FieldCondition, Query, QueryRequest, RangeFloat, SearchParams
+from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import MatchAny as EdgeMatchAny
+from qdrant_edge import MatchExcept as EdgeMatchExcept
+from qdrant_edge import MatchValue as EdgeMatchValue
+from qdrant_edge import Point as EdgePoint
+from qdrant_edge import Record as EdgeRecord
+from qdrant_edge import ScoredPoint as EdgeScoredPoint
+
+from graph.errors import BadUserInput
+from graph.store.models import (
+    Condition,
+    Filter,
+    Match,
+    Point,
+    PointId,
+    Record,
+    ScoredPoint,
+    check_finite,
+    check_vector_dimension,
+    normalize_point_id,
+)
+from graph.store.tenancy import client_record, client_scored, stored_id, stored_payload
+
+EdgeId = int | str | uuid.UUID
+
+
+def to_edge_filter(flt: Filter) -> EdgeFilter:
+    """Our (validated) Filter as a qdrant_edge Filter."""
+    return EdgeFilter(
+        must=[_to_edge_condition(c) for c in flt.must] or None,
+        should=[_to_edge_condition(c) for c in flt.should] or None,
+        must_not=[_to_edge_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def _to_edge_condition(condition: Condition) -> FieldCondition | EdgeFilter:
+    if condition.filter is not None:
+        return to_edge_filter(condition.filter)
+    assert condition.key is not None  # validate_filter ran first
+    if condition.match is not None:
+        return FieldCondition(condition.key, match=_to_edge_match(condition.match))
+    assert condition.range is not None
+    r = condition.range
+    return FieldCondition(condition.key, range=RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
+
+
+def nearest_request(
+    vector: Sequence[float],
+    flt: EdgeFilter,
+    *,
+    limit: int,
+    offset: int,
+    shards: int,
+    score_threshold: float | None,
+    with_vector: bool,
+    params: SearchParams | None,
+) -> QueryRequest:
+    """The request each of a view's shards runs for a nearest-neighbour query. With more
+    than one shard, each returns limit + offset hits and views.query merges and pages."""
+    single = shards == 1
+    return QueryRequest(
+        limit=limit if single else limit + offset,
+        offset=offset if single else 0,
+        query=Query.Nearest(vector if isinstance(vector, list) else list(vector)),
+        filter=flt,
+        score_threshold=score_threshold,
+        with_vector=with_vector,
+        with_payload=True,
+        params=params,
+    )
+
+
+def _to_edge_match(match: Match) -> EdgeMatchValue | EdgeMatchAny | EdgeMatchExcept:
+    if match.value is not None:
+        if isinstance(match.value, bool):
+            # qdrant-edge 0.9 reads a Python bool as the integer 0/1 (bool subclasses
+            # int), which never matches a JSON boolean; numpy's bool is read as a bool.
+            return EdgeMatchValue(np.bool_(match.value))  # type: ignore[arg-type]
+        return EdgeMatchValue(match.value)
+    if match.any is not None:
+        return EdgeMatchAny(match.any)
+    assert match.except_ is not None
+    return EdgeMatchExcept(match.except_)
+
+
+def from_edge_id(raw: EdgeId) -> PointId:
+    if type(raw) is int:
+        return raw
+    return str(raw) if isinstance(raw, uuid.UUID) else str(uuid.UUID(str(raw)))
+
+
+def id_order(raw: EdgeId) -> tuple[int, int]:
+    """Qdrant's id order: integers first, then UUIDs by their 128-bit value."""
+    if type(raw) is int:
+        return (0, raw)
+    return (1, (raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))).int)
+
+
+def _vector(raw: object) -> list[float] | None:
+    return raw if isinstance(raw, list) else None
+
+
+def from_edge_scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
+    return client_scored(hit.payload, hit.score, _vector(hit.vector) if with_vector else None)
+
+
+def from_edge_record(rec: EdgeRecord, with_vector: bool) -> Record:
+    return client_record(rec.payload, _vector(rec.vector) if with_vector else None)
+
+
+# Checks on input
+
+
+def edge_points(points: Sequence[Point], dimension: int, partition: str) -> list[EdgePoint]:
+    """The whole batch checked and converted before anything is written."""
+    converted: list[EdgePoint] = []
+    for i, point in enumerate(points):
+        what = f"Vector of point {i}"
+        check_vector_dimension(point.vector, dimension, what)
+        check_finite(point.vector, what)
+        if point.payload is not None and not isinstance(point.payload, dict):
+            raise BadUserInput(f"Point {i} payload must be a JSON object")
+        point_id = normalize_point_id(point.id)
+        try:
+            converted.append(
+                EdgePoint(
+                    stored_id(partition, point_id),
+                    point.vector,
+                    stored_payload(partition, point_id, point.payload),
+                )
+            )
+        except (TypeError, ValueError, OverflowError):
+            raise BadUserInput(f"Point {i} payload must be JSON without NaN or infinity") from None
+    return converted

@@ -1,0 +1,257 @@
+"""The live shards of a collection, and the engine work run on them.
+
+Every engine call runs in a worker thread. Reads take no lock: they use the current
+`View` (an immutable tuple of live shards) and are counted on it, so that shards are
+closed only once no call uses them. Writes are serialised per collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from qdrant_edge import CountRequest, EdgeShard, QueryRequest, ScrollRequest, UpdateOperation
+from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import Record as EdgeRecord
+from qdrant_edge import ScoredPoint as EdgeScoredPoint
+
+from graph.errors import ApiError, StoreUnavailable
+from graph.store.edge.translate import (
+    EdgeId,
+    edge_points,
+    from_edge_id,
+    from_edge_record,
+    from_edge_scored,
+    id_order,
+)
+from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage, normalize_point_id
+from graph.store.tenancy import owns, stored_id
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A delete journaled during a build: the ids, or the filter, it removed.
+JournalEntry = list[PointId] | EdgeFilter
+
+DRAIN_TIMEOUT_SECONDS = 30.0
+
+
+class View:
+    """The live shards of a collection at one moment. Never changed, only replaced;
+    counts the calls running on it so that its shards are closed only once unused."""
+
+    __slots__ = ("_lock", "readers", "shards", "writers")
+
+    def __init__(self, shards: tuple[EdgeShard, ...]) -> None:
+        self.shards = shards
+        self.readers = 0
+        self.writers = 0
+        self._lock = threading.Lock()
+
+    def enter(self, writer: bool) -> None:
+        with self._lock:
+            if writer:
+                self.writers += 1
+            else:
+                self.readers += 1
+
+    def leave_reader(self, _: object) -> None:
+        with self._lock:
+            self.readers -= 1
+
+    def leave_writer(self, _: object) -> None:
+        with self._lock:
+            self.writers -= 1
+
+
+# Engine work on a view's shards, run in worker threads
+
+
+def query(
+    shards: tuple[EdgeShard, ...],
+    request: QueryRequest,
+    descending: bool,
+    offset: int,
+    limit: int,
+    with_vector: bool,
+) -> list[ScoredPoint]:
+    if len(shards) == 1:
+        return [from_edge_scored(h, with_vector) for h in shards[0].query(request)]
+    # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
+    # newer version.
+    newest: dict[EdgeId, EdgeScoredPoint] = {}
+    for shard in shards:
+        for hit in shard.query(request):
+            newest[hit.id] = hit
+    hits = sorted(newest.values(), key=lambda h: h.score, reverse=descending)
+    return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
+
+
+def scroll(
+    shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int, with_vector: bool
+) -> ScrollPage:
+    newest: dict[EdgeId, EdgeRecord] = {}
+    for shard in shards:
+        for rec in shard.scroll(request)[0]:
+            newest[rec.id] = rec
+    ordered = heapq.nsmallest(limit + 1, newest.values(), key=lambda r: id_order(r.id))
+    next_cursor = from_edge_id(ordered[limit].id) if len(ordered) > limit else None
+    return ScrollPage([from_edge_record(r, with_vector) for r in ordered[:limit]], next_cursor)
+
+
+def retrieve(
+    shards: tuple[EdgeShard, ...], ids: list[PointId], partition: str, with_vector: bool
+) -> list[Record]:
+    """ids are the client's; a point is found only under its id in this partition."""
+    found: dict[PointId, Record] = {}
+    wanted: list[EdgeId] = [stored_id(partition, i) for i in ids]
+    for shard in shards:
+        for rec in shard.retrieve(wanted, with_payload=True, with_vector=with_vector):
+            if not owns(partition, rec.payload):
+                continue
+            record = from_edge_record(rec, with_vector)
+            found[record.id] = record
+    return [found[i] for i in ids if i in found]
+
+
+def count(shards: tuple[EdgeShard, ...], flt: EdgeFilter | None) -> int:
+    """flt None: every point of the physical collection (operators' view only)."""
+    if flt is None:
+        return sum(shard.info().points_count for shard in shards)
+    request = CountRequest(exact=True, filter=flt)
+    return sum(shard.count(request) for shard in shards)
+
+
+def _existing_ids(shard: EdgeShard, ids: list[PointId]) -> list[PointId]:
+    return [
+        from_edge_id(r.id) for r in shard.retrieve(list(ids), with_payload=False, with_vector=False)
+    ]
+
+
+def _delete_ids_from(
+    shards: tuple[EdgeShard, ...],
+    ids: list[PointId],
+    journal: list[JournalEntry] | None,
+    *,
+    fresh_too: bool,
+) -> set[PointId]:
+    """Delete ids from each shard holding them; journals what left the older shards."""
+    deleted: set[PointId] = set()
+    older = len(shards) - 1
+    for position, shard in enumerate(shards if fresh_too else shards[:older]):
+        existing = _existing_ids(shard, ids)
+        if not existing:
+            continue
+        shard.update(UpdateOperation.delete_points(list(existing)))
+        deleted.update(existing)
+        if journal is not None and position < older:
+            journal.append(existing)
+    return deleted
+
+
+def upsert(
+    shards: tuple[EdgeShard, ...],
+    points: Sequence[Point],
+    dimension: int,
+    partition: str,
+    journal: list[JournalEntry] | None,
+) -> int:
+    """Write to the fresh shard, then drop the same ids from the older ones."""
+    converted = edge_points(points, dimension, partition)
+    fresh = shards[-1]
+    fresh.update(UpdateOperation.upsert_points(converted))
+    if len(shards) > 1:
+        ids: list[PointId] = list(
+            dict.fromkeys(stored_id(partition, normalize_point_id(p.id)) for p in points)
+        )
+        _delete_ids_from(shards, ids, journal, fresh_too=False)
+    return fresh.info().points_count
+
+
+def delete_ids(
+    shards: tuple[EdgeShard, ...],
+    ids: list[PointId],
+    partition: str,
+    journal: list[JournalEntry] | None,
+) -> int:
+    stored: list[PointId] = [stored_id(partition, i) for i in ids]
+    return len(_delete_ids_from(shards, stored, journal, fresh_too=True))
+
+
+def delete_by_filter(
+    shards: tuple[EdgeShard, ...], flt: EdgeFilter, journal: list[JournalEntry] | None
+) -> int:
+    request = CountRequest(exact=True, filter=flt)
+    deleted = 0
+    for position, shard in enumerate(shards):
+        matched = shard.count(request)
+        if not matched:
+            continue
+        shard.update(UpdateOperation.delete_points_by_filter(flt))
+        deleted += matched
+        if journal is not None and position < len(shards) - 1:
+            journal.append(flt)
+    return deleted
+
+
+def replay(shard: EdgeShard, entries: Sequence[JournalEntry]) -> None:
+    for entry in entries:
+        if isinstance(entry, list):
+            shard.update(UpdateOperation.delete_points(list(entry)))
+        else:
+            shard.update(UpdateOperation.delete_points_by_filter(entry))
+
+
+class ShardRunner:
+    """Runs engine calls in the store's worker threads."""
+
+    _executor: ThreadPoolExecutor | None
+
+    # Running engine calls
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in a worker thread; engine failures become StoreUnavailable."""
+        if self._executor is None:
+            raise StoreUnavailable()
+        try:
+            return await asyncio.wrap_future(self._executor.submit(fn, *args))
+        except ApiError:
+            raise
+        except Exception:
+            logger.exception("Embedded engine call %s failed", fn.__name__)
+            raise StoreUnavailable() from None
+
+    async def _on_view(self, view: View, writer: bool, fn: Callable[..., T], *args: Any) -> T:
+        """fn(view.shards, *args) in a worker thread, counted on view until it has returned
+        (even when the awaiting coroutine is cancelled first)."""
+        if self._executor is None:
+            raise StoreUnavailable()
+        view.enter(writer)
+        try:
+            future: Future[T] = self._executor.submit(fn, view.shards, *args)
+        except BaseException:
+            (view.leave_writer if writer else view.leave_reader)(None)
+            raise
+        future.add_done_callback(view.leave_writer if writer else view.leave_reader)
+        try:
+            return await asyncio.wrap_future(future)
+        except ApiError:
+            raise
+        except Exception:
+            logger.exception("Embedded engine call %s failed", fn.__name__)
+            raise StoreUnavailable() from None
+
+    @staticmethod
+    async def _drain(view: View, *, writers_only: bool = False) -> None:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        while view.writers or (not writers_only and view.readers):
+            if time.monotonic() > deadline:
+                logger.error("Engine calls still running after %ss", DRAIN_TIMEOUT_SECONDS)
+                return
+            await asyncio.sleep(0.002)
