@@ -192,7 +192,7 @@ def test_clairvoyance_recovers_nothing_with_introspection_off(tmp_path: Path) ->
     from graph.graphql.schema import build_schema
 
     names = set()
-    for type_ in build_schema([])._schema.type_map.values():
+    for type_ in build_schema()._schema.type_map.values():
         names.add(type_.name)
         for field_name, field in getattr(type_, "fields", {}).items():
             names.add(field_name)

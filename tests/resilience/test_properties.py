@@ -572,7 +572,7 @@ def dataset(
 
     data = tmp_path_factory.mktemp("filters")
     settings_ = make_settings(data, index_threshold=INDEX_THRESHOLD)
-    store = EdgeStore(settings_.data_dir, index_threshold=INDEX_THRESHOLD)
+    store = EdgeStore(settings_.store.data_dir, index_threshold=INDEX_THRESHOLD)
     rnd = random.Random(6)  # one fixed dataset; hypothesis draws the filters
     with TestClient(create_app(settings_, store=store)) as client:
         reference: dict[str, Any] = {}

@@ -154,9 +154,10 @@ def test_retries_stop_at_the_deadline(run: Runner) -> None:
             with pytest.raises(StoreUnavailable):
                 await ping_with(fake, timeout_seconds=2.5, max_retries=10)
             elapsed = time.monotonic() - started
-            # Two waits of 1 s fit in 2.5 s; a third would end past the deadline.
+            # Two waits of 1 s fit in 2.5 s; a third would end past the deadline (3 s and
+            # more): under 3 s with three requests, whatever else the machine is doing.
             assert len(fake.requests) == 3
-            assert 1.9 < elapsed < 2.5
+            assert 1.9 < elapsed < 3.0
 
     run(check())
 
@@ -251,14 +252,14 @@ def test_a_slow_qdrant_sheds_what_exceeds_the_queue(run: Runner) -> None:
 
 
 def test_shed_requests_reach_the_client_as_store_overloaded(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path,
-        store_timeout_seconds=1.5,
-        store_max_concurrency=1,
-        store_max_queue=0,
-    )
     with SilentServer() as silent:
-        settings.store.qdrant_url = f"http://127.0.0.1:{silent.port}"
+        settings = make_settings(
+            tmp_path,
+            store_timeout_seconds=1.5,
+            store_max_concurrency=1,
+            store_max_queue=0,
+            qdrant_url=f"http://127.0.0.1:{silent.port}",
+        )
         with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
             # The readiness checks hold the one slot now and then; so does each query.
             responses = list(
