@@ -509,9 +509,9 @@ def instrumentation_table(
 
 
 def targets(args: argparse.Namespace, results: Results, in_process: dict[str, float]) -> list[str]:
-    """The issue's targets, each held or missed in this run."""
+    """The performance targets, each held or missed in this run."""
     med = results.median
-    out = ["Targets (issue 5):", ""]
+    out = ["Targets:", ""]
 
     def line(ok: bool, text: str) -> None:
         out.append(f"- [{'x' if ok else ' '}] {text}")
@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
                     "",
                     *instrumentation_table(args, results, in_process),
                     "",
-                    "Target (issue 3):",
+                    "Target (instrumentation cost):",
                     "",
                     instrumentation_target(args, results, in_process),
                 ]

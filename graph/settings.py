@@ -68,7 +68,7 @@ class StoreSettings(_Group):
 
 
 class LimitSettings(_Group):
-    """What one request may ask of the server (README "Hardening")."""
+    """What one request may ask of the server (docs/security.md "Limits")."""
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_query_depth: int = Field(default=10, ge=1)
@@ -110,7 +110,7 @@ class MemorySettings(_Group):
 class TelemetrySettings(_Group):
     log_level: str = "INFO"
     # Request log lines and operation metrics are recorded, and log lines written, in
-    # batches this often (README "Logs and metrics"); 0: each at once.
+    # batches this often (docs/operating.md "Logs"); 0: each at once.
     log_flush_seconds: float = Field(default=0.2, ge=0, le=60)
     # Instrumentation switches, so the benchmark can measure what each part costs.
     metrics_resolver_timing: bool = True

@@ -3,8 +3,8 @@ kept on the request path as one tuple and recorded in batches on the event loop.
 
 Why batches: between two requests (the engine's search in between leaves the caches
 cold) recording one operation took ~110 us of the event loop, ten times its cost in a
-loop; recording many in a row costs close to the loop's price (README "Logs and
-metrics"). Nothing is lost or late for a reader: /metrics records what waits before it
+loop; recording many in a row costs close to the loop's price (docs/operating.md,
+"Logs"). Nothing is lost or late for a reader: /metrics records what waits before it
 answers, the app records every ~LOG_FLUSH_SECONDS and at shutdown, and a line keeps the
 time and request id of its request.
 """

@@ -1,5 +1,6 @@
 """Prometheus config and rules: valid for promtool, and every alert fires and stays silent
-in promtool's unit tests, with a summary, a description and a runbook in the README."""
+in promtool's unit tests, with a summary, a description, a row in the README and a
+runbook in docs/operating.md."""
 
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def test_every_alert_is_documented(alert: dict[str, object]) -> None:
     assert labels["severity"] in {"critical", "warning"}
     readme = (ROOT / "README.md").read_text()
     assert f"| `{alert['alert']}` |" in readme, "no row in the README's alerts table"
+    runbooks = (ROOT / "docs" / "operating.md").read_text()
+    assert f"| `{alert['alert']}` |" in runbooks, "no runbook row in docs/operating.md"
+    assert annotations["runbook"] == f"docs/operating.md, Alerts > {alert['alert']}"
 
 
 def test_rules_use_only_recorded_series_they_define() -> None:
