@@ -15,7 +15,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from graph.errors import EmbedderUnavailable
-from graph.memory.embedders import create_embedder
+from graph.memory.embedders import Embedder, create_embedder
 from graph.memory.embedders.openai import OpenAIEmbedder
 from graph.settings import MemorySettings
 from tests.conftest import Runner
@@ -449,51 +449,85 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarr
     return directory, build_tiny_model(directory)
 
 
-def test_fastembed_loads_a_local_model_and_embeds(
-    tiny_model: tuple[Path, np.ndarray], run: Runner
-) -> None:
-    directory, table = tiny_model
-    settings = MemorySettings(embedder=f"fastembed:{TINY_MODEL}", embed_model_path=directory)
+@pytest.fixture
+def tiny_embedder(tiny_model: tuple[Path, np.ndarray], run: Runner) -> Iterator[Embedder]:
+    """The tiny model through create_embedder, as the server builds it; not loaded yet."""
+    settings = MemorySettings(
+        embedder=f"fastembed:{TINY_MODEL}", embed_model_path=tiny_model[0], embed_timeout_seconds=1
+    )
     embedder = create_embedder(settings)
     assert embedder is not None
-    assert run(embedder.load()) == TINY_DIMENSION
-    assert embedder.dimension == TINY_DIMENSION
+    yield embedder
+    run(embedder.close())
+
+
+def wrap_inference(embedder: Embedder, before: Callable[[], None]) -> None:
+    """Run `before` in front of each real call of fastembed's embed()."""
+    model = embedder._embedding  # type: ignore[attr-defined]
+    embed = model.embed
+
+    def wrapped(documents: Any, **kwargs: Any) -> Any:
+        before()
+        return embed(documents, **kwargs)
+
+    model.embed = wrapped
+
+
+def test_fastembed_loads_a_local_model_and_embeds(
+    tiny_embedder: Embedder, tiny_model: tuple[Path, np.ndarray], run: Runner
+) -> None:
+    table = tiny_model[1]
+    assert run(tiny_embedder.load()) == TINY_DIMENSION
+    assert tiny_embedder.dimension == TINY_DIMENSION
 
     texts = ["the cat sat on the mat", "the stock market fell today", "a dog ran in the park"]
-    vectors = run(embedder.embed_documents(texts))
+    vectors = run(tiny_embedder.embed_documents(texts))
     assert len(vectors) == 3
     for text, vector in zip(texts, vectors, strict=True):
         assert len(vector) == TINY_DIMENSION
         assert math.isclose(sum(v * v for v in vector), 1.0, rel_tol=1e-5)
         assert np.allclose(vector, expected_vector(table, text), atol=1e-5)
-    query = run(embedder.embed_query("cat on mat"))
+    query = run(tiny_embedder.embed_query("cat on mat"))
     assert np.allclose(query, expected_vector(table, "cat on mat"), atol=1e-5)
     # Random weights: whether similar texts land closer says nothing here, so it is not asserted.
-    run(embedder.close())
 
 
-def test_fastembed_inference_runs_off_the_event_loop(
-    tiny_model: tuple[Path, np.ndarray], run: Runner
+def test_fastembed_inference_runs_off_the_event_loop_one_call_at_a_time(
+    tiny_embedder: Embedder, run: Runner
 ) -> None:
-    directory, _ = tiny_model
-    settings = MemorySettings(embedder=f"fastembed:{TINY_MODEL}", embed_model_path=directory)
-    embedder = create_embedder(settings)
-    assert embedder is not None
-    run(embedder.load())
-    model = embedder._embedding  # type: ignore[attr-defined]
-    embed = model.embed
+    run(tiny_embedder.load())
     threads: list[str] = []
+    running = threading.Semaphore(1)
 
-    def recording(documents: Any, **kwargs: Any) -> Any:
+    def record() -> None:
         threads.append(threading.current_thread().name)
-        return embed(documents, **kwargs)
+        assert running.acquire(blocking=False), "two inferences at once"
+        time.sleep(0.05)
+        running.release()
 
-    model.embed = recording
-    loop_thread = threading.current_thread().name
-    assert len(run(embedder.embed_documents(["the cat", "the dog"]))) == 2
-    assert threads and all(name.startswith("fastembed") for name in threads)
-    assert loop_thread not in threads
-    run(embedder.close())
+    wrap_inference(tiny_embedder, record)
+
+    async def three_at_once() -> list[list[list[float]]]:
+        calls = [tiny_embedder.embed_documents(["the cat", "the dog"]) for _ in range(3)]
+        return await asyncio.gather(*calls)
+
+    assert [len(vectors) for vectors in run(three_at_once())] == [2, 2, 2]
+    assert len(threads) == 3
+    assert all(name.startswith("fastembed") for name in threads)
+    assert threading.current_thread().name not in threads
+
+
+def test_fastembed_inference_past_the_timeout_is_unavailable(
+    tiny_embedder: Embedder, run: Runner
+) -> None:
+    run(tiny_embedder.load())
+    wrap_inference(tiny_embedder, lambda: time.sleep(3))
+    before = errors("fastembed", "timeout")
+    start = time.monotonic()
+    with pytest.raises(EmbedderUnavailable, match="in time"):
+        run(tiny_embedder.embed_documents(["the cat"]))
+    assert time.monotonic() - start < 2.5  # the 1 s bound, not the 3 s inference
+    assert errors("fastembed", "timeout") - before == 1
 
 
 def test_fastembed_with_a_missing_model_directory_is_unavailable(
