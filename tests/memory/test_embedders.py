@@ -10,8 +10,10 @@ tokenizer this file builds, registered as a custom model loaded from EMBED_MODEL
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
+import logging
 import math
 import os
 import sys
@@ -219,6 +221,22 @@ def test_the_api_key_is_sent_as_a_bearer_token(server: EmbeddingsServer, run: Ru
     [(keyed_headers, _), (plain_headers, _)] = server.requests
     assert keyed_headers["authorization"] == "Bearer sk-secret"
     assert "authorization" not in plain_headers
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_logged(
+    server: EmbeddingsServer, run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.url.replace("http://", "http://user:pa%24%24word@")
+    embedder = OpenAIEmbedder("m", url=url)
+    with caplog.at_level(logging.DEBUG):
+        run(embedder.embed_query("x"))
+    run(embedder.close())
+    [(headers, _)] = server.requests
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"user:pa$$word").decode()
+    assert caplog.records  # httpx logs each request line
+    assert not any(
+        "pa$$word" in r.getMessage() or "pa%24" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_transient_faults_are_retried(

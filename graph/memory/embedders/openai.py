@@ -47,7 +47,14 @@ class OpenAIEmbedder(Embedder):
             raise ValueError("batch_size must be at least 1")
         self.name = f"openai:{model}"
         self._model = model
-        self._endpoint = url.rstrip("/") + "/embeddings"
+        # Credentials in the URL become basic auth (unless an API key is set), so no request
+        # line that httpx logs shows them.
+        base = httpx.URL(url)
+        auth = None
+        if base.userinfo and api_key is None:
+            auth = httpx.BasicAuth(base.username, base.password)
+        base = base.copy_with(userinfo=b"")
+        self._endpoint = base.copy_with(path=base.path.rstrip("/") + "/embeddings")
         self._timeout = timeout_seconds
         self._batch_size = batch_size
         self._retry = RetryPolicy(max_retries)
@@ -56,7 +63,7 @@ class OpenAIEmbedder(Embedder):
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
         # The asyncio deadline bounds each call; httpx's own timeout is only a backstop.
-        self._client = httpx.AsyncClient(headers=headers, timeout=timeout_seconds)
+        self._client = httpx.AsyncClient(headers=headers, auth=auth, timeout=timeout_seconds)
         self._dimension: int | None = None
 
     @classmethod
