@@ -541,12 +541,12 @@ def test_fastembed_inference_past_the_timeout_is_unavailable(
     tiny_embedder: Embedder, run: Runner
 ) -> None:
     run(tiny_embedder.load())
-    wrap_inference(tiny_embedder, lambda: time.sleep(3))
+    wrap_inference(tiny_embedder, lambda: time.sleep(5))
     before = errors("fastembed", "timeout")
     start = time.monotonic()
     with pytest.raises(EmbedderUnavailable, match="in time"):
         run(tiny_embedder.embed_documents(["the cat"]))
-    assert time.monotonic() - start < 2.5  # the 1 s bound, not the 3 s inference
+    assert time.monotonic() - start < 4  # the 1 s bound, not the 5 s inference
     assert errors("fastembed", "timeout") - before == 1
 
 
