@@ -550,11 +550,11 @@ def test_fastembed_inference_past_the_timeout_is_unavailable(
     assert errors("fastembed", "timeout") - before == 1
 
 
-def test_fastembed_with_a_missing_model_directory_is_unavailable(
-    tmp_path: Path, tiny_model: tuple[Path, np.ndarray], run: Runner
+def test_fastembed_with_an_empty_model_directory_is_unavailable(
+    tmp_path: Path, run: Runner
 ) -> None:
     settings = MemorySettings(
-        embedder=f"fastembed:{TINY_MODEL}", embed_model_path=tmp_path / "absent"
+        embedder="fastembed:sentence-transformers/all-MiniLM-L6-v2", embed_model_path=tmp_path
     )
     embedder = create_embedder(settings)
     assert embedder is not None
@@ -563,6 +563,12 @@ def test_fastembed_with_a_missing_model_directory_is_unavailable(
         run(embedder.load())
     assert errors("fastembed", "load") - before == 1
     run(embedder.close())
+
+
+def test_fastembed_model_it_does_not_list_needs_its_config(tmp_path: Path) -> None:
+    settings = MemorySettings(embedder="fastembed:nobody/no-config", embed_model_path=tmp_path)
+    with pytest.raises(ValueError, match=r"EMBED_MODEL_PATH=.*config\.json"):
+        create_embedder(settings)
 
 
 def package_directory(name: str) -> Path:
