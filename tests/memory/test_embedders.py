@@ -72,6 +72,13 @@ def test_openai_embedder_needs_a_url() -> None:
         create_embedder(MemorySettings(embedder="openai:text-embedding-3-small"))
 
 
+@pytest.mark.parametrize("url", ["api.openai.com/v1", "ftp://host/v1", "http://"])
+def test_openai_embedder_needs_an_http_url(url: str) -> None:
+    settings = MemorySettings(embedder="openai:text-embedding-3-small", embed_url=url)
+    with pytest.raises(ValueError, match="EMBED_URL must be an http"):
+        create_embedder(settings)
+
+
 def test_fastembed_embedder_from_settings() -> None:
     from graph.memory.embedders.fastembed import FastEmbedEmbedder
 

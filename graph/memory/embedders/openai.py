@@ -50,6 +50,8 @@ class OpenAIEmbedder(Embedder):
         # Credentials in the URL become basic auth (unless an API key is set), so no request
         # line that httpx logs shows them.
         base = httpx.URL(url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError("EMBED_URL must be an http:// or https:// URL")
         auth = None
         if base.userinfo and api_key is None:
             auth = httpx.BasicAuth(base.username, base.password)
