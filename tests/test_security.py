@@ -37,7 +37,8 @@ def token(
     *,
     key: Any = SECRET,
     algorithm: str = "HS256",
-    exp: float | None = 300,
+    # Module-level tokens are made at collection: an hour outlives any run of the suite.
+    exp: float | None = 3600,
     headers: dict[str, Any] | None = None,
     **claims: Any,
 ) -> str:

@@ -117,7 +117,8 @@ def test_retry_after_past_the_deadline_fails_at_once(run: Runner) -> None:
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):
                 await ping_with(fake, timeout_seconds=2.0)
-            assert time.monotonic() - started < 0.5  # no point waiting for an answer too late
+            # No point waiting 2 s for an answer too late: it fails at once.
+            assert time.monotonic() - started < 1.5
             assert len(fake.requests) == 1
 
     run(check())
@@ -189,7 +190,7 @@ def test_a_hung_qdrant_is_store_timeout_within_the_timeout(run: Runner) -> None:
             started = time.monotonic()
             with pytest.raises(StoreTimeout):
                 await ping_with(fake, timeout_seconds=0.5)
-            assert 0.45 <= time.monotonic() - started < 1.0
+            assert 0.45 <= time.monotonic() - started < 1.5  # a busy machine's safety net
         assert counted["faults"] == 1
 
     run(check())
@@ -203,8 +204,8 @@ def test_all_calls_of_one_operation_share_one_deadline(run: Runner) -> None:
     )
 
     async def check() -> None:
-        async with fake_server(Slow(0.6, listing), HANG) as fake:
-            store = RemoteStore.connect(fake.url, timeout_seconds=1.0)
+        async with fake_server(Slow(1.2, listing), HANG) as fake:
+            store = RemoteStore.connect(fake.url, timeout_seconds=1.5)
             await store.open()
             try:
                 started = time.monotonic()
@@ -214,7 +215,8 @@ def test_all_calls_of_one_operation_share_one_deadline(run: Runner) -> None:
             finally:
                 await store.close()
             assert len(fake.requests) == 2
-            assert 0.95 <= elapsed < 1.3, elapsed
+            # Shared: 1.5 s in all; a timeout per call would take 1.2 + 1.5 = 2.7 s.
+            assert 1.45 <= elapsed < 2.3, elapsed
 
     run(check())
 

@@ -357,8 +357,9 @@ def test_queries_are_answered_while_a_build_runs(tmp_path: Path) -> None:
         # The child process starts, moves 2,000 points and optimizes for ~1 s; a build
         # inside this process would hold the GIL and answer nothing meanwhile.
         assert len(latencies) >= 100, len(latencies)
-        assert latencies[len(latencies) // 2] < 0.02
-        assert latencies[-1] < 0.5
+        # Safety nets for a busy machine; the count above is what proves the point.
+        assert latencies[len(latencies) // 2] < 0.1
+        assert latencies[-1] < 2.0
 
     with_store(tmp_path, body, index_threshold=THRESHOLD)
 

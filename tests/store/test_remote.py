@@ -83,7 +83,8 @@ def test_nothing_listening_opens_and_every_call_is_unavailable_quickly(run: Runn
                 started = time.monotonic()
                 with pytest.raises(StoreUnavailable) as caught:
                     await call()
-                assert time.monotonic() - started < 1.0, name
+                # Refused connections fail at once, not after the 10 s timeout.
+                assert time.monotonic() - started < 3.0, name
                 assert caught.value.message == "The vector store is unavailable"
 
     run(check())
@@ -101,7 +102,8 @@ def test_server_that_never_answers_gives_store_timeout_within_the_timeout(
                     with pytest.raises(StoreTimeout) as caught:
                         await every_call(store)[name]()
                     elapsed = time.monotonic() - started
-                    assert 0.45 <= elapsed < 1.0, (name, elapsed)
+                    # A safety net over the 0.5 s timeout, for a busy machine.
+                    assert 0.45 <= elapsed < 1.5, (name, elapsed)
                     assert caught.value.message == "The vector store did not answer in time"
 
     run(check())

@@ -22,7 +22,7 @@ from graph.errors import StoreOverloaded, StoreTimeout
 from graph.memory.embedders._utils import Failure, checked, measured
 from graph.memory.embedders.base import Embedder
 from graph.settings import MemorySettings
-from graph.store.admission import Admission
+from graph.store.remote.admission import Admission
 
 if TYPE_CHECKING:
     from fastembed import TextEmbedding

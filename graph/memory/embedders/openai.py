@@ -24,8 +24,8 @@ from graph.errors import StoreOverloaded, StoreTimeout
 from graph.memory.embedders._utils import Failure, checked, measured
 from graph.memory.embedders.base import Embedder
 from graph.settings import MemorySettings
-from graph.store.admission import Admission
-from graph.store.faults import Fault, RetryPolicy, _retry_after
+from graph.store.remote.admission import Admission
+from graph.store.remote.faults import Fault, RetryPolicy, _retry_after
 
 _PROBE_TEXT = "dimension probe"
 
