@@ -51,6 +51,7 @@ class Ingest:
         self.failures: list[str] = []
         self.next_id = first_id
         self.lock = threading.Lock()
+        self.first_acknowledged = threading.Event()
         self.threads = [threading.Thread(target=self.write) for _ in range(writers)]
 
     def take(self) -> int:
@@ -74,6 +75,7 @@ class Ingest:
                     return
                 with self.lock:
                     self.acknowledged.extend(range(start, start + BATCH))
+                self.first_acknowledged.set()
 
     def __enter__(self) -> Ingest:
         for thread in self.threads:
@@ -113,7 +115,10 @@ def test_kill_9_at_random_points_of_an_ingest_loses_nothing_acknowledged(
         print(f"round {round_}: open and ready in {time.monotonic() - started:.2f}s")
         assert not missing(server, acknowledged), f"round {round_}: lost after restart"
         with Ingest(server.url, writers=3, first_id=next_id) as ingest:
-            time.sleep(rnd.uniform(0.3, 1.5))
+            # From the first acknowledgement on (a busy machine may take a while to give
+            # it), then at a random moment.
+            ingest.first_acknowledged.wait(timeout=60)
+            time.sleep(rnd.uniform(0.1, 1.2))
             server.kill9()
         assert not ingest.failures, ingest.failures[:3]
         assert ingest.acknowledged, "nothing was written before the kill"
