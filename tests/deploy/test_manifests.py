@@ -209,3 +209,20 @@ def test_check_jsonschema_accepts(schema: str, path: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_images_match_the_compose_stack() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yml").read_text())
+    api_image, api_tag = compose["services"]["api"]["image"].split(":")
+    (image,) = KUSTOMIZATION["images"]
+    assert (image["name"], image["newTag"]) == (api_image, api_tag)
+    assert API["image"].split(":")[0] == image["name"]
+    values: dict[str, Any] = yaml.safe_load((KUBERNETES / "qdrant-values.yaml").read_text())
+    assert compose["services"]["qdrant"]["image"].endswith(":" + values["image"]["tag"])
+
+
+def test_the_readme_points_to_the_deployment_guide() -> None:
+    assert "(docs/deployment.md)" in (ROOT / "README.md").read_text()
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    for path in ["render.yaml", "railway.json", "qdrant-values.yaml", "kubectl apply -k"]:
+        assert path in guide, path
