@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import strawberry
 
-from graph.errors import BadUserInput
+from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
 from graph.store import models
 
@@ -99,7 +99,7 @@ def to_points(inputs: list[PointInput]) -> list[models.Point]:
         except BadUserInput as error:
             raise BadUserInput(f"points[{index}]: {error.message}") from None
         if point_id in seen:
-            raise BadUserInput(f"points[{index}]: id {item.id} appears twice in the batch")
+            raise BadUserInput(f"points[{index}]: id {shown(item.id)} appears twice in the batch")
         seen.add(point_id)
         payload = item.payload
         if payload is not None:
@@ -158,9 +158,9 @@ _FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
 def check_filter_key(key: str) -> str:
     if not _FILTER_KEY.fullmatch(key):
         raise BadUserInput(
-            f"Filter key {key[:64]!r} is not a payload path: dotted names of letters, digits, "
-            "'_' and '-', each optionally followed by [] or [N]; quote a name made of other "
-            'characters ("my key"; any but a quote or a backslash)'
+            f"Filter key {shown(repr(key))} is not a payload path: dotted names of letters, "
+            "digits, '_' and '-', each optionally followed by [] or [N]; quote a name made of "
+            'other characters ("my key"; any but a quote or a backslash)'
         )
     return key
 
