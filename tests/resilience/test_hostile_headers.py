@@ -165,3 +165,12 @@ def test_a_connection_that_never_sends_a_request_is_closed(server: ServerProcess
         elapsed = time.perf_counter() - started
     assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert elapsed < HEADER_TIMEOUT + REFUSAL_SECONDS, elapsed
+
+
+def test_a_header_block_just_over_the_limit_gets_431(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(REFUSAL_SECONDS + 5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES)
+        reply = read_reply(sock)
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+    assert reply.endswith(b"Request header fields too large\n")
