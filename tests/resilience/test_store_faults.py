@@ -251,14 +251,14 @@ def test_a_slow_qdrant_sheds_what_exceeds_the_queue(run: Runner) -> None:
 
 
 def test_shed_requests_reach_the_client_as_store_overloaded(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path,
-        store_timeout_seconds=1.5,
-        store_max_concurrency=1,
-        store_max_queue=0,
-    )
     with SilentServer() as silent:
-        settings.store.qdrant_url = f"http://127.0.0.1:{silent.port}"
+        settings = make_settings(
+            tmp_path,
+            qdrant_url=f"http://127.0.0.1:{silent.port}",
+            store_timeout_seconds=1.5,
+            store_max_concurrency=1,
+            store_max_queue=0,
+        )
         with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
             # The readiness checks hold the one slot now and then; so does each query.
             responses = list(
