@@ -19,7 +19,7 @@ def serve() -> None:
     import uvicorn
 
     from graph.app import create_app
-    from graph.serving import DrainingServer
+    from graph.serving import BoundedHttpToolsProtocol, DrainingServer
     from graph.settings import Settings
     from graph.telemetry.logs import configure, log_config
 
@@ -39,6 +39,9 @@ def serve() -> None:
         sys.exit(2)
     config = uvicorn.Config(
         app,
+        http=BoundedHttpToolsProtocol.bounded(
+            settings.limits.max_header_bytes, settings.limits.header_timeout_seconds
+        ),
         host=settings.server.host,
         port=settings.server.port,
         log_config=log_config(settings.telemetry.log_level, settings.telemetry.log_flush_seconds),

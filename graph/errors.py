@@ -23,6 +23,20 @@ class ErrorCode(StrEnum):
     EMBEDDER_UNAVAILABLE = "EMBEDDER_UNAVAILABLE"
 
 
+MAX_SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """Client input as an error message or a log line shows it: at most MAX_SHOWN_CHARS
+    characters of it, so that a megabyte sent is not a megabyte echoed or logged."""
+    if isinstance(value, int) and value.bit_length() > 4 * MAX_SHOWN_CHARS:
+        return f"(an integer of {value.bit_length()} bits)"  # str() of it could take long
+    text = str(value)
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 class ApiError(Exception):
     """An error whose message is safe to show to the client, with its code."""
 

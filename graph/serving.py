@@ -4,6 +4,10 @@ On SIGTERM, /readyz answers 503 at once while requests are still accepted and se
 SHUTDOWN_DELAY_SECONDS, so that load balancers and Kubernetes stop sending traffic before
 the listening socket closes; then uvicorn's graceful shutdown runs (in-flight requests
 finish, the lifespan flushes the store). SIGINT (Ctrl-C) and a second SIGTERM skip the wait.
+
+HTTP/1.1 is uvicorn's httptools protocol, which bounds neither the size of a request's
+header block nor the time it takes to arrive: BoundedHttpToolsProtocol adds both
+(docs/hardening.md).
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from asyncio import TimerHandle, Transport
 from collections.abc import Callable
 from types import FrameType
+from typing import cast
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger("graph.app")
 
@@ -38,3 +45,71 @@ class DrainingServer(uvicorn.Server):
         timer = threading.Timer(self._delay, super().handle_exit, (sig, frame))
         timer.daemon = True
         timer.start()
+
+
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 32\r\nconnection: close\r\n\r\n"
+    b"Request header fields too large\n"
+)
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on each request's header block: at most
+    `max_header_bytes` (then 431 and close; measured per socket read, so a block may pass
+    the bound by at most one read before it is refused) and at most `header_timeout`
+    seconds from the connection or the request's first byte to its last header (then the
+    connection is closed). The request line counts as part of the block."""
+
+    max_header_bytes = 64 * 1024
+    header_timeout = 10.0
+
+    @classmethod
+    def bounded(cls, max_header_bytes: int, header_timeout: float) -> type[HttpToolsProtocol]:
+        attributes = {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout}
+        return cast(type[HttpToolsProtocol], type(cls.__name__, (cls,), attributes))
+
+    # loop.time() when the header block being read began; None between requests.
+    _headers_since: float | None = None
+    _header_bytes = 0
+    _header_timer: TimerHandle | None = None
+
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._headers_since = self.loop.time()
+        # One timer per connection, re-armed when it fires, rather than one per request.
+        self._header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._headers_since is not None:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        too_large = self._headers_since is not None and self._header_bytes > self.max_header_bytes
+        if too_large and not self.transport.is_closing():
+            self.transport.write(_HEADERS_TOO_LARGE)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._headers_since is None:  # the next request on a kept-alive connection
+            self._headers_since = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        self._headers_since = None
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def _check_headers(self) -> None:
+        waited = 0.0 if self._headers_since is None else self.loop.time() - self._headers_since
+        if waited >= self.header_timeout:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        self._header_timer = self.loop.call_later(self.header_timeout - waited, self._check_headers)

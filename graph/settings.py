@@ -71,6 +71,10 @@ class LimitSettings(_Group):
     """What one request may ask of the server (docs/security.md "Limits")."""
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # A request's line and headers: past this size 431, past this time the connection
+    # is closed (graph/serving.py; uvicorn bounds neither).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=15, ge=1)
     max_tokens: int = Field(default=2_000, ge=10)

@@ -6,6 +6,9 @@ the victim's points are counted through a valid credential before and after.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -16,10 +19,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.errors import Unauthenticated
 from graph.security import auth
 from graph.security.auth import ApiKeyFile, AuthConfigError
 from graph.security.ratelimit import RateLimitConfigError
@@ -259,18 +265,20 @@ def test_a_request_needing_a_missing_scope_is_refused_whole(secured: TestClient)
     assert_refused(call(secured, COUNT, **bearer(no_write)), 403, "FORBIDDEN")
 
 
-def forge_hs256(claims: dict[str, Any], secret: bytes) -> str:
-    """By hand: PyJWT itself refuses to sign HS256 with a public key."""
-    import base64
-    import hashlib
-    import hmac
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
-    def b64(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
 
-    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(json.dumps(claims).encode())
+def sign_hs256(header: bytes, claims: bytes, secret: bytes) -> str:
+    """A token of any header and claims bytes, with a valid HS256 signature: by hand,
+    since PyJWT refuses to sign odd headers, or HS256 with a public key."""
+    signing = b64url(header) + b"." + b64url(claims)
     signature = hmac.new(secret, signing, hashlib.sha256).digest()
-    return (signing + b"." + b64(signature)).decode()
+    return (signing + b"." + b64url(signature)).decode()
+
+
+def forge_hs256(claims: dict[str, Any], secret: bytes) -> str:
+    return sign_hs256(b'{"alg":"HS256","typ":"JWT"}', json.dumps(claims).encode(), secret)
 
 
 def test_asymmetric_tokens_and_algorithm_confusion(tmp_path: Path) -> None:
@@ -311,6 +319,195 @@ def test_asymmetric_tokens_and_algorithm_confusion(tmp_path: Path) -> None:
         for bad in (confused, wrong_issuer, no_issuer, token(iss="https://idp.example")):
             assert_refused(upsert(client, bad, point(1, V)), 401, "UNAUTHENTICATED")
         assert count(client, good_rsa) == 0
+
+
+# Malformed credentials of every shape: a Principal or Unauthenticated, nothing else.
+
+ISSUER = "https://idp.example"
+FUZZ = settings(max_examples=300, deadline=None, database=None)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["1", "HS256", "memory", ISSUER, "acme", "read write", "", "0"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+GOOD_CLAIMS: dict[str, Any] = {
+    "tenant": "acme",
+    "scope": "read",
+    "aud": "memory",
+    "iss": ISSUER,
+    "sub": "someone",
+}
+CLAIMS = ("tenant", "scope", "exp", "nbf", "iat", "iss", "aud", "sub")
+
+
+@pytest.fixture(scope="module")
+def authenticator(tmp_path_factory: pytest.TempPathFactory) -> auth.Authenticator:
+    """Every kind of credential enabled at once: HS256, a public key, a JWKS, API keys."""
+    base = tmp_path_factory.mktemp("auth")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (base / "rsa.pem").write_bytes(
+        rsa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    jwk = json.loads(
+        jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())
+    )
+    (base / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "ES256"}]}))
+    ApiKeyFile(base / "keys.json").create("acme", ["read"])
+    return auth.Authenticator(
+        Settings(
+            auth_jwt_secret=SECRET,
+            auth_jwt_public_key_file=base / "rsa.pem",
+            auth_jwks_file=base / "jwks.json",
+            auth_api_keys_file=base / "keys.json",
+            auth_jwt_audience="memory",
+            auth_jwt_issuer=ISSUER,
+        )
+    )
+
+
+def outcome(authenticator: auth.Authenticator, header: str) -> auth.Principal | None:
+    """The principal, or None for Unauthenticated; any other exception fails the test."""
+    try:
+        return authenticator.authenticate(header)
+    except Unauthenticated:
+        return None
+
+
+def as_header(raw: bytes) -> str:
+    return raw.decode("latin-1")  # as Starlette hands a header value over
+
+
+headers_of_any_shape = st.fixed_dictionaries(
+    {},
+    optional={
+        "alg": st.sampled_from(["HS256", "RS256", "ES256", "none"]) | json_values,
+        "kid": st.just("k1") | json_values,
+        "typ": json_values,
+        "crit": json_values,
+        "b64": json_values,
+        "jku": json_values,
+    },
+).map(lambda h: json.dumps(h).encode()) | json_values.map(lambda v: json.dumps(v).encode())
+
+
+@FUZZ
+@given(header=headers_of_any_shape, claims=json_values.map(lambda v: json.dumps(v).encode()))
+def test_signed_tokens_with_any_header_and_claims_json_are_refused_cleanly(
+    authenticator: auth.Authenticator, header: bytes, claims: bytes
+) -> None:
+    assert outcome(authenticator, "Bearer " + sign_hs256(header, claims, SECRET.encode())) is None
+
+
+@FUZZ
+@given(
+    wrong=st.dictionaries(st.sampled_from(CLAIMS), json_values, min_size=1),
+    missing=st.sets(st.sampled_from(CLAIMS)),
+    checked=st.booleans(),
+)
+def test_every_claim_of_the_wrong_type_is_unauthenticated(
+    authenticator: auth.Authenticator, wrong: dict[str, Any], missing: set[str], checked: bool
+) -> None:
+    """With issuer and audience configured, and with neither (then PyJWT looks at neither,
+    and a token without `aud` is the valid one)."""
+    if not checked:
+        authenticator = auth.Authenticator(Settings(auth_jwt_secret=SECRET))
+    now = int(time.time())
+    claims: dict[str, Any] = {**GOOD_CLAIMS, "exp": now + 300, "iat": now, "nbf": now - 1}
+    claims.update(wrong)
+    if not checked:
+        wrong.pop("aud", None)
+        claims.pop("aud")
+    for name in missing:
+        claims.pop(name, None)
+    header = b'{"alg":"HS256","typ":"JWT"}'
+    principal = outcome(
+        authenticator, "Bearer " + sign_hs256(header, json.dumps(claims).encode(), SECRET.encode())
+    )
+    if principal is not None:  # accepted: then every claim it used had its type
+        assert isinstance(claims["tenant"], str) and principal.tenant == claims["tenant"]
+        assert isinstance(claims.get("scope", ""), str)
+        assert isinstance(claims.get("sub", ""), str)
+        assert isinstance(claims.get("iss", ""), str)
+        if checked:
+            assert claims["iss"] == ISSUER
+            assert claims["aud"] == "memory" or (
+                isinstance(claims["aud"], list) and "memory" in claims["aud"]
+            )
+        for name in ("exp", "nbf", "iat"):
+            assert name not in claims or type(claims[name]) in (int, float)
+
+
+segments = (
+    st.binary(max_size=40).map(b64url)
+    | st.binary(max_size=40)
+    | st.text(max_size=20).map(str.encode)
+)
+
+
+@FUZZ
+@given(
+    scheme=st.sampled_from(["Bearer ", "bearer ", "Bearer  ", "Basic ", "", "Bearer\t"]),
+    credential=st.one_of(
+        st.lists(segments, max_size=5).map(b".".join),
+        segments.map(lambda s: b"gm_" + s),
+        st.tuples(segments, segments).map(lambda p: b"gm_" + p[0] + b"_" + p[1]),
+        st.binary(max_size=60),
+        st.integers(min_value=1, max_value=200_000).map(lambda n: b"e30." * n),
+    ),
+)
+def test_malformed_credentials_of_any_shape_are_unauthenticated(
+    authenticator: auth.Authenticator, scheme: str, credential: bytes
+) -> None:
+    assert outcome(authenticator, scheme + as_header(credential)) is None
+
+
+MALFORMED = {
+    "alg a list": sign_hs256(b'{"alg":["HS256"]}', b"{}", SECRET.encode()),
+    "alg an object": sign_hs256(b'{"alg":{"HS256":1}}', b"{}", SECRET.encode()),
+    "header an array": sign_hs256(b"[1]", b"{}", SECRET.encode()),
+    "claims an array": sign_hs256(b'{"alg":"HS256"}', b"[1]", SECRET.encode()),
+    "nbf a boolean": forge_hs256(
+        {"tenant": "acme", "aud": "memory", "exp": int(time.time()) + 300, "nbf": True},
+        SECRET.encode(),
+    ),
+    "sub an object": forge_hs256(
+        {"tenant": "acme", "aud": "memory", "exp": int(time.time()) + 300, "sub": {"a": 1}},
+        SECRET.encode(),
+    ),
+    "huge": "e30." * 4000,
+    "non-ascii": "é.é.é",
+    "non-ascii api key": "gm_é_é",
+    "odd api key": "gm_\u00e9_",
+}
+
+
+def test_malformed_credentials_are_401_json_and_counted(secured: TestClient) -> None:
+    for index, (name, credential) in enumerate(MALFORMED.items()):
+        before = REGISTRY.get_sample_value("auth_failures_total", {"code": "UNAUTHENTICATED"})
+        response = secured.post(
+            "/graphql",
+            json={"query": COUNT},
+            headers={
+                "authorization": f"Bearer {credential}".encode(),
+                "x-request-id": f"r-{index}",
+            },
+        )
+        assert response.status_code == 401, name
+        assert response.json()["errors"][0]["extensions"] == {
+            "code": "UNAUTHENTICATED",
+            "requestId": f"r-{index}",
+        }
+        after = REGISTRY.get_sample_value("auth_failures_total", {"code": "UNAUTHENTICATED"})
+        assert (after or 0) == (before or 0) + 1, name
 
 
 def test_api_keys_work_until_revoked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

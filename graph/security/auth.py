@@ -26,14 +26,15 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -49,6 +50,8 @@ API_KEY_PREFIX = "gm_"
 KEYS_RECHECK_SECONDS = 1.0
 MIN_HS256_SECRET_BYTES = 32
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+# Far above any real JWT (a few hundred bytes to a few KiB with many claims).
+MAX_CREDENTIAL_CHARS = 16 * 1024
 
 
 class Scope(StrEnum):
@@ -261,26 +264,27 @@ class JwtVerifier:
         return self.secret is not None or bool(self.public_keys) or self.jwks is not None
 
     def _key_for(self, token: str) -> tuple[Any, str]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _refuse("malformed token") from None
+        header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
+        kid = header.get("kid")
+        if not isinstance(algorithm, str) or not isinstance(kid, str | None):
+            raise _refuse("token header with a non-string alg or kid")
         if algorithm == "HS256" and self.secret is not None:
             return self.secret, algorithm
         if algorithm in self.public_keys:
             return self.public_keys[algorithm], algorithm
         if self.jwks is not None and algorithm in ASYMMETRIC_ALGORITHMS:
-            kid = header.get("kid")
             candidates = [k for k in self.jwks.keys if kid is None or k.key_id == kid]
             for candidate in candidates:
                 if candidate.algorithm_name == algorithm:
                     return candidate.key, algorithm
-        raise _refuse(f"no key for algorithm {algorithm!r}")
+        raise _refuse(f"no key for algorithm {algorithm[:16]!r}")
 
     def verify(self, token: str) -> Principal:
-        key, algorithm = self._key_for(token)
+        # PyJWT walks JSON an attacker wrote: besides its own errors, a shape it does not
+        # expect can surface as one of the built-in ones. All of them are a bad credential.
         try:
+            key, algorithm = self._key_for(token)
             claims = jwt.decode(
                 token,
                 key,
@@ -290,20 +294,52 @@ class JwtVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp", *(["iss"] if self.issuer else [])]},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise _refuse(f"invalid token: {type(exc).__name__}") from None
-        tenant = claims.get("tenant")
-        scope = claims.get("scope", "")
-        if not isinstance(tenant, str) or not isinstance(scope, str):
-            raise _refuse("token without a string tenant and scope")
+        wrong = _wrongly_typed_claim(claims)
+        if wrong is not None:
+            raise _refuse(f"token whose {wrong} claim has the wrong type")
+        tenant: str = claims["tenant"]
         try:
             validate_tenant(tenant)
         except BadUserInput:
             raise _refuse("token with an invalid tenant") from None
-        subject = claims.get("sub")
+        scope: str = claims.get("scope", "")
+        subject: str | None = claims.get("sub")
         return Principal(
-            tenant, parse_scopes(scope.split()), f"jwt:{subject if subject else tenant}"
+            tenant, parse_scopes(scope.split()), f"jwt:{subject[:128] if subject else tenant}"
         )
+
+
+def _is_string_or_strings(value: object) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
+# Registered claims are checked by PyJWT only as far as the configuration asks (`iss`
+# only with an issuer set; a string "1" passes as `iat`): their types are checked here,
+# whatever is configured. `tenant` is required.
+_CLAIM_TYPES: dict[str, Callable[[object], bool]] = {
+    "tenant": lambda v: isinstance(v, str),
+    "scope": lambda v: isinstance(v, str),
+    "sub": lambda v: isinstance(v, str),
+    "iss": lambda v: isinstance(v, str),
+    "aud": _is_string_or_strings,
+    **dict.fromkeys(
+        ("exp", "nbf", "iat"),
+        lambda v: type(v) in (int, float) and math.isfinite(cast(float, v)),
+    ),
+}
+
+
+def _wrongly_typed_claim(claims: dict[str, Any]) -> str | None:
+    if "tenant" not in claims:
+        return "tenant"
+    for name, valid in _CLAIM_TYPES.items():
+        if name in claims and not valid(claims[name]):
+            return name
+    return None
 
 
 def _load_public_key(path: Path) -> tuple[str, Any]:
@@ -362,6 +398,9 @@ class Authenticator:
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise _refuse("not a bearer credential")
+        # Every credential this server issues or accepts is short ASCII (base64url, hex).
+        if len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
+            raise _refuse("a credential too long or not ASCII")
         if credential.startswith(API_KEY_PREFIX):
             if self.keys is None:
                 raise _refuse("API keys are not enabled")

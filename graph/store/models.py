@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.errors import BadUserInput
+from graph.errors import BadUserInput, shown
 from graph.settings import Distance
 
 # Integer ids come back as Python ints, UUIDs as their canonical string.
@@ -105,11 +105,11 @@ def normalize_point_id(raw: object) -> PointId:
     if isinstance(raw, int):
         if 0 <= raw <= MAX_POINT_ID:
             return raw
-        raise BadUserInput(f"Point id {raw} is out of range 0..{MAX_POINT_ID}")
+        raise BadUserInput(f"Point id {shown(raw)} is out of range 0..{MAX_POINT_ID}")
     if isinstance(raw, str):
         if raw.isascii() and raw.isdigit():
             if len(raw) > 20 or int(raw) > MAX_POINT_ID:
-                raise BadUserInput(f"Point id {raw} is out of range 0..{MAX_POINT_ID}")
+                raise BadUserInput(f"Point id {shown(raw)} is out of range 0..{MAX_POINT_ID}")
             return int(raw)
         try:
             return str(uuid.UUID(raw))
@@ -210,7 +210,7 @@ def validate_filter(flt: Filter) -> Filter:
                 raise BadUserInput("A condition needs a key (or a nested filter)")
             if (condition.match is None) == (condition.range is None):
                 raise BadUserInput(
-                    f"Condition on '{condition.key}' needs exactly one of match or range"
+                    f"Condition on '{shown(condition.key)}' needs exactly one of match or range"
                 )
             if condition.match is not None:
                 _check_match(condition.match)

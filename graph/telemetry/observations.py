@@ -17,7 +17,7 @@ import re
 from collections import deque
 from typing import Any, NamedTuple
 
-from graph.errors import ErrorCode
+from graph.errors import ErrorCode, shown
 from graph.telemetry.metrics import (
     GRAPHQL_OPERATION_DURATION,
     GRAPHQL_OPERATIONS,
@@ -115,7 +115,9 @@ class OperationRecorder:
 def _log_line(operation: Operation) -> None:
     extra: dict[str, Any] = {
         "request_id": operation.request_id,
-        "operation_name": operation.operation_name,
+        "operation_name": None
+        if operation.operation_name is None
+        else shown(operation.operation_name),
         "operation_type": operation.operation_type,
         "elapsed_ms": round(operation.elapsed * 1000, 3),
     }

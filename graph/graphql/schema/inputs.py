@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from typing import Any, cast
 
 import strawberry
 
-from graph.errors import BadUserInput
+from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
 from graph.store import models
 
@@ -100,7 +99,7 @@ def to_points(inputs: list[PointInput]) -> list[models.Point]:
         except BadUserInput as error:
             raise BadUserInput(f"points[{index}]: {error.message}") from None
         if point_id in seen:
-            raise BadUserInput(f"points[{index}]: id {item.id} appears twice in the batch")
+            raise BadUserInput(f"points[{index}]: id {shown(item.id)} appears twice in the batch")
         seen.add(point_id)
         payload = item.payload
         if payload is not None:
@@ -144,26 +143,24 @@ def _to_match(match: Match) -> models.Match:
     )
 
 
-# A payload path as the engine parses it: dotted names, each of letters, digits, '_' and
-# '-' or quoted ("any text but a quote"), each followed by any number of [] or [N]. Anything
-# else makes the engine raise, which must reach the client as BAD_USER_INPUT.
-_KEY_SEGMENT = r'(?:[\w-]+|"[^"]*")(?:\[[0-9]{0,18}\])*'
+# A payload path as the engine parses it: dotted names, each followed by any number of []
+# or [N], each name raw or quoted. A raw name is letters, digits, '_' and '-', where
+# "letters and digits" are what Python's str.isalnum() says: a subset of what the engine
+# takes (it also takes the combining marks Unicode counts as alphabetic, which Python
+# cannot tell from the others: a name with a combining mark must be quoted). A quoted
+# name is any text but a quote or a backslash. Anything else makes the engine raise, which
+# must reach the client as BAD_USER_INPUT. Checked against the engine for every code
+# point by tests/resilience/test_properties.py.
+_KEY_SEGMENT = r'(?:[\w-]+|"[^"\\\ud800-\udfff]*")(?:\[[0-9]{0,18}\])*'
 _FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
 
 
 def check_filter_key(key: str) -> str:
-    # Combining marks are part of many scripts' words; the engine takes those of them that
-    # Unicode counts as letters, which Python's \w does not know about.
-    probe = (
-        key
-        if key.isascii()
-        else "".join("_" if unicodedata.category(c)[0] == "M" else c for c in key)
-    )
-    if not _FILTER_KEY.fullmatch(probe):
+    if not _FILTER_KEY.fullmatch(key):
         raise BadUserInput(
-            f"Filter key {key[:64]!r} is not a payload path: dotted names of letters, digits, "
-            "'_' and '-', each optionally followed by [] or [N]; quote a name made of other "
-            'characters ("my key")'
+            f"Filter key {shown(repr(key))} is not a payload path: dotted names of letters, "
+            "digits, '_' and '-', each optionally followed by [] or [N]; quote a name made of "
+            'other characters ("my key"; any but a quote or a backslash)'
         )
     return key
 
