@@ -81,6 +81,9 @@ class LimitSettings(_Group):
     max_directives: int = Field(default=10, ge=1)
     max_upsert_points: int = Field(default=1_000, ge=1)
     max_ids_per_request: int = Field(default=1_000, ge=1)
+    # Points (or memories) one operation may return over all its root fields: with the
+    # per-payload bound of the store's models it bounds the response (docs/hardening.md).
+    max_points_per_request: int = Field(default=1_000, ge=1)
     graphql_introspection: bool = True
 
 

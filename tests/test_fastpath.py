@@ -208,7 +208,7 @@ class Executors:
             operation.operation,
             operation.operation_type,
             operation.operation_name,
-            operation.root_fields,
+            operation.root_nodes,
             plan=None,
         )
         return self.run(without_plan, variables, self.stores[0])

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLSchema
+from graphql import FieldNode, GraphQLSchema, VariableNode, value_from_ast_untyped
 
-from graph.errors import ApiError, Forbidden
+from graph.errors import ApiError, BadUserInput, Forbidden
 from graph.graphql.prepare import PreparedOperation
 from graph.graphql.schema.sizes import check_variable_sizes, list_limits
 from graph.security.auth import Principal, scope_for
@@ -53,7 +53,49 @@ def variable_sizes(operation: PreparedOperation, facts: RequestFacts) -> ApiErro
     return None
 
 
-RULES: tuple[Rule, ...] = (required_scopes, variable_sizes)
+# Root-field arguments that say how many points or memories a field may return.
+_LIMIT_ARGUMENTS = ("limit",)
+_ID_ARGUMENTS = ("ids",)
+
+
+def _argument(node: FieldNode, name: str, variables: dict[str, Any] | None) -> Any:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            value = argument.value
+            if isinstance(value, VariableNode):
+                return (variables or {}).get(value.name.value)
+            return value_from_ast_untyped(value, variables)
+    return None
+
+
+def points_budget(operation: PreparedOperation, facts: RequestFacts) -> ApiError | None:
+    """What all root fields together may return: the sum of their `limit`s (10 when
+    omitted) and of their `ids` lists, at most MAX_POINTS_PER_REQUEST."""
+    budget = facts.settings.limits.max_points_per_request
+    root = facts.schema.get_root_type(operation.operation.operation)
+    total = 0
+    for node in operation.root_nodes:
+        definition = root.fields.get(node.name.value) if root else None
+        if definition is None:
+            continue
+        for name in _LIMIT_ARGUMENTS:
+            if name in definition.args:
+                limit = _argument(node, name, facts.variables)
+                if limit is None:
+                    limit = definition.args[name].default_value
+                total += limit if isinstance(limit, int) and limit > 0 else 0
+        for name in _ID_ARGUMENTS:
+            ids = _argument(node, name, facts.variables)
+            total += len(ids) if isinstance(ids, list) else 0
+    if total > budget:
+        return BadUserInput(
+            f"An operation may return at most {budget} points or memories over all its "
+            f"fields; this one asks for {total}"
+        )
+    return None
+
+
+RULES: tuple[Rule, ...] = (required_scopes, variable_sizes, points_budget)
 
 
 class Policy:

@@ -65,10 +65,15 @@ class PreparedOperation:
     operation: OperationDefinitionNode
     operation_type: str
     operation_name: str | None
-    # Every root field the operation may select, through fragments and inline fragments.
-    root_fields: frozenset[str]
+    # Every root field the operation selects, through fragments and inline fragments, by
+    # response key (fields of one key are merged, and so run once).
+    root_nodes: tuple[FieldNode, ...]
     # The compiled executor's plan, when the document only selects fields.
     plan: Plan | None
+
+    @property
+    def root_fields(self) -> frozenset[str]:
+        return frozenset(node.name.value for node in self.root_nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +181,7 @@ class Preparer:
             operation=operation,
             operation_type=operation.operation.value,
             operation_name=operation.name.value if operation.name else None,
-            root_fields=frozenset(root_fields(operation.selection_set, document)),
+            root_nodes=root_nodes(operation.selection_set, document),
             plan=self.fast_path.compile(operation) if self.fast_path else None,
         )
 
@@ -207,20 +212,21 @@ def choose_operation(
     return chosen
 
 
-def root_fields(selection: SelectionSetNode, document: DocumentNode) -> set[str]:
-    """The root field names an operation selects, each fragment visited once."""
+def root_nodes(selection: SelectionSetNode, document: DocumentNode) -> tuple[FieldNode, ...]:
+    """The root fields an operation selects, one per response key, each fragment visited
+    once (a second spread of it can only repeat keys already found)."""
     fragments = {
         d.name.value: d.selection_set
         for d in document.definitions
         if isinstance(d, FragmentDefinitionNode)
     }
-    names: set[str] = set()
+    by_key: dict[str, FieldNode] = {}
     seen: set[str] = set()
     pending = [selection]
     while pending:
         for node in pending.pop().selections:
             if isinstance(node, FieldNode):
-                names.add(node.name.value)
+                by_key.setdefault((node.alias or node.name).value, node)
             elif isinstance(node, InlineFragmentNode):
                 pending.append(node.selection_set)
             elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
@@ -228,4 +234,4 @@ def root_fields(selection: SelectionSetNode, document: DocumentNode) -> set[str]
                 fragment = fragments.get(node.name.value)
                 if fragment is not None:
                     pending.append(fragment)
-    return names
+    return tuple(by_key.values())

@@ -9,6 +9,7 @@ import gc
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -228,3 +229,85 @@ def test_a_cache_entry_costs_at_least_what_it_holds(query: str) -> None:
         tracemalloc.stop()
     assert isinstance(kept[0], PreparedOperation)
     assert entry_cost(query, None, kept[0]) >= held
+
+
+# What one request can make the server read and send: a payload is bounded when it is
+# written, and the points an operation may return over all its root fields are bounded.
+
+BIG_PAYLOAD = {"t": "x" * 31_000}  # near MAX_PAYLOAD_BYTES, in one value
+
+
+def upsert_points(client: TestClient, points: list[dict[str, Any]]) -> dict[str, Any]:
+    document = "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }"
+    return gql(client, document, {"p": points}).body
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"many": list(range(2_000))},  # the ~1M tiny elements attack, smaller: too many values
+        {"nested": [[0] * 100 for _ in range(20)]},
+        {"text": "x" * 40_000},  # too many bytes in one value
+        {f"k{i}": "y" * 40 for i in range(900)},  # too many bytes over many keys
+    ],
+    ids=["values", "nested-values", "bytes", "keys"],
+)
+def test_an_oversized_payload_is_refused_and_nothing_is_written(
+    client: TestClient, payload: dict[str, object]
+) -> None:
+    body = upsert_points(client, [{"id": 1, "vector": [1, 0, 0, 0], "payload": payload}])
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    assert gql(client, "{ count }").body["data"] == {"count": 0}
+
+
+@pytest.mark.parametrize(
+    ("document", "variables"),
+    [
+        # 15 aliases of the largest query: 1,500 points.
+        (
+            "query Q($v: Vector!) { "
+            + " ".join(f"a{i}: query(vector: $v, limit: 100) {{ payload }}" for i in range(15))
+            + " }",
+            {"v": [1, 0, 0, 0]},
+        ),
+        # Ids and limits together, through a variable and a fragment.
+        (
+            "query Q($ids: [ID!]!, $v: Vector!, $n: Int!) { points(ids: $ids) { id } ...F } "
+            "fragment F on Query { query(vector: $v, limit: $n) { id } s: scroll(limit: 100) "
+            "{ nextCursor } }",
+            {"ids": [str(i) for i in range(950)], "v": [1, 0, 0, 0], "n": 100},
+        ),
+    ],
+    ids=["aliases", "ids-and-limits"],
+)
+def test_an_operation_asking_for_too_many_points_is_refused_before_it_runs(
+    client: TestClient, document: str, variables: dict[str, object]
+) -> None:
+    body = gql(client, document, variables).body
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    assert "at most 1000 points or memories" in body["errors"][0]["message"]
+
+
+def test_the_largest_answer_is_bounded(client: TestClient) -> None:
+    """The worst case of one request, measured: every point at the payload bound, the
+    points budget spent on one query's worth of aliases, vectors included."""
+    points = [{"id": i, "vector": [1, i, 0, 0], "payload": BIG_PAYLOAD} for i in range(100)]
+    assert "errors" not in upsert_points(client, points)
+    aliases = " ".join(
+        f"a{i}: query(vector: $v, limit: 100, withVector: true) {{ id payload vector }}"
+        for i in range(10)
+    )
+    response = client.post(
+        "/graphql",
+        json={"query": f"query Q($v: Vector!) {{ {aliases} }}", "variables": {"v": [1, 0, 0, 0]}},
+    )
+    body = response.json()
+    assert "errors" not in body
+    assert sum(len(hits) for hits in body["data"].values()) == 1_000
+    # 1,000 points of 32 KiB of JSON at most, and their ids and vectors.
+    assert len(response.content) < 1_000 * (32 * 1024 + 200)
+    # One more point than the budget is refused.
+    more = aliases + ' b: points(ids: ["1"]) { id }'
+    refused = gql(client, f"query Q($v: Vector!) {{ {more} }}", {"v": [1, 0, 0, 0]}).body
+    assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
