@@ -182,10 +182,10 @@ HOSTILE = [
         heavy=True,
     ),
     Hostile(
-        "payload near the body limit (valid)",
+        "one payload near the body limit (past the payload bound)",
         body(UPSERT, {"points": points(1, near_limit(1))}),
         200,
-        None,
+        "BAD_USER_INPUT",
         heavy=True,
     ),
     Hostile(
