@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, cast
 
@@ -11,6 +10,12 @@ import strawberry
 from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
 from graph.store import models
+from graph.store.models import (  # noqa: F401 (re-exported for tests)
+    MAX_PAYLOAD_DEPTH,
+    PAYLOAD_INT_MAX,
+    PAYLOAD_INT_MIN,
+    check_payload,
+)
 
 
 @strawberry.input
@@ -62,31 +67,9 @@ class Filter:
     must_not: list[Condition] | None = None
 
 
-# The engine stores a payload deeper than about 126 levels but then fails to read it back,
-# and with it every query, scroll or get that meets the point: such payloads are refused.
-MAX_PAYLOAD_DEPTH = 64
-# Payload integers are kept as 64-bit numbers; a larger one would come back changed.
-PAYLOAD_INT_MIN = -(2**63)
-PAYLOAD_INT_MAX = 2**64 - 1
 # Qdrant matches integers as signed 64-bit.
 MATCH_INT_MIN = -(2**63)
 MATCH_INT_MAX = 2**63 - 1
-
-
-def check_payload(payload: dict[str, Any] | list[Any], depth: int = 1) -> None:
-    """A payload the store hands back unchanged: at most MAX_PAYLOAD_DEPTH levels of
-    objects and arrays (the payload itself is level 1), finite numbers, 64-bit integers."""
-    if depth > MAX_PAYLOAD_DEPTH:
-        raise BadUserInput(f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep")
-    for value in payload.values() if isinstance(payload, dict) else payload:
-        kind = type(value)
-        if kind is dict or kind is list:
-            check_payload(value, depth + 1)
-        elif kind is int:
-            if not PAYLOAD_INT_MIN <= value <= PAYLOAD_INT_MAX:
-                raise BadUserInput("payload integers must fit in 64 bits")
-        elif kind is float and not math.isfinite(value):
-            raise BadUserInput("payload numbers must be finite")
 
 
 def to_points(inputs: list[PointInput]) -> list[models.Point]:

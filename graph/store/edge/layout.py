@@ -30,8 +30,10 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeOptimizersConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     KeywordIndexParams,
+    Modifier,
     UpdateOperation,
 )
 
@@ -39,7 +41,7 @@ from graph.errors import StoreUnavailable
 from graph.settings import Distance
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
-from graph.store.tenancy import PARTITION_FIELD, CollectionEntry
+from graph.store.tenancy import KEYWORDS_VECTOR, PARTITION_FIELD, CollectionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +66,16 @@ def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
     """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
     return EdgeConfig(
         vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
+        # Memories' BM25 weights (graph/store/edge/memory.py).
+        sparse_vectors={KEYWORDS_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         wal_enabled=True,
         optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
     )
+
+
+def ensure_keywords_vector(shard: EdgeShard) -> None:
+    """Give a shard made before memories existed their sparse vector (a no-op otherwise)."""
+    shard.update(UpdateOperation.create_sparse_vector(KEYWORDS_VECTOR, modifier=Modifier.Idf))
 
 
 def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
@@ -224,6 +233,7 @@ def load_collection(path: Path) -> Collection:
     try:
         for name in live:
             shards[name] = EdgeShard.load(str(path / name))
+            ensure_keywords_vector(shards[name])
     except BaseException:
         for shard in shards.values():
             shard.close()

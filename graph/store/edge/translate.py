@@ -33,6 +33,8 @@ from graph.store.models import (
 from graph.store.tenancy import client_record, client_scored, stored_id, stored_payload
 
 EdgeId = int | str | uuid.UUID
+# The unnamed dense vector's name among a point's vectors (a memory has named ones too).
+DENSE = ""
 
 
 def to_edge_filter(flt: Filter) -> EdgeFilter:
@@ -108,6 +110,8 @@ def id_order(raw: EdgeId) -> tuple[int, int]:
 
 
 def _vector(raw: object) -> list[float] | None:
+    if isinstance(raw, dict):  # a memory's vectors: the dense one is unnamed
+        raw = raw.get(DENSE)
     return raw if isinstance(raw, list) else None
 
 
