@@ -108,7 +108,7 @@ def memory_record(stored: Payload | None, score: float = 0.0) -> MemoryRecord:
     return MemoryRecord(
         id=client_id(stored),
         text=str(stored.get(TEXT_FIELD, "")),
-        metadata=client_payload(stored),
+        metadata=client_payload(stored) or None,
         created_at=datetime.fromisoformat(stored[CREATED_FIELD]),
         updated_at=datetime.fromisoformat(stored[UPDATED_FIELD]),
         expires_at=datetime.fromisoformat(expires) if expires else None,

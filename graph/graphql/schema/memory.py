@@ -1,6 +1,8 @@
 """Memories in GraphQL: their types and inputs, and thin resolvers over the memory service
 (graph/memory/service.py), which Query and Mutation mount as fields. The resolvers return
-the store's MemoryRecord objects, which resolve as Memory and ScoredMemory by attribute."""
+the store's MemoryRecord objects, which resolve as Memory and ScoredMemory by attribute.
+Like the methods of Query and Mutation, each resolver takes the (unused) root first: the
+compiled fast path calls resolvers as resolver(root, info, **arguments)."""
 
 from __future__ import annotations
 
@@ -130,6 +132,7 @@ def _service(info: Info[RequestContext, Any]) -> MemoryService:
 
 @timed_resolver("Query", "recall")
 async def recall(
+    root: None,
     info: Info[RequestContext, Any],
     text: str | None = None,
     vector: Vector | None = None,
@@ -158,6 +161,7 @@ async def recall(
 
 @timed_resolver("Query", "memories")
 async def memories(
+    root: None,
     info: Info[RequestContext, Any],
     ids: list[strawberry.ID],
     collection: CollectionArg = None,
@@ -171,6 +175,7 @@ async def memories(
 
 @timed_resolver("Mutation", "remember")
 async def remember(
+    root: None,
     info: Info[RequestContext, Any],
     memories: list[MemoryInput],
     collection: CollectionArg = None,
@@ -190,6 +195,7 @@ async def remember(
 
 @timed_resolver("Mutation", "forget")
 async def forget(
+    root: None,
     info: Info[RequestContext, Any],
     ids: list[strawberry.ID] | None = None,
     filter: Filter | None = None,
