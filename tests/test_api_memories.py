@@ -20,6 +20,7 @@ from graph.memory.embedders.base import Embedder
 from graph.memory.service import MAX_TTL_SECONDS
 from tests.conftest import DIMENSION, make_settings
 from tests.helpers import UPSERT, count_points, gql, point
+from tests.process import ServerProcess
 from tests.test_security import SECRET, bearer, token
 
 REMEMBER = """
@@ -376,3 +377,28 @@ def test_tenants_cannot_reach_each_others_memories(secured: TestClient) -> None:
     text_key = {"must": [{"key": "_t", "match": {"value": "acme secret merger"}}]}
     assert gql(secured, FORGET, {"filter": text_key}, **a).data["forget"]["deleted"] == 0
     assert [m["id"] for m in gql(secured, MEMORIES, {"ids": ["1"]}, **a).data["memories"]] == ["1"]
+
+
+# Durability
+
+
+@pytest.mark.slow
+def test_remembered_memories_survive_kill_9(tmp_path: Path) -> None:
+    servers = [ServerProcess(tmp_path / "data", tmp_path / f"server-{i}.log") for i in range(2)]
+    try:
+        first = servers[0].start()
+        memories = [
+            {"id": i, "text": f"note {i} about kiwis", "ttlSeconds": 3600} for i in range(50)
+        ]
+        assert first.gql(REMEMBER, {"m": memories}) == {
+            "data": {"remember": {"ids": [str(i) for i in range(50)]}}
+        }
+        before = first.gql(MEMORIES, {"ids": ["0"]})["data"]["memories"]
+        first.kill9()
+        again = servers[1].start()
+        found = again.gql(RECALL, {"text": "kiwis", "limit": 100})["data"]["recall"]
+        assert sorted(int(m["id"]) for m in found) == list(range(50))
+        assert again.gql(MEMORIES, {"ids": ["0"]})["data"]["memories"] == before
+    finally:
+        for server in servers:
+            server.stop()

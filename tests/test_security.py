@@ -80,8 +80,9 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
-A = token("acme", aud="memory")
-B = token("globex", aud="memory")
+# Made once, at collection: valid for a day, so that a long test run does not outlive them.
+A = token("acme", aud="memory", exp=24 * 3600)
+B = token("globex", aud="memory", exp=24 * 3600)
 
 
 def assert_refused(response: GraphQLResponse, status: int, code: str) -> None:
