@@ -147,6 +147,8 @@ def create_app(
     store = store or create_store(settings)
     if settings.telemetry.metrics_store:
         store = instrument(store)
+    # The embedder is passed in (by the embedders' factory, or a test) until EMBEDDER is
+    # read here; without one, recall is by keywords and client vectors.
     memories = MemoryService(store, settings, embedder)
     set_resolver_timing(settings.telemetry.metrics_resolver_timing)
     initialise_error_codes(code.value for code in ErrorCode)
@@ -205,6 +207,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.memory.embedder and embedder is None:
+            logger.error(
+                "EMBEDDER=%s is set but no embedder was built: memories are recalled by "
+                "keywords and client vectors only",
+                settings.memory.embedder,
+            )
         await memories.start()  # checks the embedder's dimension before anything opens
         await store.open()
         await supervisor.check()
