@@ -18,7 +18,13 @@ from graph.settings import Distance
 from graph.store.edge import EdgeStore
 from graph.store.models import Point, RecallMode, RecallRequest
 from graph.store.remote import RemoteStore
-from graph.store.tenancy import PARTITION_FIELD, CollectionEntry, stored_id, stored_payload
+from graph.store.tenancy import (
+    EXPIRES_FIELD,
+    PARTITION_FIELD,
+    CollectionEntry,
+    stored_id,
+    stored_payload,
+)
 from tests.store.conftest import TENANT
 from tests.store.test_memory_contract import memory, unit
 
@@ -70,6 +76,8 @@ def test_an_old_embedded_data_directory_takes_memories(tmp_path: Path, run: Runn
     run(store.open())
     try:
         assert [r.payload for r in run(store.retrieve(TENANT, "c", [7]))] == [{"old": True}]
+        (shard,) = store._collections["d4-cosine"].shards.values()
+        assert EXPIRES_FIELD in shard.info().payload_schema  # the expiry index was added
         run(store.remember(TENANT, "c", [memory(1, "Grüße aus München", unit(0, 1))]))
         found = run(store.recall(TENANT, "c", keyword_recall("grusse munchen")))
         assert [m.id for m in found] == [1]

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qdrant_edge import Distance as EdgeDistance
 from qdrant_edge import (
+    DatetimeIndexParams,
     EdgeConfig,
     EdgeOptimizersConfig,
     EdgeShard,
@@ -36,12 +36,18 @@ from qdrant_edge import (
     Modifier,
     UpdateOperation,
 )
+from qdrant_edge import Distance as EdgeDistance
 
 from graph.errors import StoreUnavailable
 from graph.settings import Distance
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
-from graph.store.tenancy import KEYWORDS_VECTOR, PARTITION_FIELD, CollectionEntry
+from graph.store.tenancy import (
+    EXPIRES_FIELD,
+    KEYWORDS_VECTOR,
+    PARTITION_FIELD,
+    CollectionEntry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +79,11 @@ def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
     )
 
 
-def ensure_keywords_vector(shard: EdgeShard) -> None:
-    """Give a shard made before memories existed their sparse vector (a no-op otherwise)."""
+def ensure_memory_schema(shard: EdgeShard) -> None:
+    """Give a shard made before memories existed their sparse vector and the index of their
+    expiry times, which the expiry filter and sweep use (no-ops when they are there)."""
     shard.update(UpdateOperation.create_sparse_vector(KEYWORDS_VECTOR, modifier=Modifier.Idf))
+    shard.update(UpdateOperation.create_field_index(EXPIRES_FIELD, DatetimeIndexParams()))
 
 
 def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
@@ -85,6 +93,7 @@ def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
         shard.update(
             UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
         )
+        ensure_memory_schema(shard)
     except BaseException:
         shard.close()
         raise
@@ -233,7 +242,7 @@ def load_collection(path: Path) -> Collection:
     try:
         for name in live:
             shards[name] = EdgeShard.load(str(path / name))
-            ensure_keywords_vector(shards[name])
+            ensure_memory_schema(shards[name])
     except BaseException:
         for shard in shards.values():
             shard.close()

@@ -33,6 +33,7 @@ from graph.store.remote.translate import (
     to_qdrant_filter,
 )
 from graph.store.tenancy import (
+    EXPIRES_FIELD,
     KEYWORDS_VECTOR,
     PARTITION_FIELD,
     CollectionEntry,
@@ -161,11 +162,22 @@ class Catalog:
             (PARTITION_FIELD, True),
             keywords=True,
         )
-        await self._ensure_keywords_vector(logical)
+        await self._ensure_memory_schema(logical)
         self._physicals.add(logical.physical)
 
-    async def _ensure_keywords_vector(self, logical: Logical) -> None:
-        """A physical collection made before memories existed gets their sparse vector."""
+    async def _ensure_memory_schema(self, logical: Logical) -> None:
+        """A physical collection made before memories existed gets their sparse vector;
+        every one the index of their expiry times (the expiry filter and sweep use it)."""
+        schema = models.DatetimeIndexParams(type=models.DatetimeIndexType.DATETIME)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
+            await self._client.call(
+                "create_payload_index",
+                lambda c: c.create_payload_index(
+                    logical.physical, EXPIRES_FIELD, field_schema=schema, wait=True
+                ),
+                collection=logical.entry.name,
+            )
         info = await self._client.call(
             "get_collection",
             lambda c: c.get_collection(logical.physical),
