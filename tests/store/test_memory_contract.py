@@ -3,6 +3,8 @@ the fixtures): memories are points with text, BM25 weights and an optional dense
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -252,3 +254,42 @@ def test_memories_are_confined_to_their_tenant(
         assert len(run(store.get_memories("other", collection, [1], now=NOW))) == 1
     finally:
         run(store.delete_collection("other", collection))
+
+
+def reference_mmr(
+    vectors: dict[int, list[float]], query: list[float], diversity: float, k: int
+) -> list[int]:
+    """Maximal marginal relevance as Qdrant defines it, over cosine similarity."""
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+            sum(x * x for x in a) * sum(y * y for y in b)
+        )
+
+    left = list(vectors)
+    picked = [max(left, key=lambda i: cos(vectors[i], query))]
+    left.remove(picked[0])
+    while left and len(picked) < k:
+        best = max(
+            left,
+            key=lambda i: (
+                (1 - diversity) * cos(vectors[i], query)
+                - diversity * max(cos(vectors[i], vectors[j]) for j in picked)
+            ),
+        )
+        picked.append(best)
+        left.remove(best)
+    return picked
+
+
+def test_diversity_is_maximal_marginal_relevance(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    rng = random.Random(3)
+    vectors = {i: unit(*(rng.random() for _ in range(4))) for i in range(30)}
+    run(store.remember(TENANT, collection, [memory(i, f"memo {i}", v) for i, v in vectors.items()]))
+    query = unit(0.9, 0.1, 0.3, 0.2)
+    for diversity in (0.3, 0.6, 0.9):
+        request = ask(RecallMode.SEMANTIC, dense=query, limit=8, diversity=diversity)
+        found = ids(run(store.recall(TENANT, collection, request)))
+        assert found == reference_mmr(vectors, query, diversity, 8), diversity

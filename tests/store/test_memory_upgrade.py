@@ -1,9 +1,11 @@
 """Data made before memories existed (no sparse vector) opens and takes memories with no
-manual step, in both adapters; memories survive the embedded store's index builds."""
+manual step, in both adapters; memories survive the embedded store's index builds and are
+recalled over its several shards as over one."""
 
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +18,7 @@ from qdrant_edge import Point as EdgePoint
 from graph.memory.keywords import query_keywords
 from graph.settings import Distance
 from graph.store.edge import EdgeStore
-from graph.store.models import Point, RecallMode, RecallRequest
+from graph.store.models import Point, RecallMode, RecallRequest, Recency
 from graph.store.remote import RemoteStore
 from graph.store.tenancy import (
     EXPIRES_FIELD,
@@ -128,3 +130,43 @@ def test_an_old_qdrant_collection_takes_memories(tmp_path: Path, run: Runner) ->
         assert [m.id for m in run(store.recall(TENANT, "c", keyword_recall("creme")))] == [1]
     finally:
         run(store.close())
+
+
+def test_recall_over_several_shards_ranks_as_over_one(tmp_path: Path, run: Runner) -> None:
+    """A large collection spans an indexed and a fresh shard: fused, aged and diversified
+    rankings are computed over both together, the same as the engine does over one."""
+    rng = random.Random(3)
+    batch = [
+        memory(
+            i,
+            f"memo {i}" + (" zebra" if i in (4, 25) else ""),
+            unit(*(rng.random() for _ in range(4))),
+            age=rng.uniform(0, 30 * 86400),
+        )
+        for i in range(30)
+    ]
+    one, two = EdgeStore(tmp_path / "one"), EdgeStore(tmp_path / "two", index_threshold=20)
+    for store in (one, two):
+        run(store.open())
+        run(store.create_collection(TENANT, "c", 4, Distance.COSINE))
+    try:
+        run(one.remember(TENANT, "c", batch))
+        run(two.remember(TENANT, "c", batch[:20]))
+        run(two.wait_for_indexing())
+        run(two.remember(TENANT, "c", batch[20:]))
+        assert len(two._collections["d4-cosine"].view.shards) == 2
+        dense = unit(0.9, 0.1, 0.3, 0.2)
+        week = Recency(7 * 86400.0, 0.5)
+        requests = [
+            RecallRequest(RecallMode.SEMANTIC, limit=8, now=NOW, dense=dense, recency=week),
+            RecallRequest(RecallMode.SEMANTIC, limit=5, now=NOW, dense=dense, diversity=0.6),
+            RecallRequest(
+                RecallMode.HYBRID, limit=8, now=NOW, dense=dense, keywords=query_keywords("zebra")
+            ),
+        ]
+        for request in requests:
+            expected = [m.id for m in run(one.recall(TENANT, "c", request))]
+            assert [m.id for m in run(two.recall(TENANT, "c", request))] == expected, request
+    finally:
+        run(one.close())
+        run(two.close())

@@ -10,7 +10,13 @@ A recall is one engine request per shard, stages nested as prefetches:
   (1 - weight) * relevance + weight * 0.5 ** (age / half_life), where relevance is the
   candidate's reciprocal-rank score scaled so that the best possible is 1 (scores of
   BM25, cosine, dot and RRF have no common scale; ranks do);
-- diversity: maximal marginal relevance over the dense vectors of the candidates.
+- diversity: maximal marginal relevance over the dense vectors of the candidates,
+  computed here (see recall).
+
+With several shards (a large collection: an indexed one and a fresh one) each ranking
+runs on every shard and is merged by score, and the later stages are computed here by
+the same arithmetic as the engine's, so that each shard's best is not taken for the best
+of all (recall_merged).
 
 Every stage carries the same filter: the tenant partition, the client's filter on
 metadata, "has text" and "not expired at now".
@@ -18,9 +24,12 @@ metadata, "has text" and "not expired at now".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qdrant_edge import (
     DecayKind,
     EdgeShard,
@@ -29,7 +38,6 @@ from qdrant_edge import (
     Formula,
     Fusion,
     IsEmptyCondition,
-    Mmr,
     Prefetch,
     Query,
     QueryRequest,
@@ -45,7 +53,8 @@ if TYPE_CHECKING:
     from qdrant_edge import ConditionType, ScoringQueryType
 
 from graph.errors import BadUserInput
-from graph.store.edge.translate import DENSE, EdgeId, from_edge_id
+from graph.settings import Distance
+from graph.store.edge.translate import DENSE, EdgeId, from_edge_id, vector_of
 from graph.store.edge.views import JournalEntry, delete_stored, write_points
 from graph.store.models import (
     RRF_K,
@@ -116,18 +125,23 @@ def expired_everywhere(now: str) -> EdgeFilter:
     return EdgeFilter(must=[FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now))])
 
 
-def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
-    candidates = request.candidates
-    relevance: list[Prefetch] = []
+def _rankings(request: RecallRequest) -> list[Query]:
+    """The relevance rankings: BM25 over the keywords, nearest dense vectors, or both."""
+    rankings: list[Query] = []
     if request.mode is not RecallMode.SEMANTIC:
         assert request.keywords is not None
         sparse = EdgeSparseVector(request.keywords.indices, request.keywords.values)
-        relevance.append(
-            Prefetch(candidates, query=Query.Nearest(sparse, using=KEYWORDS_VECTOR), filter=flt)
-        )
+        rankings.append(Query.Nearest(sparse, using=KEYWORDS_VECTOR))
     if request.mode is not RecallMode.KEYWORD:
         assert request.dense is not None
-        relevance.append(Prefetch(candidates, query=Query.Nearest(request.dense), filter=flt))
+        rankings.append(Query.Nearest(request.dense))
+    return rankings
+
+
+def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
+    """One request running relevance and recency in the engine, for a single shard."""
+    candidates = request.candidates
+    relevance = [Prefetch(candidates, query=q, filter=flt) for q in _rankings(request)]
     query: ScoringQueryType | None
     prefetches: list[Prefetch] | None
     if request.recency is not None:
@@ -137,11 +151,6 @@ def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
         query, prefetches = _rrf(), relevance
     else:
         query, prefetches = relevance[0].query, None
-    if request.diversity > 0:
-        assert request.dense is not None
-        stage = Prefetch(candidates, query=query, prefetches=prefetches, filter=flt)
-        query = Mmr(request.dense, lambda_=1.0 - request.diversity, candidates_limit=candidates)
-        prefetches = [stage]
     return QueryRequest(
         limit=request.limit, query=query, prefetches=prefetches, filter=flt, with_payload=True
     )
@@ -183,17 +192,112 @@ def remember(
 
 
 def recall(
-    shards: tuple[EdgeShard, ...], request: QueryRequest, limit: int, descending: bool
+    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
 ) -> list[MemoryRecord]:
-    """Each shard ranks its own memories; the hits are merged by score (a point found in
-    two shards keeps the newer one), and come back higher-is-better."""
+    """Scores come back higher-is-better. One shard runs every stage (recall_request);
+    with several, each ranking is merged across the shards first (recall_merged). Diversity
+    is always computed here: qdrant-edge 0.9's MMR over points that also hold a sparse
+    vector does not rank as Qdrant's definition (and the Qdrant server) does."""
+    plain = request.recency is None and request.diversity == 0 and request.lists == 1
+    if request.diversity > 0 or (len(shards) > 1 and not plain):
+        return recall_merged(shards, request, flt, distance)
+    query = recall_request(request, flt)
+    sign = -1.0 if plain and request.mode is RecallMode.SEMANTIC and distance is EUCLID else 1.0
+    hits = _newest(shards, query, sign)[: request.limit]
+    return [memory_record(h.payload, sign * h.score) for h in hits]
+
+
+def _newest(
+    shards: tuple[EdgeShard, ...], query: QueryRequest, sign: float
+) -> list[EdgeScoredPoint]:
+    """Each shard's hits (oldest shard first, so that a point caught mid-upsert in two keeps
+    the newer version), best first by sign * score."""
     newest: dict[EdgeId, EdgeScoredPoint] = {}
     for shard in shards:
-        for hit in shard.query(request):
+        for hit in shard.query(query):
             newest[hit.id] = hit
-    sign = 1.0 if descending else -1.0
-    hits = sorted(newest.values(), key=lambda h: sign * h.score, reverse=True)[:limit]
-    return [memory_record(h.payload, sign * h.score) for h in hits]
+    return sorted(newest.values(), key=lambda h: sign * h.score, reverse=True)
+
+
+def recall_merged(
+    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+) -> list[MemoryRecord]:
+    """The stages of recall_request over several shards: each ranking runs on every shard
+    and is merged by score, then fused, aged and diversified here by the same arithmetic
+    as the engine's (reciprocal rank fusion, the recency formula, maximal marginal
+    relevance), so that each shard's best is not taken for the best of all."""
+    candidates = request.candidates
+    hits: dict[EdgeId, EdgeScoredPoint] = {}
+    fused: dict[EdgeId, float] = {}
+    rankings = _rankings(request)
+    for position, ranking in enumerate(rankings):
+        # The dense ranking comes last; under euclid its scores are distances.
+        dense = request.mode is not RecallMode.KEYWORD and position == len(rankings) - 1
+        sign = -1.0 if dense and distance is EUCLID else 1.0
+        query = QueryRequest(
+            limit=candidates,
+            query=ranking,
+            filter=flt,
+            with_payload=True,
+            with_vector=request.diversity > 0,
+        )
+        for rank, hit in enumerate(_newest(shards, query, sign)[:candidates]):
+            hits.setdefault(hit.id, hit)
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    scores = {i: _relevance(request, hits[i], rrf) for i, rrf in fused.items()}
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:candidates]
+    if request.diversity > 0:
+        ranked, scores = _mmr(request, [(i, hits[i]) for i in ranked], distance)
+    return [memory_record(hits[i].payload, scores[i]) for i in ranked[: request.limit]]
+
+
+def _relevance(request: RecallRequest, hit: EdgeScoredPoint, rrf: float) -> float:
+    if request.recency is not None:
+        payload = hit.payload or {}
+        age = abs((request.now - datetime.fromisoformat(payload[CREATED_FIELD])).total_seconds())
+        weight = request.recency.weight
+        fresh = math.pow(0.5, age / request.recency.half_life_seconds)
+        return (1.0 - weight) * RRF_K / request.lists * rrf + weight * fresh
+    return rrf
+
+
+def _mmr(
+    request: RecallRequest, ranked: list[tuple[EdgeId, EdgeScoredPoint]], distance: Distance
+) -> tuple[list[EdgeId], dict[EdgeId, float]]:
+    """Maximal marginal relevance over the candidates' dense vectors, as Qdrant's: each
+    next pick maximises (1 - diversity) * sim(query, d) - diversity * max sim(d, picked)."""
+    assert request.dense is not None
+    ids = [i for i, hit in ranked if vector_of(hit.vector) is not None]
+    if not ids:
+        return [], {}
+    by_id = dict(ranked)
+    vectors = np.array([vector_of(by_id[i].vector) for i in ids], dtype=np.float64)
+    query = np.array(request.dense, dtype=np.float64)
+    relevance = _similarity(vectors, query[None, :], distance)[:, 0]
+    between = _similarity(vectors, vectors, distance)
+    keep = 1.0 - request.diversity
+    picked: list[int] = []
+    scores: dict[EdgeId, float] = {}
+    left = list(range(len(ids)))
+    while left and len(picked) < request.limit:
+        redundancy = between[left][:, picked].max(axis=1) if picked else np.zeros(len(left))
+        value = keep * relevance[left] - request.diversity * redundancy
+        best = int(np.argmax(value))
+        scores[ids[left[best]]] = float(value[best])
+        picked.append(left.pop(best))
+    return [ids[i] for i in picked], scores
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, distance: Distance) -> np.ndarray:
+    """Pairwise similarity of the rows of a and b, higher is closer."""
+    if distance is Distance.EUCLID:
+        result: np.ndarray = -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+        return result
+    if distance is Distance.COSINE:
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    product: np.ndarray = a @ b.T
+    return product
 
 
 def retrieve(
@@ -225,3 +329,6 @@ def sweep(
         if len(ids) >= limit:
             break
     return delete_stored(shards, list(dict.fromkeys(ids)), journal) if ids else 0
+
+
+EUCLID = Distance.EUCLID

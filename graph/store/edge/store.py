@@ -50,7 +50,6 @@ from graph.store.models import (
     MemoryRecord,
     Point,
     PointId,
-    RecallMode,
     RecallRequest,
     Record,
     ScoredPoint,
@@ -407,16 +406,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             check_vector_dimension(request.dense, coll.manifest.dimension, "Query vector")
             check_finite(request.dense, "Query vector")
         flt = memory.memories_only(logical.scoped(request.filter), iso(request.now))
-        # Only the plain dense ranking of a euclid collection scores lower-is-better.
-        plain = request.recency is None and request.mode is RecallMode.SEMANTIC
-        descending = coll.descending or not plain
         return await self._on_view(
-            coll.view,
-            False,
-            memory.recall,
-            memory.recall_request(request, flt),
-            request.limit,
-            descending,
+            coll.view, False, memory.recall, request, flt, coll.manifest.distance
         )
 
     async def get_memories(
