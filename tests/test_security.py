@@ -232,8 +232,8 @@ def upsert_into(client: TestClient, credential: str, collection: str) -> GraphQL
 # Scopes
 
 
-READ_ONLY = token("acme", "read", aud="memory")
-WRITER = token("acme", "read write", aud="memory")
+READ_ONLY = token("acme", "read", aud="memory", exp=24 * 3600)
+WRITER = token("acme", "read write", aud="memory", exp=24 * 3600)
 
 
 def test_a_read_only_credential_cannot_write(secured: TestClient) -> None:
