@@ -26,7 +26,7 @@ from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.responses import JSONResponse
-from graph.memory.embedders.base import Embedder
+from graph.memory.embedders import Embedder, create_embedder
 from graph.memory.expiry import sweep_forever
 from graph.memory.service import MemoryService
 from graph.security.auth import Authenticator
@@ -147,8 +147,10 @@ def create_app(
     store = store or create_store(settings)
     if settings.telemetry.metrics_store:
         store = instrument(store)
-    # The embedder is passed in (by the embedders' factory, or a test) until EMBEDDER is
-    # read here; without one, recall is by keywords and client vectors.
+    # EMBEDDER's (a test may pass its own); without one, recall is by keywords and by the
+    # vectors clients send.
+    if embedder is None:
+        embedder = create_embedder(settings.memory)
     memories = MemoryService(store, settings, embedder)
     set_resolver_timing(settings.telemetry.metrics_resolver_timing)
     initialise_error_codes(code.value for code in ErrorCode)
@@ -207,12 +209,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if settings.memory.embedder and embedder is None:
-            logger.error(
-                "EMBEDDER=%s is set but no embedder was built: memories are recalled by "
-                "keywords and client vectors only",
-                settings.memory.embedder,
-            )
         await memories.start()  # checks the embedder's dimension before anything opens
         await store.open()
         await supervisor.check()

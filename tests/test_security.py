@@ -80,9 +80,8 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
-# Made once, at collection: valid for a day, so that a long test run does not outlive them.
-A = token("acme", aud="memory", exp=24 * 3600)
-B = token("globex", aud="memory", exp=24 * 3600)
+A = token("acme", aud="memory")
+B = token("globex", aud="memory")
 
 
 def assert_refused(response: GraphQLResponse, status: int, code: str) -> None:
@@ -232,8 +231,8 @@ def upsert_into(client: TestClient, credential: str, collection: str) -> GraphQL
 # Scopes
 
 
-READ_ONLY = token("acme", "read", aud="memory", exp=24 * 3600)
-WRITER = token("acme", "read write", aud="memory", exp=24 * 3600)
+READ_ONLY = token("acme", "read", aud="memory")
+WRITER = token("acme", "read write", aud="memory")
 
 
 def test_a_read_only_credential_cannot_write(secured: TestClient) -> None:
