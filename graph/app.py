@@ -26,6 +26,9 @@ from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.responses import JSONResponse
+from graph.memory.embedders import Embedder, create_embedder
+from graph.memory.expiry import sweep_forever
+from graph.memory.service import MemoryService
 from graph.security.auth import Authenticator
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
@@ -135,11 +138,20 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
-def create_app(settings: Settings | None = None, store: VectorStore | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+) -> Starlette:
     settings = settings or Settings()
     store = store or create_store(settings)
     if settings.telemetry.metrics_store:
         store = instrument(store)
+    # EMBEDDER's (a test may pass its own); without one, recall is by keywords and by the
+    # vectors clients send.
+    if embedder is None:
+        embedder = create_embedder(settings.memory)
+    memories = MemoryService(store, settings, embedder)
     set_resolver_timing(settings.telemetry.metrics_resolver_timing)
     initialise_error_codes(code.value for code in ErrorCode)
     server = ServerState()
@@ -177,6 +189,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         recorder,
         authenticator=authenticator,
         limiter=limiter,
+        memories=memories,
     )
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
 
@@ -196,8 +209,12 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await memories.start()  # checks the embedder's dimension before anything opens
         await store.open()
         await supervisor.check()
+        sweeping = asyncio.create_task(
+            sweep_forever(memories, settings.memory.ttl_sweep_seconds), name="expiry-sweep"
+        )
         task = asyncio.create_task(supervisor.run())
         recording = asyncio.create_task(recorder.run()) if recorder.interval else None
         if authenticator.open:
@@ -218,9 +235,10 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
         finally:
             server.draining = True
             supervisor.stopping = True
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for stopping in (task, sweeping):
+                stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopping
             if recording is not None:
                 recording.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -228,6 +246,7 @@ def create_app(settings: Settings | None = None, store: VectorStore | None = Non
             recorder.record()
             preparer.close()
             await store.close()
+            await memories.close()
             if limiter is not None:
                 await limiter.close()
             logger.info("Memory server stopped; the store is flushed and closed")

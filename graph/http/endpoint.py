@@ -26,6 +26,7 @@ from graph.graphql.prepare import PreparedOperation, Preparer, Refusal
 from graph.graphql.schema.context import RequestContext, ServerState
 from graph.http.middleware import request_id_of
 from graph.http.responses import JSONResponse, error_response
+from graph.memory.service import MemoryService
 from graph.security.auth import OPEN_PRINCIPAL, Authenticator, Principal
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
@@ -53,7 +54,9 @@ class GraphQLEndpoint:
         recorder: OperationRecorder,
         authenticator: Authenticator | None = None,
         limiter: TenantRateLimiter | None = None,
+        memories: MemoryService | None = None,
     ) -> None:
+        self.memories = memories
         self.preparer = preparer
         self.policy = policy
         self.executor = executor
@@ -136,6 +139,7 @@ class GraphQLEndpoint:
                 request_id=request_id,
                 principal=principal,
                 server=self.server,
+                memories=self.memories,
             )
             result = await self.executor.execute(prepared, variables, context)
         body: dict[str, Any] = {}

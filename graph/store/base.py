@@ -24,13 +24,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 
 from graph.settings import Distance
 from graph.store.models import (
     CollectionInfo,
     Filter,
+    MemoryPoint,
+    MemoryRecord,
     Point,
     PointId,
+    RecallRequest,
     Record,
     ScoredPoint,
     ScrollPage,
@@ -132,3 +136,33 @@ class VectorStore(ABC):
         with_vector: bool = False,
     ) -> ScrollPage:
         """Up to limit points from cursor on (None: the start), and the next cursor."""
+
+    # Memories (points with text: graph/store/tenancy.py). Reads never return a memory
+    # expired at their `now`.
+
+    @abstractmethod
+    async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
+        """Insert or replace memories by id, all or nothing, durable on return (as upsert);
+        a memory without a vector has none in the store."""
+
+    @abstractmethod
+    async def recall(
+        self, tenant: str, collection: str, request: RecallRequest
+    ) -> list[MemoryRecord]:
+        """The memories best for request, best first (scores higher is better)."""
+
+    @abstractmethod
+    async def get_memories(
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, now: datetime | None
+    ) -> list[MemoryRecord]:
+        """The memories among ids in the order of ids; points without text and (unless now
+        is None) memories expired at now are left out."""
+
+    @abstractmethod
+    async def forget_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
+        """Delete the memories (only they) matching filter; returns how many there were."""
+
+    @abstractmethod
+    async def sweep_expired_all_tenants(self, now: datetime, limit: int) -> int:
+        """Delete up to limit memories expired at now, across every tenant and collection:
+        the one call that is not confined to a tenant (for the expiry sweep only)."""

@@ -38,8 +38,10 @@ logger = logging.getLogger("graph.store")
 
 INTERFACE = tuple(sorted(VectorStore.__abstractmethods__))
 # Methods whose int result is a number of points written or deleted.
-_UPSERTS = frozenset({"upsert"})
-_DELETES = frozenset({"delete_ids", "delete_by_filter"})
+_UPSERTS = frozenset({"upsert", "remember"})
+_DELETES = frozenset(
+    {"delete_ids", "delete_by_filter", "forget_by_filter", "sweep_expired_all_tenants"}
+)
 # Failures that alerts watch: their series exist from the start so rate() sees the first.
 _WATCHED_CODES = (ErrorCode.STORE_UNAVAILABLE, ErrorCode.STORE_TIMEOUT, ErrorCode.STORE_OVERLOADED)
 

@@ -11,7 +11,11 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
 from typing import Any
+
+import orjson
 
 from graph.errors import BadUserInput, shown
 from graph.settings import Distance
@@ -62,6 +66,92 @@ class CollectionInfo:
 
 
 @dataclass(slots=True)
+class SparseVector:
+    """BM25 term weights: token ids and their weights (graph.memory.keywords)."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(slots=True)
+class MemoryPoint:
+    """A memory as written: the service has checked it and set its times."""
+
+    id: PointId
+    text: str
+    keywords: SparseVector
+    vector: list[float] | None
+    metadata: Payload | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """A memory as read; score only for recall (higher is better)."""
+
+    id: PointId
+    text: str
+    metadata: Payload | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    score: float = 0.0
+
+
+def expired(memory: MemoryRecord, now: datetime | None) -> bool:
+    """Whether memory has expired at now (None: never)."""
+    return now is not None and memory.expires_at is not None and memory.expires_at <= now
+
+
+class RecallMode(Enum):
+    """The modes a store runs (the service resolves AUTO to one of them)."""
+
+    HYBRID = "HYBRID"
+    KEYWORD = "KEYWORD"
+    SEMANTIC = "SEMANTIC"
+
+
+@dataclass(slots=True)
+class Recency:
+    half_life_seconds: float
+    weight: float
+
+
+@dataclass(slots=True)
+class RecallRequest:
+    """What recall ranks by. KEYWORD needs keywords, SEMANTIC dense, HYBRID both;
+    diversity > 0 needs dense. Memories expired at `now` are never returned."""
+
+    mode: RecallMode
+    limit: int
+    now: datetime
+    keywords: SparseVector | None = None
+    dense: list[float] | None = None
+    filter: Filter | None = None
+    recency: Recency | None = None
+    diversity: float = 0.0
+
+    @property
+    def candidates(self) -> int:
+        """How many memories each ranking stage hands on to the next."""
+        return max(RECALL_CANDIDATES, self.limit)
+
+    @property
+    def lists(self) -> int:
+        """How many rankings are fused."""
+        return 2 if self.mode is RecallMode.HYBRID else 1
+
+
+# Each stage of a recall looks at this many candidates.
+RECALL_CANDIDATES = 100
+# Reciprocal rank fusion's k, as Qdrant's default: a memory ranked r-th (from 0) in a
+# list scores 1 / (RRF_K + r) for it.
+RRF_K = 2
+
+
+@dataclass(slots=True)
 class Range:
     gt: float | None = None
     gte: float | None = None
@@ -96,6 +186,52 @@ class Filter:
     must: list[Condition] = field(default_factory=list)
     should: list[Condition] = field(default_factory=list)
     must_not: list[Condition] = field(default_factory=list)
+
+
+# The engine stores a payload deeper than about 126 levels but then fails to read it back,
+# and with it every query, scroll or get that meets the point: such payloads are refused.
+MAX_PAYLOAD_DEPTH = 64
+# Payload integers are kept as 64-bit numbers; a larger one would come back changed.
+PAYLOAD_INT_MIN = -(2**63)
+PAYLOAD_INT_MAX = 2**64 - 1
+
+
+# What one point's payload may hold, so that what a request can make the server read
+# and send is bounded (with MAX_POINTS_PER_REQUEST; docs/hardening.md has the worst
+# case): its JSON text, and its values (each a Python object once read back).
+MAX_PAYLOAD_BYTES = 32 * 1024
+MAX_PAYLOAD_VALUES = 1_024
+
+
+def check_payload(payload: dict[str, Any]) -> None:
+    """A payload the store hands back unchanged and that costs a bounded amount to read:
+    at most MAX_PAYLOAD_DEPTH levels of objects and arrays (the payload itself is level
+    1), MAX_PAYLOAD_VALUES values and MAX_PAYLOAD_BYTES of JSON, finite numbers, 64-bit
+    integers."""
+    if _check_values(payload, 1, 0) > MAX_PAYLOAD_VALUES:
+        raise BadUserInput(f"a payload holds at most {MAX_PAYLOAD_VALUES} values")
+    if len(orjson.dumps(payload)) > MAX_PAYLOAD_BYTES:
+        raise BadUserInput(f"a payload is at most {MAX_PAYLOAD_BYTES} bytes of JSON")
+
+
+def _check_values(payload: dict[str, Any] | list[Any], depth: int, counted: int) -> int:
+    """The values counted so far, this container's included; stops counting (and
+    looking) past the limit."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise BadUserInput(f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep")
+    for value in payload.values() if isinstance(payload, dict) else payload:
+        counted += 1
+        if counted > MAX_PAYLOAD_VALUES:
+            return counted
+        kind = type(value)
+        if kind is dict or kind is list:
+            counted = _check_values(value, depth + 1, counted)
+        elif kind is int:
+            if not PAYLOAD_INT_MIN <= value <= PAYLOAD_INT_MAX:
+                raise BadUserInput("payload integers must fit in 64 bits")
+        elif kind is float and not math.isfinite(value):
+            raise BadUserInput("payload numbers must be finite")
+    return counted
 
 
 def normalize_point_id(raw: object) -> PointId:

@@ -11,6 +11,10 @@ Qdrant's recommended multi-tenant layout, the same in both adapters:
 - Point ids are per logical collection: the engine stores the point under
   uuid5(partition, client id) (`stored_id`) and keeps the client's id in ID_FIELD, so
   two tenants (or two collections) using id 1 never touch each other's point.
+- A memory is a point of the same collection (graph/memory/service.py): its metadata is
+  the client payload, and its text and times are internal fields (TEXT_FIELD ...), out of
+  reach of client filters like the others. It carries BM25 weights under the named
+  sparse vector KEYWORDS_VECTOR, and the unnamed dense vector only when it has one.
 - The client's payload is stored whole under PAYLOAD_FIELD and every client filter key
   is prefixed with it (`USER_KEY_PREFIX`), so no client filter can ever reach the
   internal fields, and a payload handed back is exactly the one the client stored.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from graph.errors import BadUserInput
@@ -32,6 +37,8 @@ from graph.store.models import (
     Condition,
     Filter,
     Match,
+    MemoryPoint,
+    MemoryRecord,
     Payload,
     PointId,
     Record,
@@ -43,6 +50,13 @@ PARTITION_FIELD = "_p"
 ID_FIELD = "_id"
 PAYLOAD_FIELD = "_u"
 USER_KEY_PREFIX = PAYLOAD_FIELD + "."
+# Memories: the text (present exactly on memories) and times as ISO 8601 in UTC.
+TEXT_FIELD = "_t"
+CREATED_FIELD = "_c"
+UPDATED_FIELD = "_m"
+EXPIRES_FIELD = "_x"
+# The named sparse vector of memories' BM25 weights (IDF computed by the engine).
+KEYWORDS_VECTOR = "bm25"
 
 DEFAULT_TENANT = "default"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
@@ -76,6 +90,39 @@ def stored_payload(partition: str, point_id: PointId, payload: Payload | None) -
     if payload:
         stored[PAYLOAD_FIELD] = payload
     return stored
+
+
+def stored_memory(partition: str, memory: MemoryPoint) -> Payload:
+    stored = stored_payload(partition, memory.id, memory.metadata)
+    stored[TEXT_FIELD] = memory.text
+    stored[CREATED_FIELD] = iso(memory.created_at)
+    stored[UPDATED_FIELD] = iso(memory.updated_at)
+    if memory.expires_at is not None:
+        stored[EXPIRES_FIELD] = iso(memory.expires_at)
+    return stored
+
+
+def memory_record(stored: Payload | None, score: float = 0.0) -> MemoryRecord:
+    stored = stored or {}
+    expires = stored.get(EXPIRES_FIELD)
+    return MemoryRecord(
+        id=client_id(stored),
+        text=str(stored.get(TEXT_FIELD, "")),
+        metadata=client_payload(stored) or None,
+        created_at=datetime.fromisoformat(stored[CREATED_FIELD]),
+        updated_at=datetime.fromisoformat(stored[UPDATED_FIELD]),
+        expires_at=datetime.fromisoformat(expires) if expires else None,
+        score=score,
+    )
+
+
+def is_memory(stored: Payload | None) -> bool:
+    return bool(stored) and TEXT_FIELD in stored  # type: ignore[operator]
+
+
+def iso(moment: datetime) -> str:
+    """UTC, as the engine's datetime filters and formulas read it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def client_id(stored: Payload | None) -> PointId:

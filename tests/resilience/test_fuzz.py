@@ -107,7 +107,7 @@ def test_schemathesis_finds_no_failure(server: ServerProcess) -> None:
     register_scalars()
     schema = schemathesis.graphql.from_url(f"{server.url}/graphql")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 10, [op.label for op in operations]  # 6 queries, 4 mutations
+    assert len(operations) == 14, [op.label for op in operations]  # 8 queries, 6 mutations
     cases = st.one_of(*(operation.as_strategy() for operation in operations))
     deadline = time.monotonic() + FUZZ_SECONDS
     ran: list[str] = []
@@ -129,7 +129,7 @@ def test_schemathesis_finds_no_failure(server: ServerProcess) -> None:
 
     fuzz()
     print(f"schemathesis: {len(ran)} requests over {len(set(ran))} root fields")
-    assert len(set(ran)) == 10
+    assert len(set(ran)) == 14
     assert server.process is not None and server.process.poll() is None
     assert server.gql("{ health { status } }") == {"data": {"health": {"status": "OK"}}}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graph.memory.service import MemoryService
 from graph.security.auth import OPEN_PRINCIPAL, Principal
 from graph.settings import Settings
 from graph.store.base import VectorStore
@@ -34,3 +35,5 @@ class RequestContext:
     # call passes principal.tenant. The default is the open, single-tenant server's.
     principal: Principal = OPEN_PRINCIPAL
     server: ServerState = field(default_factory=ServerState)
+    # The memory service (graph/memory/service.py) the memory fields call.
+    memories: MemoryService | None = None

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, cast
 
-import orjson
 import strawberry
 
 from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
 from graph.store import models
+from graph.store.models import (  # noqa: F401 (re-exported for tests)
+    MAX_PAYLOAD_DEPTH,
+    PAYLOAD_INT_MAX,
+    PAYLOAD_INT_MIN,
+    check_payload,
+)
 
 
 @strawberry.input
@@ -63,53 +67,9 @@ class Filter:
     must_not: list[Condition] | None = None
 
 
-# The engine stores a payload deeper than about 126 levels but then fails to read it back,
-# and with it every query, scroll or get that meets the point: such payloads are refused.
-MAX_PAYLOAD_DEPTH = 64
-# Payload integers are kept as 64-bit numbers; a larger one would come back changed.
-PAYLOAD_INT_MIN = -(2**63)
-PAYLOAD_INT_MAX = 2**64 - 1
 # Qdrant matches integers as signed 64-bit.
 MATCH_INT_MIN = -(2**63)
 MATCH_INT_MAX = 2**63 - 1
-
-
-# What one point's payload may hold, so that what a request can make the server read
-# and send is bounded (with MAX_POINTS_PER_REQUEST; docs/hardening.md has the worst
-# case): its JSON text, and its values (each a Python object once read back).
-MAX_PAYLOAD_BYTES = 32 * 1024
-MAX_PAYLOAD_VALUES = 1_024
-
-
-def check_payload(payload: dict[str, Any]) -> None:
-    """A payload the store hands back unchanged and that costs a bounded amount to read:
-    at most MAX_PAYLOAD_DEPTH levels of objects and arrays (the payload itself is level
-    1), MAX_PAYLOAD_VALUES values and MAX_PAYLOAD_BYTES of JSON, finite numbers, 64-bit
-    integers."""
-    if _check_values(payload, 1, 0) > MAX_PAYLOAD_VALUES:
-        raise BadUserInput(f"a payload holds at most {MAX_PAYLOAD_VALUES} values")
-    if len(orjson.dumps(payload)) > MAX_PAYLOAD_BYTES:
-        raise BadUserInput(f"a payload is at most {MAX_PAYLOAD_BYTES} bytes of JSON")
-
-
-def _check_values(payload: dict[str, Any] | list[Any], depth: int, counted: int) -> int:
-    """The values counted so far, this container's included; stops counting (and
-    looking) past the limit."""
-    if depth > MAX_PAYLOAD_DEPTH:
-        raise BadUserInput(f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep")
-    for value in payload.values() if isinstance(payload, dict) else payload:
-        counted += 1
-        if counted > MAX_PAYLOAD_VALUES:
-            return counted
-        kind = type(value)
-        if kind is dict or kind is list:
-            counted = _check_values(value, depth + 1, counted)
-        elif kind is int:
-            if not PAYLOAD_INT_MIN <= value <= PAYLOAD_INT_MAX:
-                raise BadUserInput("payload integers must fit in 64 bits")
-        elif kind is float and not math.isfinite(value):
-            raise BadUserInput("payload numbers must be finite")
-    return counted
 
 
 def to_points(inputs: list[PointInput]) -> list[models.Point]:

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.errors import BadUserInput
-from graph.graphql.schema import types
+from graph.graphql.schema import memory, types
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
 from graph.graphql.schema.query import CollectionArg, to_collection
@@ -20,6 +20,11 @@ from graph.telemetry.metrics import timed_resolver
 
 @strawberry.type
 class Mutation:
+    remember = strawberry.mutation(
+        resolver=memory.remember, description=memory.REMEMBER_DESCRIPTION
+    )
+    forget = strawberry.mutation(resolver=memory.forget, description=memory.FORGET_DESCRIPTION)
+
     @strawberry.mutation(
         description=(
             "Insert or replace points by id. The whole batch is validated first: one invalid "

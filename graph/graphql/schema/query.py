@@ -9,7 +9,7 @@ from strawberry.types import Info
 
 from graph import __version__
 from graph.errors import ApiError
-from graph.graphql.schema import types
+from graph.graphql.schema import memory, types
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.inputs import Filter, to_filter, to_ids
 from graph.graphql.schema.resolvers import (
@@ -39,6 +39,9 @@ def to_collection(info: CollectionInfo) -> types.Collection:
 
 @strawberry.type
 class Query:
+    recall = strawberry.field(resolver=memory.recall, description=memory.RECALL_DESCRIPTION)
+    memories = strawberry.field(resolver=memory.memories, description=memory.MEMORIES_DESCRIPTION)
+
     @strawberry.field(
         description=(
             "Liveness and readiness of the service and its vector store. Never raises an "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any, NewType
 
 import strawberry
@@ -64,8 +65,30 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def serialize_datetime(value: datetime) -> str:
+    """Always UTC, with a Z: "2026-11-29T08:00:00Z" (fractions of a second when any)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_datetime(value: object) -> datetime:
+    """ISO 8601 with an offset (Z or +hh:mm); a time without one is refused."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    raise BadUserInput('A DateTime is ISO 8601 with an offset, e.g. "2026-11-29T08:00:00Z"')
+
+
+def parse_datetime_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> datetime:
+    return parse_datetime(value_from_ast_untyped(node, variables))
+
+
 Vector = NewType("Vector", list[float])
 JSON = NewType("JSON", object)
+DateTime = NewType("DateTime", datetime)
 
 SCALAR_MAP: dict[object, ScalarDefinition] = {
     Vector: strawberry.scalar(
@@ -85,5 +108,15 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
         serialize=_identity,
         parse_value=_identity,
         parse_literal=parse_json_literal,
+    ),
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description=(
+            'A date and time in ISO 8601 with an offset, e.g. "2026-11-29T08:00:00Z". '
+            "Output is always UTC."
+        ),
+        serialize=serialize_datetime,
+        parse_value=parse_datetime,
+        parse_literal=parse_datetime_literal,
     ),
 }

@@ -40,6 +40,10 @@ def list_limits(settings: Settings) -> dict[str, tuple[int, str]]:
             settings.limits.max_upsert_points,
             f"At most {settings.limits.max_upsert_points} points per upsert",
         ),
+        "MemoryInput": (
+            settings.limits.max_upsert_points,
+            f"remember takes 1 to {settings.limits.max_upsert_points} memories",
+        ),
         "ID": (
             settings.limits.max_ids_per_request,
             f"At most {settings.limits.max_ids_per_request} ids per request",

@@ -25,21 +25,29 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qdrant_edge import Distance as EdgeDistance
 from qdrant_edge import (
+    DatetimeIndexParams,
     EdgeConfig,
     EdgeOptimizersConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     KeywordIndexParams,
+    Modifier,
     UpdateOperation,
 )
+from qdrant_edge import Distance as EdgeDistance
 
 from graph.errors import StoreUnavailable
 from graph.settings import Distance
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
-from graph.store.tenancy import PARTITION_FIELD, CollectionEntry
+from graph.store.tenancy import (
+    EXPIRES_FIELD,
+    KEYWORDS_VECTOR,
+    PARTITION_FIELD,
+    CollectionEntry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +72,18 @@ def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
     """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
     return EdgeConfig(
         vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
+        # Memories' BM25 weights (graph/store/edge/memory.py).
+        sparse_vectors={KEYWORDS_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         wal_enabled=True,
         optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
     )
+
+
+def ensure_memory_schema(shard: EdgeShard) -> None:
+    """Give a shard made before memories existed their sparse vector and the index of their
+    expiry times, which the expiry filter and sweep use (no-ops when they are there)."""
+    shard.update(UpdateOperation.create_sparse_vector(KEYWORDS_VECTOR, modifier=Modifier.Idf))
+    shard.update(UpdateOperation.create_field_index(EXPIRES_FIELD, DatetimeIndexParams()))
 
 
 def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
@@ -76,6 +93,7 @@ def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
         shard.update(
             UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
         )
+        ensure_memory_schema(shard)
     except BaseException:
         shard.close()
         raise
@@ -224,6 +242,7 @@ def load_collection(path: Path) -> Collection:
     try:
         for name in live:
             shards[name] = EdgeShard.load(str(path / name))
+            ensure_memory_schema(shards[name])
     except BaseException:
         for shard in shards.values():
             shard.close()

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Settings
 from graph.store import common
 from graph.store.base import VectorStore
-from graph.store.edge import views
+from graph.store.edge import memory, views
 from graph.store.edge.indexing import BackgroundIndexing
 from graph.store.edge.layout import (
     COLLECTIONS,
@@ -45,18 +46,24 @@ from graph.store.edge.translate import nearest_request, to_edge_filter
 from graph.store.models import (
     CollectionInfo,
     Filter,
+    MemoryPoint,
+    MemoryRecord,
     Point,
     PointId,
+    RecallRequest,
     Record,
     ScoredPoint,
     ScrollPage,
+    check_finite,
     check_limit,
+    check_vector_dimension,
+    expired,
     normalize_ids,
     normalize_point_id,
     validate_collection_name,
     validate_dimension,
 )
-from graph.store.tenancy import CollectionEntry, scoped_filter, validate_tenant
+from graph.store.tenancy import CollectionEntry, iso, scoped_filter, validate_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -281,24 +288,20 @@ class EdgeStore(BackgroundIndexing, VectorStore):
     # Points
 
     async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
-        logical = self._logical(tenant, collection)
-        if not points:
+        return await self._write_batch(self._logical(tenant, collection), views.upsert, points)
+
+    async def _write_batch(
+        self, logical: _Logical, write: Callable[..., int], items: Sequence[Point | MemoryPoint]
+    ) -> int:
+        """write(shards, items, dimension, partition, journal): points or memories."""
+        if not items:
             return 0
         coll = logical.coll
-        async with coll.lock:
-            self._check_current(logical)
-            self._disk.check()
-            coll.fresh_points = await self._on_view(
-                coll.view,
-                True,
-                views.upsert,
-                points,
-                coll.manifest.dimension,
-                logical.entry.partition,
-                coll.journal,
-            )
+        coll.fresh_points = await self._write(
+            logical, write, items, coll.manifest.dimension, logical.entry.partition
+        )
         self._maybe_start_build(coll)
-        return len(points)
+        return len(items)
 
     async def query(
         self,
@@ -387,3 +390,53 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         return await self._on_view(
             logical.coll.view, False, views.scroll, request, limit, with_vector
         )
+
+    # Memories (memory.py)
+
+    async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
+        return await self._write_batch(self._logical(tenant, collection), memory.remember, memories)
+
+    async def recall(
+        self, tenant: str, collection: str, request: RecallRequest
+    ) -> list[MemoryRecord]:
+        logical = self._logical(tenant, collection)
+        coll = logical.coll
+        check_limit(request.limit)
+        if request.dense is not None:
+            check_vector_dimension(request.dense, coll.manifest.dimension, "Query vector")
+            check_finite(request.dense, "Query vector")
+        flt = memory.memories_only(logical.scoped(request.filter), iso(request.now))
+        return await self._on_view(
+            coll.view, False, memory.recall, request, flt, coll.manifest.distance
+        )
+
+    async def get_memories(
+        self, tenant: str, collection: str, ids: Sequence[PointId], *, now: datetime | None
+    ) -> list[MemoryRecord]:
+        logical = self._logical(tenant, collection)
+        wanted = normalize_ids(ids)
+        if not wanted:
+            return []
+        found = await self._on_view(
+            logical.coll.view, False, memory.retrieve, wanted, logical.entry.partition
+        )
+        return [found[i] for i in wanted if i in found and not expired(found[i], now)]
+
+    async def forget_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
+        logical = self._logical(tenant, collection)
+        flt = memory.memories_only(logical.scoped(filter), None)
+        return await self._write(logical, views.delete_by_filter, flt)
+
+    async def sweep_expired_all_tenants(self, now: datetime, limit: int) -> int:
+        flt = memory.expired_everywhere(iso(now))
+        deleted = 0
+        for coll in list(self._collections.values()):
+            if deleted >= limit:
+                break
+            async with coll.lock:
+                if coll.closing:
+                    continue
+                deleted += await self._on_view(
+                    coll.view, True, memory.sweep, flt, limit - deleted, coll.journal
+                )
+        return deleted

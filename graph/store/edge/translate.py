@@ -33,6 +33,8 @@ from graph.store.models import (
 from graph.store.tenancy import client_record, client_scored, stored_id, stored_payload
 
 EdgeId = int | str | uuid.UUID
+# The unnamed dense vector's name among a point's vectors (a memory has named ones too).
+DENSE = ""
 
 
 def to_edge_filter(flt: Filter) -> EdgeFilter:
@@ -107,16 +109,19 @@ def id_order(raw: EdgeId) -> tuple[int, int]:
     return (1, (raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))).int)
 
 
-def _vector(raw: object) -> list[float] | None:
+def vector_of(raw: object) -> list[float] | None:
+    """A point's dense vector, if it has one (a memory's vectors are named)."""
+    if isinstance(raw, dict):
+        raw = raw.get(DENSE)
     return raw if isinstance(raw, list) else None
 
 
 def from_edge_scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
-    return client_scored(hit.payload, hit.score, _vector(hit.vector) if with_vector else None)
+    return client_scored(hit.payload, hit.score, vector_of(hit.vector) if with_vector else None)
 
 
 def from_edge_record(rec: EdgeRecord, with_vector: bool) -> Record:
-    return client_record(rec.payload, _vector(rec.vector) if with_vector else None)
+    return client_record(rec.payload, vector_of(rec.vector) if with_vector else None)
 
 
 # Checks on input

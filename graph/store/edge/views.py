@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from qdrant_edge import CountRequest, EdgeShard, QueryRequest, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import Point as EdgePoint
 from qdrant_edge import Record as EdgeRecord
 from qdrant_edge import ScoredPoint as EdgeScoredPoint
 
@@ -30,7 +31,7 @@ from graph.store.edge.translate import (
     from_edge_scored,
     id_order,
 )
-from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage, normalize_point_id
+from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage
 from graph.store.tenancy import owns, stored_id
 
 logger = logging.getLogger(__name__)
@@ -162,14 +163,18 @@ def upsert(
     partition: str,
     journal: list[JournalEntry] | None,
 ) -> int:
-    """Write to the fresh shard, then drop the same ids from the older ones."""
-    converted = edge_points(points, dimension, partition)
+    return write_points(shards, edge_points(points, dimension, partition), journal)
+
+
+def write_points(
+    shards: tuple[EdgeShard, ...], converted: list[EdgePoint], journal: list[JournalEntry] | None
+) -> int:
+    """Write to the fresh shard, then drop the same ids from the older ones; returns how
+    many points the fresh shard holds."""
     fresh = shards[-1]
     fresh.update(UpdateOperation.upsert_points(converted))
     if len(shards) > 1:
-        ids: list[PointId] = list(
-            dict.fromkeys(stored_id(partition, normalize_point_id(p.id)) for p in points)
-        )
+        ids: list[PointId] = list(dict.fromkeys(from_edge_id(p.id) for p in converted))
         _delete_ids_from(shards, ids, journal, fresh_too=False)
     return fresh.info().points_count
 
@@ -180,7 +185,13 @@ def delete_ids(
     partition: str,
     journal: list[JournalEntry] | None,
 ) -> int:
-    stored: list[PointId] = [stored_id(partition, i) for i in ids]
+    return delete_stored(shards, [stored_id(partition, i) for i in ids], journal)
+
+
+def delete_stored(
+    shards: tuple[EdgeShard, ...], stored: list[PointId], journal: list[JournalEntry] | None
+) -> int:
+    """Delete by stored id (graph/store/tenancy.py); returns how many existed."""
     return len(_delete_ids_from(shards, stored, journal, fresh_too=True))
 
 

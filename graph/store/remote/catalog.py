@@ -17,7 +17,7 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from graph.errors import AlreadyExists, NotFound
+from graph.errors import AlreadyExists, BadUserInput, NotFound
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -25,6 +25,7 @@ from graph.store.models import (
     validate_collection_name,
 )
 from graph.store.remote.client import Client
+from graph.store.remote.memory import KEYWORDS_CONFIG, NEW_KEYWORDS_VECTOR
 from graph.store.remote.translate import (
     TO_QDRANT_DISTANCE,
     Unsupported,
@@ -32,6 +33,8 @@ from graph.store.remote.translate import (
     to_qdrant_filter,
 )
 from graph.store.tenancy import (
+    EXPIRES_FIELD,
+    KEYWORDS_VECTOR,
     PARTITION_FIELD,
     CollectionEntry,
     partition_of,
@@ -111,7 +114,13 @@ class Catalog:
         return logical
 
     async def create_if_missing(
-        self, name: str, size: int, distance: models.Distance, index: tuple[str, bool] | None
+        self,
+        name: str,
+        size: int,
+        distance: models.Distance,
+        index: tuple[str, bool] | None,
+        *,
+        keywords: bool = False,
     ) -> None:
         """A physical or catalog collection, with a keyword index on index[0] (is_tenant
         when index[1]); created once, by whichever replica gets there first."""
@@ -123,7 +132,9 @@ class Catalog:
                 await self._client.call(
                     "create_collection",
                     lambda c: c.create_collection(
-                        name, vectors_config=models.VectorParams(size=size, distance=distance)
+                        name,
+                        vectors_config=models.VectorParams(size=size, distance=distance),
+                        sparse_vectors_config=KEYWORDS_CONFIG if keywords else None,
                     ),
                     collection=name,
                 )
@@ -145,9 +156,43 @@ class Catalog:
             return
         e = logical.entry
         await self.create_if_missing(
-            logical.physical, e.dimension, TO_QDRANT_DISTANCE[e.distance], (PARTITION_FIELD, True)
+            logical.physical,
+            e.dimension,
+            TO_QDRANT_DISTANCE[e.distance],
+            (PARTITION_FIELD, True),
+            keywords=True,
         )
+        await self._ensure_memory_schema(logical)
         self._physicals.add(logical.physical)
+
+    async def _ensure_memory_schema(self, logical: Logical) -> None:
+        """A physical collection made before memories existed gets their sparse vector;
+        every one the index of their expiry times (the expiry filter and sweep use it)."""
+        schema = models.DatetimeIndexParams(type=models.DatetimeIndexType.DATETIME)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
+            await self._client.call(
+                "create_payload_index",
+                lambda c: c.create_payload_index(
+                    logical.physical, EXPIRES_FIELD, field_schema=schema, wait=True
+                ),
+                collection=logical.entry.name,
+            )
+        info = await self._client.call(
+            "get_collection",
+            lambda c: c.get_collection(logical.physical),
+            collection=logical.entry.name,
+        )
+        if KEYWORDS_VECTOR in (info.config.params.sparse_vectors or {}):
+            return
+        with contextlib.suppress(AlreadyExists, BadUserInput):  # added meanwhile elsewhere
+            await self._client.call(
+                "create_vector_name",
+                lambda c: c.create_vector_name(
+                    logical.physical, KEYWORDS_VECTOR, NEW_KEYWORDS_VECTOR
+                ),
+                collection=logical.entry.name,
+            )
 
     async def purge(self, logical: Logical) -> None:
         """Delete every point of a logical collection."""
@@ -262,14 +307,17 @@ class Catalog:
                 break
         return entries
 
-    async def physical_collections(self) -> list[CollectionInfo]:
+    async def physical_names(self) -> list[str]:
+        """Every physical collection of this server, all tenants together."""
         response = await self._client.call("get_collections", lambda c: c.get_collections())
-        names = sorted(
+        return sorted(
             c.name
             for c in response.collections
             if c.name.startswith(PHYSICAL_PREFIX) and c.name != CATALOG_COLLECTION
         )
-        infos = []
+
+    async def physical_collections(self) -> list[CollectionInfo]:
+        names = await self.physical_names()
 
         async def describe(name: str) -> CollectionInfo | None:
             try:

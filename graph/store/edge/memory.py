@@ -1,0 +1,334 @@
+"""Memories in the embedded adapter: qdrant-edge points and requests built from our models,
+the engine work on a collection's shards, and hits read back (graph/store/tenancy.py has
+the layout of a memory).
+
+A recall is one engine request per shard, stages nested as prefetches:
+
+- relevance: BM25 over the sparse vector KEYWORDS_VECTOR (the engine applies IDF), the
+  dense vector, or both fused by reciprocal rank (HYBRID);
+- recency: a formula over the relevance stage's candidates,
+  (1 - weight) * relevance + weight * 0.5 ** (age / half_life), where relevance is the
+  candidate's reciprocal-rank score scaled so that the best possible is 1 (scores of
+  BM25, cosine, dot and RRF have no common scale; ranks do);
+- diversity: maximal marginal relevance over the dense vectors of the candidates,
+  computed here (see recall).
+
+With several shards (a large collection: an indexed one and a fresh one) each ranking
+runs on every shard and is merged by score, and the later stages are computed here by
+the same arithmetic as the engine's, so that each shard's best is not taken for the best
+of all (recall_merged).
+
+Every stage carries the same filter: the tenant partition, the client's filter on
+metadata, "has text" and "not expired at now".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qdrant_edge import (
+    DecayKind,
+    EdgeShard,
+    Expression,
+    FieldCondition,
+    Formula,
+    Fusion,
+    IsEmptyCondition,
+    Prefetch,
+    Query,
+    QueryRequest,
+    RangeDateTime,
+    ScrollRequest,
+)
+from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import Point as EdgePoint
+from qdrant_edge import ScoredPoint as EdgeScoredPoint
+from qdrant_edge import SparseVector as EdgeSparseVector
+
+if TYPE_CHECKING:
+    from qdrant_edge import ConditionType, ScoringQueryType
+
+from graph.errors import BadUserInput
+from graph.settings import Distance
+from graph.store.edge.translate import DENSE, EdgeId, from_edge_id, vector_of
+from graph.store.edge.views import JournalEntry, delete_stored, write_points
+from graph.store.models import (
+    RRF_K,
+    MemoryPoint,
+    MemoryRecord,
+    PointId,
+    RecallMode,
+    RecallRequest,
+    check_finite,
+    check_vector_dimension,
+    normalize_point_id,
+)
+from graph.store.tenancy import (
+    CREATED_FIELD,
+    EXPIRES_FIELD,
+    KEYWORDS_VECTOR,
+    TEXT_FIELD,
+    client_id,
+    is_memory,
+    iso,
+    memory_record,
+    owns,
+    stored_id,
+    stored_memory,
+)
+
+
+def memory_points(
+    memories: Sequence[MemoryPoint], dimension: int, partition: str
+) -> list[EdgePoint]:
+    """The whole batch checked and converted before anything is written."""
+    converted: list[EdgePoint] = []
+    for i, memory in enumerate(memories):
+        vectors: dict[str, list[float] | EdgeSparseVector] = {
+            KEYWORDS_VECTOR: EdgeSparseVector(memory.keywords.indices, memory.keywords.values)
+        }
+        if memory.vector is not None:
+            what = f"Vector of memory {i}"
+            check_vector_dimension(memory.vector, dimension, what)
+            check_finite(memory.vector, what)
+            vectors[DENSE] = memory.vector
+        point_id = normalize_point_id(memory.id)
+        try:
+            converted.append(
+                EdgePoint(
+                    stored_id(partition, point_id),
+                    vectors,  # type: ignore[arg-type]
+                    stored_memory(partition, memory),
+                )
+            )
+        except (TypeError, ValueError, OverflowError):
+            raise BadUserInput(
+                f"Memory {i} metadata must be JSON without NaN or infinity"
+            ) from None
+    return converted
+
+
+def memories_only(scoped: EdgeFilter, now: str | None) -> EdgeFilter:
+    """scoped (a partition's filter) narrowed to memories not expired at now."""
+    excluded: list[ConditionType] = [IsEmptyCondition(TEXT_FIELD)]
+    if now is not None:
+        excluded.append(FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now)))
+    return EdgeFilter(must=[scoped], must_not=excluded)
+
+
+def expired_everywhere(now: str) -> EdgeFilter:
+    """Memories of every tenant expired at now (the sweep's filter)."""
+    return EdgeFilter(must=[FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now))])
+
+
+def _rankings(request: RecallRequest) -> list[Query]:
+    """The relevance rankings: BM25 over the keywords, nearest dense vectors, or both."""
+    rankings: list[Query] = []
+    if request.mode is not RecallMode.SEMANTIC:
+        assert request.keywords is not None
+        sparse = EdgeSparseVector(request.keywords.indices, request.keywords.values)
+        rankings.append(Query.Nearest(sparse, using=KEYWORDS_VECTOR))
+    if request.mode is not RecallMode.KEYWORD:
+        assert request.dense is not None
+        rankings.append(Query.Nearest(request.dense))
+    return rankings
+
+
+def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
+    """One request running relevance and recency in the engine, for a single shard."""
+    candidates = request.candidates
+    relevance = [Prefetch(candidates, query=q, filter=flt) for q in _rankings(request)]
+    query: ScoringQueryType | None
+    prefetches: list[Prefetch] | None
+    if request.recency is not None:
+        fused = Prefetch(candidates, query=_rrf(), prefetches=relevance, filter=flt)
+        query, prefetches = _recency_formula(request), [fused]
+    elif len(relevance) > 1:
+        query, prefetches = _rrf(), relevance
+    else:
+        query, prefetches = relevance[0].query, None
+    return QueryRequest(
+        limit=request.limit, query=query, prefetches=prefetches, filter=flt, with_payload=True
+    )
+
+
+def _rrf() -> Fusion:
+    return Fusion.Rrf(k=RRF_K)  # type: ignore[return-value]  # the stub misses the nesting
+
+
+def _recency_formula(request: RecallRequest) -> Formula:
+    assert request.recency is not None
+    weight = request.recency.weight
+    relevance = Expression.Mult(
+        [Expression.Constant((1.0 - weight) * RRF_K / request.lists), Expression.Variable("$score")]
+    )
+    age_decay = Expression.Decay(
+        DecayKind.Exp,
+        Expression.DatetimeKey(CREATED_FIELD),
+        target=Expression.Datetime(iso(request.now)),
+        midpoint=0.5,
+        scale=request.recency.half_life_seconds,
+    )
+    return Formula(
+        Expression.Sum([relevance, Expression.Mult([Expression.Constant(weight), age_decay])])
+    )
+
+
+# Engine work, run in worker threads on a view's shards (oldest first; views.py)
+
+
+def remember(
+    shards: tuple[EdgeShard, ...],
+    memories: Sequence[MemoryPoint],
+    dimension: int,
+    partition: str,
+    journal: list[JournalEntry] | None,
+) -> int:
+    return write_points(shards, memory_points(memories, dimension, partition), journal)
+
+
+def recall(
+    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+) -> list[MemoryRecord]:
+    """Scores come back higher-is-better. One shard runs every stage (recall_request);
+    with several, each ranking is merged across the shards first (recall_merged). Diversity
+    is always computed here: qdrant-edge 0.9's MMR over points that also hold a sparse
+    vector does not rank as Qdrant's definition (and the Qdrant server) does."""
+    plain = request.recency is None and request.diversity == 0 and request.lists == 1
+    if request.diversity > 0 or (len(shards) > 1 and not plain):
+        return recall_merged(shards, request, flt, distance)
+    query = recall_request(request, flt)
+    sign = -1.0 if plain and request.mode is RecallMode.SEMANTIC and distance is EUCLID else 1.0
+    hits = _newest(shards, query, sign)[: request.limit]
+    return [memory_record(h.payload, sign * h.score) for h in hits]
+
+
+def _newest(
+    shards: tuple[EdgeShard, ...], query: QueryRequest, sign: float
+) -> list[EdgeScoredPoint]:
+    """Each shard's hits (oldest shard first, so that a point caught mid-upsert in two keeps
+    the newer version), best first by sign * score."""
+    newest: dict[EdgeId, EdgeScoredPoint] = {}
+    for shard in shards:
+        for hit in shard.query(query):
+            newest[hit.id] = hit
+    return sorted(newest.values(), key=lambda h: sign * h.score, reverse=True)
+
+
+def recall_merged(
+    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+) -> list[MemoryRecord]:
+    """The stages of recall_request over several shards: each ranking runs on every shard
+    and is merged by score, then fused, aged and diversified here by the same arithmetic
+    as the engine's (reciprocal rank fusion, the recency formula, maximal marginal
+    relevance), so that each shard's best is not taken for the best of all."""
+    candidates = request.candidates
+    hits: dict[EdgeId, EdgeScoredPoint] = {}
+    fused: dict[EdgeId, float] = {}
+    rankings = _rankings(request)
+    for position, ranking in enumerate(rankings):
+        # The dense ranking comes last; under euclid its scores are distances.
+        dense = request.mode is not RecallMode.KEYWORD and position == len(rankings) - 1
+        sign = -1.0 if dense and distance is EUCLID else 1.0
+        query = QueryRequest(
+            limit=candidates,
+            query=ranking,
+            filter=flt,
+            with_payload=True,
+            with_vector=request.diversity > 0,
+        )
+        for rank, hit in enumerate(_newest(shards, query, sign)[:candidates]):
+            hits.setdefault(hit.id, hit)
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    scores = {i: _relevance(request, hits[i], rrf) for i, rrf in fused.items()}
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:candidates]
+    if request.diversity > 0:
+        ranked, scores = _mmr(request, [(i, hits[i]) for i in ranked], distance)
+    return [memory_record(hits[i].payload, scores[i]) for i in ranked[: request.limit]]
+
+
+def _relevance(request: RecallRequest, hit: EdgeScoredPoint, rrf: float) -> float:
+    if request.recency is not None:
+        payload = hit.payload or {}
+        age = abs((request.now - datetime.fromisoformat(payload[CREATED_FIELD])).total_seconds())
+        weight = request.recency.weight
+        fresh = math.pow(0.5, age / request.recency.half_life_seconds)
+        return (1.0 - weight) * RRF_K / request.lists * rrf + weight * fresh
+    return rrf
+
+
+def _mmr(
+    request: RecallRequest, ranked: list[tuple[EdgeId, EdgeScoredPoint]], distance: Distance
+) -> tuple[list[EdgeId], dict[EdgeId, float]]:
+    """Maximal marginal relevance over the candidates' dense vectors, as Qdrant's: each
+    next pick maximises (1 - diversity) * sim(query, d) - diversity * max sim(d, picked)."""
+    assert request.dense is not None
+    ids = [i for i, hit in ranked if vector_of(hit.vector) is not None]
+    if not ids:
+        return [], {}
+    by_id = dict(ranked)
+    vectors = np.array([vector_of(by_id[i].vector) for i in ids], dtype=np.float64)
+    query = np.array(request.dense, dtype=np.float64)
+    relevance = _similarity(vectors, query[None, :], distance)[:, 0]
+    between = _similarity(vectors, vectors, distance)
+    keep = 1.0 - request.diversity
+    picked: list[int] = []
+    scores: dict[EdgeId, float] = {}
+    left = list(range(len(ids)))
+    while left and len(picked) < request.limit:
+        redundancy = between[left][:, picked].max(axis=1) if picked else np.zeros(len(left))
+        value = keep * relevance[left] - request.diversity * redundancy
+        best = int(np.argmax(value))
+        scores[ids[left[best]]] = float(value[best])
+        picked.append(left.pop(best))
+    return [ids[i] for i in picked], scores
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, distance: Distance) -> np.ndarray:
+    """Pairwise similarity of the rows of a and b, higher is closer."""
+    if distance is Distance.EUCLID:
+        result: np.ndarray = -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+        return result
+    if distance is Distance.COSINE:
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    product: np.ndarray = a @ b.T
+    return product
+
+
+def retrieve(
+    shards: tuple[EdgeShard, ...], ids: list[PointId], partition: str
+) -> dict[PointId, MemoryRecord]:
+    """The memories among the client's ids in this partition (expired ones too)."""
+    stored: list[EdgeId] = [stored_id(partition, i) for i in ids]
+    found: dict[PointId, MemoryRecord] = {}
+    for shard in shards:
+        for rec in shard.retrieve(stored, with_payload=True, with_vector=False):
+            if not owns(partition, rec.payload):
+                continue
+            if is_memory(rec.payload):
+                memory = memory_record(rec.payload)
+                found[memory.id] = memory
+            else:  # replaced by a plain point in a newer shard
+                found.pop(client_id(rec.payload), None)
+    return found
+
+
+def sweep(
+    shards: tuple[EdgeShard, ...], flt: EdgeFilter, limit: int, journal: list[JournalEntry] | None
+) -> int:
+    """Up to limit points matching flt deleted, oldest shard first."""
+    ids: list[PointId] = []
+    for shard in shards:
+        records, _ = shard.scroll(ScrollRequest(limit=limit - len(ids), filter=flt))
+        ids.extend(from_edge_id(r.id) for r in records)
+        if len(ids) >= limit:
+            break
+    return delete_stored(shards, list(dict.fromkeys(ids)), journal) if ids else 0
+
+
+EUCLID = Distance.EUCLID

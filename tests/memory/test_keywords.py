@@ -1,0 +1,129 @@
+"""Keyword recall is BM25: the same ranking as a reference implementation (rank-bm25, with
+the IDF Qdrant and Lucene use), on both adapters; accents fold, CJK is split into words."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+from rank_bm25 import BM25Okapi
+
+from graph.memory.keywords import AVERAGE_LENGTH, K1, B, document_keywords, query_keywords
+from graph.store.base import VectorStore
+from graph.store.models import RecallMode, RecallRequest
+from tests.store.conftest import TENANT
+from tests.store.test_memory_contract import memory
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Runner
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+# No stopwords, no two words with one stem: the tokenizers agree on every token.
+VOCABULARY = [
+    "apple",
+    "banana",
+    "cherry",
+    "falcon",
+    "garden",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lantern",
+    "meadow",
+    "nebula",
+    "orchid",
+    "pepper",
+    "quartz",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "velvet",
+    "walnut",
+    "yogurt",
+    "zephyr",
+    "bridge",
+    "canyon",
+    "dragon",
+    "engine",
+    "forest",
+    "glacier",
+    "hammer",
+    "ivory",
+]
+QUERIES = ["apple", "falcon garden", "quartz rocket saddle", "nebula", "ivory hammer apple"]
+
+
+class ReferenceBM25(BM25Okapi):  # type: ignore[misc]
+    """BM25 with idf = ln(1 + (N - n + 0.5) / (n + 0.5)), as Qdrant's IDF modifier."""
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        for word, freq in nd.items():
+            self.idf[word] = math.log(1 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
+
+
+def corpus() -> list[list[str]]:
+    rng = random.Random(7)
+    return [rng.choices(VOCABULARY, k=rng.randint(3, 14)) for _ in range(80)]
+
+
+def recall(store: VectorStore, collection: str, run: Runner, text: str, limit: int = 10) -> list:  # type: ignore[type-arg]
+    request = RecallRequest(RecallMode.KEYWORD, limit=limit, now=NOW, keywords=query_keywords(text))
+    return run(store.recall(TENANT, collection, request))
+
+
+def test_keyword_ranking_matches_a_reference_bm25(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    docs = corpus()
+    run(store.remember(TENANT, collection, [memory(i, " ".join(d)) for i, d in enumerate(docs)]))
+    reference = ReferenceBM25(docs, k1=K1, b=B)
+    reference.avgdl = AVERAGE_LENGTH  # the model's fixed average length, not the corpus's
+    for query in QUERIES:
+        expected = reference.get_scores(query.split())
+        found = recall(store, collection, run, query, limit=5)
+        assert len(found) == 5
+        kth = sorted(expected, reverse=True)[4]
+        for hit in found:
+            # each hit scores as the reference says, and belongs to the reference's top 5
+            assert hit.score == pytest.approx(expected[hit.id], rel=1e-3), query
+            assert expected[hit.id] >= kth - 1e-6, query
+        assert [h.score for h in found] == sorted((h.score for h in found), reverse=True)
+
+
+def test_german_and_french_words_match_with_and_without_accents(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    texts = {
+        1: "Grüße aus der schönen Straße in München",
+        2: "Le café crème est très apprécié à Paris",
+        3: "Ein Spaziergang im Regen",
+    }
+    run(store.remember(TENANT, collection, [memory(i, t) for i, t in texts.items()]))
+    for query, expected in [
+        ("Straße", 1),
+        ("strasse muenchen grusse", 1),
+        ("München", 1),
+        ("cafe creme", 2),
+        ("café", 2),
+        ("apprécié", 2),
+        ("Spaziergang", 3),
+    ]:
+        assert [m.id for m in recall(store, collection, run, query)][:1] == [expected], query
+
+
+def test_chinese_and_japanese_are_split_into_words(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    texts = {1: "我喜欢吃苹果", 2: "東京は日本の首都です", 3: "서울은 한국의 수도입니다"}
+    run(store.remember(TENANT, collection, [memory(i, t) for i, t in texts.items()]))
+    for query, expected in [("苹果", 1), ("喜欢", 1), ("日本", 2), ("首都", 2), ("한국의", 3)]:
+        assert [m.id for m in recall(store, collection, run, query)] == [expected], query
+
+
+def test_query_weights_are_one_per_distinct_term() -> None:
+    assert query_keywords("apple apple banana").values == [1.0, 1.0]
+    assert document_keywords("the of and").indices == []  # stopwords only: no terms

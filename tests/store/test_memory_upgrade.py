@@ -1,0 +1,174 @@
+"""Data made before memories existed (no sparse vector) opens and takes memories with no
+manual step, in both adapters; memories survive the embedded store's index builds and are
+recalled over its several shards as over one."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_edge import Distance as EdgeDistance
+from qdrant_edge import EdgeConfig, EdgeShard, EdgeVectorParams, KeywordIndexParams, UpdateOperation
+from qdrant_edge import Point as EdgePoint
+
+from graph.memory.keywords import query_keywords
+from graph.settings import Distance
+from graph.store.edge import EdgeStore
+from graph.store.models import Point, RecallMode, RecallRequest, Recency
+from graph.store.remote import RemoteStore
+from graph.store.tenancy import (
+    EXPIRES_FIELD,
+    PARTITION_FIELD,
+    CollectionEntry,
+    stored_id,
+    stored_payload,
+)
+from tests.store.conftest import TENANT
+from tests.store.test_memory_contract import memory, unit
+
+if TYPE_CHECKING:
+    from tests.store.conftest import Runner
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+
+def keyword_recall(text: str) -> RecallRequest:
+    return RecallRequest(RecallMode.KEYWORD, limit=10, now=NOW, keywords=query_keywords(text))
+
+
+def make_old_data_dir(data_dir: Path) -> None:
+    """The layout EdgeStore wrote before memories: a shard with one unnamed dense vector."""
+    entry = CollectionEntry(TENANT, "c", 4, Distance.COSINE)
+    coll = data_dir / "collections" / entry.physical
+    coll.mkdir(parents=True)
+    shard = EdgeShard.create(
+        str(coll / "shard-000001"),
+        EdgeConfig(
+            vectors=EdgeVectorParams(size=4, distance=EdgeDistance.Cosine), wal_enabled=True
+        ),
+    )
+    shard.update(
+        UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
+    )
+    shard.update(
+        UpdateOperation.upsert_points(
+            [
+                EdgePoint(
+                    stored_id(entry.partition, 7),
+                    unit(1, 0),
+                    stored_payload(entry.partition, 7, {"old": True}),
+                )
+            ]
+        )
+    )
+    shard.flush()
+    shard.close()
+    manifest = {"dimension": 4, "distance": "cosine", "fresh": "shard-000001", "next_shard": 2}
+    (coll / "manifest.json").write_text(json.dumps(manifest))
+    (data_dir / "catalog.json").write_text(json.dumps({"collections": [entry.to_json()]}))
+
+
+def test_an_old_embedded_data_directory_takes_memories(tmp_path: Path, run: Runner) -> None:
+    make_old_data_dir(tmp_path)
+    store = EdgeStore(tmp_path)
+    run(store.open())
+    try:
+        assert [r.payload for r in run(store.retrieve(TENANT, "c", [7]))] == [{"old": True}]
+        (shard,) = store._collections["d4-cosine"].shards.values()
+        assert EXPIRES_FIELD in shard.info().payload_schema  # the expiry index was added
+        run(store.remember(TENANT, "c", [memory(1, "Grüße aus München", unit(0, 1))]))
+        found = run(store.recall(TENANT, "c", keyword_recall("grusse munchen")))
+        assert [m.id for m in found] == [1]
+    finally:
+        run(store.close())
+    store = EdgeStore(tmp_path)  # and again after a restart
+    run(store.open())
+    try:
+        assert [m.id for m in run(store.recall(TENANT, "c", keyword_recall("München")))] == [1]
+    finally:
+        run(store.close())
+
+
+def test_memories_survive_index_builds(tmp_path: Path, run: Runner) -> None:
+    store = EdgeStore(tmp_path, index_threshold=20)
+    run(store.open())
+    try:
+        run(store.create_collection(TENANT, "c", 4, Distance.COSINE))
+        run(store.remember(TENANT, "c", [memory(i, f"note number {i}") for i in range(30)]))
+        run(store.upsert(TENANT, "c", [Point(100, unit(1, 0))]))
+        run(store.wait_for_indexing())
+        run(store.remember(TENANT, "c", [memory(1000, "a fresh unique note", unit(1, 0))]))
+        found = run(store.recall(TENANT, "c", keyword_recall("unique")))
+        assert [m.id for m in found] == [1000]
+        assert len(run(store.recall(TENANT, "c", keyword_recall("note")))) == 10
+        assert run(store.count(TENANT, "c")) == 32
+    finally:
+        run(store.close())
+
+
+def test_an_old_qdrant_collection_takes_memories(tmp_path: Path, run: Runner) -> None:
+    path = str(tmp_path / "local")
+
+    async def make_old() -> None:
+        client = AsyncQdrantClient(path=path)
+        await client.create_collection(
+            "graph-d4-cosine",
+            vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE),
+        )
+        await client.close()
+
+    run(make_old())
+    store = RemoteStore.local(path)
+    run(store.open())
+    try:
+        run(store.create_collection(TENANT, "c", 4, Distance.COSINE))
+        run(store.remember(TENANT, "c", [memory(1, "crème brûlée", unit(0, 1))]))
+        assert [m.id for m in run(store.recall(TENANT, "c", keyword_recall("creme")))] == [1]
+    finally:
+        run(store.close())
+
+
+def test_recall_over_several_shards_ranks_as_over_one(tmp_path: Path, run: Runner) -> None:
+    """A large collection spans an indexed and a fresh shard: fused, aged and diversified
+    rankings are computed over both together, the same as the engine does over one. (Keyword
+    scores use each shard's IDF, so the keyword is in one memory only: ties broken by IDF
+    would differ.)"""
+    rng = random.Random(3)
+    batch = [
+        memory(
+            i,
+            f"memo {i}" + (" zebra" if i == 25 else ""),
+            unit(*(rng.random() for _ in range(4))),
+            age=rng.uniform(0, 30 * 86400),
+        )
+        for i in range(30)
+    ]
+    one, two = EdgeStore(tmp_path / "one"), EdgeStore(tmp_path / "two", index_threshold=20)
+    for store in (one, two):
+        run(store.open())
+        run(store.create_collection(TENANT, "c", 4, Distance.COSINE))
+    try:
+        run(one.remember(TENANT, "c", batch))
+        run(two.remember(TENANT, "c", batch[:20]))
+        run(two.wait_for_indexing())
+        run(two.remember(TENANT, "c", batch[20:]))
+        assert len(two._collections["d4-cosine"].view.shards) == 2
+        dense = unit(0.9, 0.1, 0.3, 0.2)
+        week = Recency(7 * 86400.0, 0.5)
+        requests = [
+            RecallRequest(RecallMode.SEMANTIC, limit=8, now=NOW, dense=dense, recency=week),
+            RecallRequest(RecallMode.SEMANTIC, limit=5, now=NOW, dense=dense, diversity=0.6),
+            RecallRequest(
+                RecallMode.HYBRID, limit=8, now=NOW, dense=dense, keywords=query_keywords("zebra")
+            ),
+        ]
+        for request in requests:
+            expected = [m.id for m in run(one.recall(TENANT, "c", request))]
+            assert [m.id for m in run(two.recall(TENANT, "c", request))] == expected, request
+    finally:
+        run(one.close())
+        run(two.close())
