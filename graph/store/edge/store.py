@@ -28,6 +28,7 @@ from graph.store.base import VectorStore
 from graph.store.edge import views
 from graph.store.edge.indexing import BackgroundIndexing
 from graph.store.edge.layout import (
+    CATALOG,
     COLLECTIONS,
     MANIFEST,
     TRASH_PREFIX,
@@ -35,6 +36,7 @@ from graph.store.edge.layout import (
     DiskGuard,
     close_shards,
     create_collection,
+    discard,
     load_collection,
     read_catalog,
     remove,
@@ -95,12 +97,14 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         retry_delay_seconds: float = 60.0,
         workers: int = 4,
         min_free_bytes: int = 100 * 1024 * 1024,
+        max_vector_shapes: int = 8,
     ) -> None:
         if index_threshold < 1:
             raise ValueError("index_threshold must be at least 1")
         self.data_dir = Path(data_dir)
         self.index_threshold = index_threshold
         self.retry_delay_seconds = retry_delay_seconds
+        self.max_vector_shapes = max_vector_shapes
         self._workers = workers
         self._disk = DiskGuard(self.data_dir, min_free_bytes)
         self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
@@ -116,6 +120,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             settings.store.data_dir,
             index_threshold=settings.store.index_threshold,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
+            max_vector_shapes=settings.store.max_vector_shapes,
         )
 
     @property
@@ -152,6 +157,11 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             for logical in await self._run(read_catalog, self.data_dir):
                 coll = await self._physical(logical.dimension, logical.distance)
                 self._catalog[(logical.tenant, logical.name)] = _Logical(logical, coll)
+            if (self.data_dir / CATALOG).is_file():
+                # Left by a crash between a delete's catalog commit and the release.
+                for coll in list(self._collections.values()):
+                    if not self._in_use(coll):
+                        await self._release(coll)
         except BaseException:
             await self.close()
             raise
@@ -218,6 +228,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                 raise AlreadyExists(f"Collection '{name}' already exists")
             self._disk.check()
             entry = CollectionEntry(tenant, name, dimension, distance)
+            common.check_shape_bound(entry.physical, self._collections, self.max_vector_shapes)
             logical = _Logical(entry, await self._physical(dimension, distance))
             coll = logical.coll
             async with coll.lock:
@@ -256,6 +267,19 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                 catalog = dict(self._catalog)
                 del catalog[(tenant, name)]
                 await self._commit_catalog(catalog)
+            if not self._in_use(coll):
+                await self._release(coll)
+
+    def _in_use(self, coll: Collection) -> bool:
+        return any(logical.coll is coll for logical in self._catalog.values())
+
+    async def _release(self, coll: Collection) -> None:
+        """Close a physical collection no logical one uses any more (its index build
+        stopped first) and remove its directory: its threads, mappings and files go."""
+        await self._stop_build(coll)
+        await self._close_collection(coll)
+        del self._collections[coll.name]
+        await self._run(discard, coll.path)
 
     async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
         logical = self._logical(tenant, name)
