@@ -43,7 +43,7 @@ from graph.store.edge.layout import (
     take_lock,
     write_catalog,
 )
-from graph.store.edge.translate import nearest_request, to_edge_filter
+from graph.store.edge.translate import edge_points, nearest_request, to_edge_filter
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -58,7 +58,7 @@ from graph.store.models import (
     validate_collection_name,
     validate_dimension,
 )
-from graph.store.tenancy import CollectionEntry, scoped_filter, validate_tenant
+from graph.store.tenancy import CollectionEntry, scoped_filter, stored_id, validate_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -309,17 +309,16 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         if not points:
             return 0
         coll = logical.coll
+        # The batch is checked and converted (the costly part for large payloads) before
+        # the lock, so that the tenants sharing the collection wait only for engine writes.
+        partition = logical.entry.partition
+        batch = await self._run(edge_points, points, coll.manifest.dimension, partition)
+        ids = [stored_id(partition, normalize_point_id(p.id)) for p in points]
         async with coll.lock:
             self._check_current(logical)
             self._disk.check()
             coll.fresh_points = await self._on_view(
-                coll.view,
-                True,
-                views.upsert,
-                points,
-                coll.manifest.dimension,
-                logical.entry.partition,
-                coll.journal,
+                coll.view, True, views.upsert, batch, ids, coll.journal
             )
         self._maybe_start_build(coll)
         return len(points)

@@ -18,19 +18,19 @@ from typing import Any, TypeVar
 
 from qdrant_edge import CountRequest, EdgeShard, QueryRequest, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import Point as EdgePoint
 from qdrant_edge import Record as EdgeRecord
 from qdrant_edge import ScoredPoint as EdgeScoredPoint
 
 from graph.errors import ApiError, StoreUnavailable
 from graph.store.edge.translate import (
     EdgeId,
-    edge_points,
     from_edge_id,
     from_edge_record,
     from_edge_scored,
     id_order,
 )
-from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage, normalize_point_id
+from graph.store.models import PointId, Record, ScoredPoint, ScrollPage
 from graph.store.tenancy import owns, stored_id
 
 logger = logging.getLogger(__name__)
@@ -157,20 +157,16 @@ def _delete_ids_from(
 
 def upsert(
     shards: tuple[EdgeShard, ...],
-    points: Sequence[Point],
-    dimension: int,
-    partition: str,
+    points: list[EdgePoint],
+    ids: list[PointId],
     journal: list[JournalEntry] | None,
 ) -> int:
-    """Write to the fresh shard, then drop the same ids from the older ones."""
-    converted = edge_points(points, dimension, partition)
+    """Write the converted points (stored ids) to the fresh shard, then drop the same ids
+    from the older ones."""
     fresh = shards[-1]
-    fresh.update(UpdateOperation.upsert_points(converted))
+    fresh.update(UpdateOperation.upsert_points(points))
     if len(shards) > 1:
-        ids: list[PointId] = list(
-            dict.fromkeys(stored_id(partition, normalize_point_id(p.id)) for p in points)
-        )
-        _delete_ids_from(shards, ids, journal, fresh_too=False)
+        _delete_ids_from(shards, list(dict.fromkeys(ids)), journal, fresh_too=False)
     return fresh.info().points_count
 
 
