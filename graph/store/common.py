@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from graph.errors import AlreadyExists, BadUserInput
 from graph.settings import Distance
@@ -29,6 +29,16 @@ def check_query(
     check_finite(vector, "Query vector")
     if score_threshold is not None and not math.isfinite(score_threshold):
         raise BadUserInput("scoreThreshold must be a finite number")
+
+
+def check_shape_bound(shape: str, live: Collection[str], limit: int) -> None:
+    """A collection of a new vector shape needs a physical collection of its own: at
+    most limit of them exist at once."""
+    if shape not in live and len(live) >= limit:
+        raise BadUserInput(
+            f"At most {limit} vector shapes (dimension and distance) may be in use at once "
+            "(MAX_VECTOR_SHAPES); delete a collection of another shape first"
+        )
 
 
 async def ensure_collection(

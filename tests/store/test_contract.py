@@ -192,6 +192,29 @@ def test_concurrent_ensure_collection_calls_both_succeed(
     assert [c.name for c in run(store.list_collections(TENANT))].count(name) == 1
 
 
+def test_vector_shapes_in_use_are_bounded_and_freed_by_deletes(
+    store: VectorStore, run: Runner, names: CollectionNames
+) -> None:
+    """Each shape (dimension, distance) is a physical collection: at most 8 (the default
+    MAX_VECTOR_SHAPES) at once; deleting the last collection of one frees its place."""
+    in_use = len(run(store.physical_collections()))
+    if in_use >= 8:
+        pytest.skip("the Qdrant server already holds 8 shapes of this API")
+    made = [names(f"s{i}") for i in range(8 - in_use)]
+    for i, name in enumerate(made):
+        run(store.create_collection(TENANT, name, 1_000 + i, Distance.DOT))
+    one_more = names("one_more")
+    with pytest.raises(BadUserInput, match="At most 8 vector shapes"):
+        run(store.create_collection(TENANT, one_more, 999, Distance.DOT))
+    run(store.delete_collection(TENANT, made[0]))
+    run(store.create_collection(TENANT, one_more, 999, Distance.DOT))
+    run(store.upsert(TENANT, one_more, [Point(1, [1.0] * 999)]))
+    assert run(store.count(TENANT, one_more)) == 1
+    run(store.delete_collection(TENANT, one_more))
+    run(store.create_collection(TENANT, one_more, 999, Distance.DOT))  # the shape, made again
+    assert run(store.count(TENANT, one_more)) == 0
+
+
 # Upsert, ids and payloads
 
 

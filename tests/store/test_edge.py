@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -186,6 +187,7 @@ def test_delete_collection_removes_its_points_and_frees_the_name(tmp_path: Path)
     async def body(store: EdgeStore) -> None:
         await store.create_collection(TENANT, "gone", 4, Distance.COSINE)
         await store.upsert(TENANT, "gone", [Point(1, [1, 0, 0, 0])])
+        await store.create_collection(TENANT, "kept", 4, Distance.COSINE)
         await store.delete_collection(TENANT, "gone")
         [shape] = await store.physical_collections()
         assert (shape.name, shape.points_count) == ("d4-cosine", 0)
@@ -440,3 +442,123 @@ def test_delete_collection_during_a_build_leaves_the_other_collections_whole(
 
     with_store(tmp_path, body, index_threshold=THRESHOLD)
     with_store(tmp_path, reopened, index_threshold=THRESHOLD)
+
+
+# Vector shapes
+
+
+def live_resources(data_dir: Path) -> tuple[int, int, int]:
+    """Threads (Python's and the process's own), memory mappings, files under data_dir."""
+    status = Path("/proc/self/status").read_text()
+    os_threads = int(next(ln for ln in status.splitlines() if ln.startswith("Threads:")).split()[1])
+    maps = len(Path("/proc/self/maps").read_text().splitlines())
+    files = sum(1 for p in data_dir.rglob("*") if p.is_file())
+    return threading.active_count() + os_threads, maps, files
+
+
+def test_creating_and_deleting_shapes_leaves_no_threads_mappings_or_files(tmp_path: Path) -> None:
+    """Each shape is a physical collection (8 search threads, ~37 mappings, two 32 MB
+    WAL files); deleting its last collection releases all of it."""
+
+    async def body(store: EdgeStore) -> None:
+        data = store.data_dir
+        await store.create_collection(TENANT, "kept", 4, Distance.COSINE)
+        await store.create_collection(TENANT, "warm", 5, Distance.COSINE)
+        await store.delete_collection(TENANT, "warm")
+        before = live_resources(data)
+        for i in range(40):
+            await store.create_collection(TENANT, "x", 16 + i, Distance.DOT)
+            await store.upsert(TENANT, "x", [Point(1, [1.0] * (16 + i))])
+            await store.delete_collection(TENANT, "x")
+        after = live_resources(data)
+        print("threads, mappings, files before/after:", before, after)
+        # Leaking, 40 shapes would add ~320 threads, ~1,500 mappings and ~400 files.
+        assert after[0] <= before[0] + 4
+        assert after[1] <= before[1] + 150
+        assert after[2] <= before[2] + 2
+        assert [p.name for p in (data / "collections").iterdir()] == ["d4-cosine"]
+        assert [c.name for c in await store.physical_collections()] == ["d4-cosine"]
+
+    with_store(tmp_path, body, max_vector_shapes=3)
+
+
+def test_the_shape_bound_refuses_a_new_shape_until_one_is_deleted(tmp_path: Path) -> None:
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "a", 4, Distance.COSINE)
+        await store.create_collection(TENANT, "b", 5, Distance.COSINE)
+        await store.create_collection(TENANT, "c", 4, Distance.DOT)
+        with pytest.raises(
+            BadUserInput,
+            match=r"At most 3 vector shapes.*MAX_VECTOR_SHAPES.*"
+            r"delete a collection of another shape first",
+        ):
+            await store.create_collection(TENANT, "d", 6, Distance.COSINE)
+        await store.create_collection("t2", "a2", 5, Distance.COSINE)  # a shape in use: fine
+        await store.delete_collection(TENANT, "b")  # d5-cosine still holds t2's "a2"
+        with pytest.raises(BadUserInput):
+            await store.create_collection(TENANT, "d", 6, Distance.COSINE)
+        await store.delete_collection("t2", "a2")
+        await store.create_collection(TENANT, "d", 6, Distance.COSINE)
+        # A shape deleted and made again works like a new one.
+        await store.delete_collection(TENANT, "c")
+        await store.create_collection(TENANT, "c", 4, Distance.DOT)
+        await store.upsert(TENANT, "c", [Point(1, [1, 0, 0, 0]), Point(2, [0, 1, 0, 0])])
+        [hit] = await store.query(TENANT, "c", [0, 1, 0, 0], limit=1)
+        assert (hit.id, await store.count(TENANT, "c")) == (2, 2)
+
+    with_store(tmp_path, body, max_vector_shapes=3)
+
+    async def reopened(store: EdgeStore) -> None:
+        assert [c.name for c in await store.list_collections(TENANT)] == ["a", "c", "d"]
+        assert await store.count(TENANT, "c") == 2
+        names = [c.name for c in await store.physical_collections()]
+        assert names == ["d4-cosine", "d4-dot", "d6-cosine"]
+
+    with_store(tmp_path, reopened, max_vector_shapes=3)
+    assert sorted(p.name for p in (tmp_path / "data/collections").iterdir()) == [
+        "d4-cosine",
+        "d4-dot",
+        "d6-cosine",
+    ]
+
+
+def test_deleting_a_shape_during_its_index_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    others = vectors(10, dim=4, seed=3)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "other", 4, Distance.COSINE)
+        await fill(store, "other", others, 0, 10)
+        await build_collection(store)
+        process = physical(store, "c").process
+        assert build_running(store, "c")
+        await store.delete_collection(TENANT, "c")
+        assert process is not None and process.returncode is not None  # killed and reaped
+        with pytest.raises(NotFound):
+            await store.count(TENANT, "c")
+        assert [c.name for c in await store.physical_collections()] == ["d4-cosine"]
+        assert await store.count(TENANT, "other") == 10
+        assert [p.name for p in (store.data_dir / "collections").iterdir()] == ["d4-cosine"]
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        assert await store.count(TENANT, "c") == 0
+
+    with_store(tmp_path, body, index_threshold=THRESHOLD)
+
+    async def reopened(store: EdgeStore) -> None:
+        assert [c.name for c in await store.list_collections(TENANT)] == ["c", "other"]
+        [hit] = await store.query(TENANT, "other", others[3], limit=1)
+        assert hit.id == 3
+
+    with_store(tmp_path, reopened, index_threshold=THRESHOLD)
+
+
+def test_a_shape_left_by_a_crash_mid_delete_is_removed_on_open(tmp_path: Path) -> None:
+    async def crashed(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "a", 4, Distance.COSINE)
+        await store.create_collection(TENANT, "b", 8, Distance.COSINE)
+        catalog = store._catalog  # the delete's catalog commit, without the release
+        await store._commit_catalog({k: v for k, v in catalog.items() if k[1] != "b"})
+
+    with_store(tmp_path, crashed)
+    assert len(list((tmp_path / "data/collections").iterdir())) == 2
+    with_store(tmp_path, lambda s: s.list_collections(TENANT))
+    assert [p.name for p in (tmp_path / "data/collections").iterdir()] == ["d4-cosine"]

@@ -242,3 +242,27 @@ def test_a_404_that_is_not_from_qdrant_is_unavailable_not_not_found(run: Runner)
                     await store.count(TENANT, "c")
 
     run(check())
+
+
+def test_the_last_collection_of_a_shape_takes_its_qdrant_collection_with_it(run: Runner) -> None:
+    client = AsyncQdrantClient(location=":memory:")
+    store = RemoteStore(lambda: client, max_vector_shapes=2)
+
+    async def check() -> None:
+        async with opened(store):
+            await store.create_collection(TENANT, "a", 2, Distance.DOT)
+            await store.create_collection("t2", "a", 2, Distance.DOT)
+            await store.create_collection(TENANT, "b", 3, Distance.DOT)
+            with pytest.raises(BadUserInput, match="At most 2 vector shapes"):
+                await store.create_collection(TENANT, "c", 4, Distance.DOT)
+            await store.delete_collection(TENANT, "a")  # t2's "a" keeps graph-d2-dot
+            physicals = [c.name for c in await store.physical_collections()]
+            assert physicals == ["graph-d2-dot", "graph-d3-dot"]
+            await store.upsert("t2", "a", [Point(1, [1.0, 0.0])])
+            await store.delete_collection("t2", "a")
+            assert [c.name for c in await store.physical_collections()] == ["graph-d3-dot"]
+            await store.create_collection(TENANT, "c", 4, Distance.DOT)
+            with pytest.raises(BadUserInput):
+                await store.create_collection(TENANT, "a", 2, Distance.EUCLID)
+
+    run(check())

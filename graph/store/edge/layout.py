@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,15 @@ def remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Remove a collection's directory: renamed away first (the commit point), so that a
+    crash midway leaves a leftover open() deletes, never a collection missing shards."""
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{time.time_ns()}")
+    os.replace(path, trash)
+    fsync_dir(path.parent)
+    remove(trash)
 
 
 def write_catalog(data_dir: Path, entries: list[CollectionEntry]) -> None:

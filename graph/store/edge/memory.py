@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 from graph.errors import BadUserInput
 from graph.settings import Distance
 from graph.store.edge.translate import DENSE, EdgeId, from_edge_id, vector_of
-from graph.store.edge.views import JournalEntry, delete_stored, write_points
+from graph.store.edge.views import JournalEntry, delete_stored
 from graph.store.models import (
     RRF_K,
     MemoryPoint,
@@ -179,16 +179,6 @@ def _recency_formula(request: RecallRequest) -> Formula:
 
 
 # Engine work, run in worker threads on a view's shards (oldest first; views.py)
-
-
-def remember(
-    shards: tuple[EdgeShard, ...],
-    memories: Sequence[MemoryPoint],
-    dimension: int,
-    partition: str,
-    journal: list[JournalEntry] | None,
-) -> int:
-    return write_points(shards, memory_points(memories, dimension, partition), journal)
 
 
 def recall(

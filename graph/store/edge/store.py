@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qdrant_edge import Filter as EdgeFilter
+from qdrant_edge import Point as EdgePoint
 from qdrant_edge import ScrollRequest, SearchParams
 
 from graph.errors import AlreadyExists, NotFound, StoreUnavailable
@@ -29,6 +30,7 @@ from graph.store.base import VectorStore
 from graph.store.edge import memory, views
 from graph.store.edge.indexing import BackgroundIndexing
 from graph.store.edge.layout import (
+    CATALOG,
     COLLECTIONS,
     MANIFEST,
     TRASH_PREFIX,
@@ -36,13 +38,14 @@ from graph.store.edge.layout import (
     DiskGuard,
     close_shards,
     create_collection,
+    discard,
     load_collection,
     read_catalog,
     remove,
     take_lock,
     write_catalog,
 )
-from graph.store.edge.translate import nearest_request, to_edge_filter
+from graph.store.edge.translate import edge_points, nearest_request, to_edge_filter
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -102,12 +105,14 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         retry_delay_seconds: float = 60.0,
         workers: int = 4,
         min_free_bytes: int = 100 * 1024 * 1024,
+        max_vector_shapes: int = 8,
     ) -> None:
         if index_threshold < 1:
             raise ValueError("index_threshold must be at least 1")
         self.data_dir = Path(data_dir)
         self.index_threshold = index_threshold
         self.retry_delay_seconds = retry_delay_seconds
+        self.max_vector_shapes = max_vector_shapes
         self._workers = workers
         self._disk = DiskGuard(self.data_dir, min_free_bytes)
         self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
@@ -123,6 +128,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             settings.store.data_dir,
             index_threshold=settings.store.index_threshold,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
+            max_vector_shapes=settings.store.max_vector_shapes,
         )
 
     @property
@@ -159,6 +165,11 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             for logical in await self._run(read_catalog, self.data_dir):
                 coll = await self._physical(logical.dimension, logical.distance)
                 self._catalog[(logical.tenant, logical.name)] = _Logical(logical, coll)
+            if (self.data_dir / CATALOG).is_file():
+                # Left by a crash between a delete's catalog commit and the release.
+                for coll in list(self._collections.values()):
+                    if not self._in_use(coll):
+                        await self._release(coll)
         except BaseException:
             await self.close()
             raise
@@ -225,6 +236,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                 raise AlreadyExists(f"Collection '{name}' already exists")
             self._disk.check()
             entry = CollectionEntry(tenant, name, dimension, distance)
+            common.check_shape_bound(entry.physical, self._collections, self.max_vector_shapes)
             logical = _Logical(entry, await self._physical(dimension, distance))
             coll = logical.coll
             async with coll.lock:
@@ -263,6 +275,19 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                 catalog = dict(self._catalog)
                 del catalog[(tenant, name)]
                 await self._commit_catalog(catalog)
+            if not self._in_use(coll):
+                await self._release(coll)
+
+    def _in_use(self, coll: Collection) -> bool:
+        return any(logical.coll is coll for logical in self._catalog.values())
+
+    async def _release(self, coll: Collection) -> None:
+        """Close a physical collection no logical one uses any more (its index build
+        stopped first) and remove its directory: its threads, mappings and files go."""
+        await self._stop_build(coll)
+        await self._close_collection(coll)
+        del self._collections[coll.name]
+        await self._run(discard, coll.path)
 
     async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
         logical = self._logical(tenant, name)
@@ -288,18 +313,23 @@ class EdgeStore(BackgroundIndexing, VectorStore):
     # Points
 
     async def upsert(self, tenant: str, collection: str, points: Sequence[Point]) -> int:
-        return await self._write_batch(self._logical(tenant, collection), views.upsert, points)
+        return await self._write_batch(self._logical(tenant, collection), edge_points, points)
 
     async def _write_batch(
-        self, logical: _Logical, write: Callable[..., int], items: Sequence[Point | MemoryPoint]
+        self,
+        logical: _Logical,
+        convert: Callable[..., list[EdgePoint]],
+        items: Sequence[Point | MemoryPoint],
     ) -> int:
-        """write(shards, items, dimension, partition, journal): points or memories."""
+        """convert(items, dimension, partition) -> engine points, then one write: points or
+        memories. The batch is checked and converted (the costly part for large payloads)
+        before the lock, so that tenants sharing the collection wait only for engine
+        writes."""
         if not items:
             return 0
         coll = logical.coll
-        coll.fresh_points = await self._write(
-            logical, write, items, coll.manifest.dimension, logical.entry.partition
-        )
+        batch = await self._run(convert, items, coll.manifest.dimension, logical.entry.partition)
+        coll.fresh_points = await self._write(logical, views.write_points, batch)
         self._maybe_start_build(coll)
         return len(items)
 
@@ -394,7 +424,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
     # Memories (memory.py)
 
     async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
-        return await self._write_batch(self._logical(tenant, collection), memory.remember, memories)
+        logical = self._logical(tenant, collection)
+        return await self._write_batch(logical, memory.memory_points, memories)
 
     async def recall(
         self, tenant: str, collection: str, request: RecallRequest

@@ -25,13 +25,12 @@ from qdrant_edge import ScoredPoint as EdgeScoredPoint
 from graph.errors import ApiError, StoreUnavailable
 from graph.store.edge.translate import (
     EdgeId,
-    edge_points,
     from_edge_id,
     from_edge_record,
     from_edge_scored,
     id_order,
 )
-from graph.store.models import Point, PointId, Record, ScoredPoint, ScrollPage
+from graph.store.models import PointId, Record, ScoredPoint, ScrollPage
 from graph.store.tenancy import owns, stored_id
 
 logger = logging.getLogger(__name__)
@@ -156,21 +155,11 @@ def _delete_ids_from(
     return deleted
 
 
-def upsert(
-    shards: tuple[EdgeShard, ...],
-    points: Sequence[Point],
-    dimension: int,
-    partition: str,
-    journal: list[JournalEntry] | None,
-) -> int:
-    return write_points(shards, edge_points(points, dimension, partition), journal)
-
-
 def write_points(
     shards: tuple[EdgeShard, ...], converted: list[EdgePoint], journal: list[JournalEntry] | None
 ) -> int:
-    """Write to the fresh shard, then drop the same ids from the older ones; returns how
-    many points the fresh shard holds."""
+    """Write converted points (stored ids) to the fresh shard, then drop the same ids from
+    the older ones; returns how many points the fresh shard holds."""
     fresh = shards[-1]
     fresh.update(UpdateOperation.upsert_points(converted))
     if len(shards) > 1:

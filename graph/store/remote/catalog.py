@@ -9,6 +9,7 @@ entry cached for ENTRY_TTL_SECONDS; writes and collection calls read it fresh.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 
 from graph.errors import AlreadyExists, BadUserInput, NotFound
+from graph.store.common import check_shape_bound
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -79,8 +81,12 @@ def catalog_id(tenant: str, name: str) -> str:
 
 
 class Catalog:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, max_shapes: int = 8) -> None:
         self._client = client
+        self._max_shapes = max_shapes
+        # Serialises this process's shape changes: a create's physical collection is
+        # never dropped by a delete of the last other collection of its shape.
+        self._shapes_lock = asyncio.Lock()
         # Catalog entries by (tenant, name), for reads; physical collections known to exist.
         self.entries: dict[tuple[str, str], Logical] = {}
         self._physicals: set[str] = set()
@@ -240,10 +246,19 @@ class Catalog:
         return logical
 
     async def add(self, logical: Logical) -> None:
-        """Record a new logical collection (the physical one created when missing)."""
+        """Record a new logical collection (the physical one created when missing, within
+        the bound on vector shapes)."""
+        async with self._shapes_lock:
+            await self._add(logical)
+
+    async def _add(self, logical: Logical) -> None:
         await self.create_if_missing(
             CATALOG_COLLECTION, 1, models.Distance.DOT, (CATALOG_TENANT_FIELD, False)
         )
+        physicals = await self.physical_names()
+        check_shape_bound(logical.physical, physicals, self._max_shapes)
+        if logical.physical not in physicals:
+            self._physicals.discard(logical.physical)  # dropped meanwhile, elsewhere
         await self.ensure_physical(logical)
         # Points of an earlier collection of this name whose delete was cut short must
         # not reappear in the new one.
@@ -273,6 +288,43 @@ class Catalog:
         self.entries.pop((logical.entry.tenant, logical.entry.name), None)
         # What a write racing with the delete (on another replica) may have added.
         await self.purge(logical)
+        async with self._shapes_lock:
+            if not await self._shape_in_use(logical.entry):
+                await self._drop_physical(logical)
+
+    async def _shape_in_use(self, entry: CollectionEntry) -> bool:
+        shape = {"dimension": entry.dimension, "distance": entry.distance.value}
+        same_shape = models.Filter(
+            must=[
+                models.FieldCondition(key=k, match=models.MatchValue(value=v))
+                for k, v in shape.items()
+            ]
+        )
+        result = await self._client.call(
+            "count",
+            lambda c: c.count(CATALOG_COLLECTION, count_filter=same_shape, exact=True),
+            collection=CATALOG_COLLECTION,
+        )
+        return result.count > 0
+
+    async def _drop_physical(self, logical: Logical) -> None:
+        """The last collection of a shape is gone: so is its physical collection."""
+        self._physicals.discard(logical.physical)
+        with contextlib.suppress(NotFound):
+            await self._client.call(
+                "delete_collection",
+                lambda c: c.delete_collection(logical.physical),
+                collection=logical.entry.name,
+            )
+
+    async def physical_names(self) -> list[str]:
+        """Every physical collection of this server, all tenants together."""
+        response = await self._client.call("get_collections", lambda c: c.get_collections())
+        return sorted(
+            c.name
+            for c in response.collections
+            if c.name.startswith(PHYSICAL_PREFIX) and c.name != CATALOG_COLLECTION
+        )
 
     async def entries_of(self, tenant: str) -> list[CollectionEntry]:
         """The tenant's logical collections, as the catalog has them."""
@@ -306,15 +358,6 @@ class Catalog:
             if offset is None:
                 break
         return entries
-
-    async def physical_names(self) -> list[str]:
-        """Every physical collection of this server, all tenants together."""
-        response = await self._client.call("get_collections", lambda c: c.get_collections())
-        return sorted(
-            c.name
-            for c in response.collections
-            if c.name.startswith(PHYSICAL_PREFIX) and c.name != CATALOG_COLLECTION
-        )
 
     async def physical_collections(self) -> list[CollectionInfo]:
         names = await self.physical_names()

@@ -75,6 +75,7 @@ class RemoteStore(VectorStore):
         max_retries: int = 3,
         max_concurrency: int = 64,
         max_queue: int = 256,
+        max_vector_shapes: int = 8,
     ) -> None:
         """client_factory builds the client in open(). Every call, its retries of transient
         faults (at most max_retries) and its wait for one of max_concurrency slots included,
@@ -87,7 +88,7 @@ class RemoteStore(VectorStore):
             max_concurrency=max_concurrency,
             max_queue=max_queue,
         )
-        self._catalog = Catalog(self._client)
+        self._catalog = Catalog(self._client, max_vector_shapes)
 
     @classmethod
     def connect(
@@ -114,6 +115,7 @@ class RemoteStore(VectorStore):
             max_retries=settings.store.store_max_retries,
             max_concurrency=settings.store.store_max_concurrency,
             max_queue=settings.store.store_max_queue,
+            max_vector_shapes=settings.store.max_vector_shapes,
         )
 
     @classmethod
