@@ -259,18 +259,9 @@ def main(argv: list[str]) -> int:
             server.start()
             server.wait_ready()
             url = f"{server.base}/graphql"
-            created = server.post(
-                "/graphql",
-                {
-                    # DOT: its own engine storage, so the index build after the restart
-                    # covers the vector collection only (collections are grouped by shape).
-                    "query": "mutation($n: String!, $d: Int!) "
-                    "{ createCollection(name: $n, dimension: $d, distance: DOT) { name } }",
-                    "variables": {"n": TEXT_COLLECTION, "d": args.dimension},
-                },
-            )
-            if created.get("errors"):
-                raise RuntimeError(f"createCollection: {created['errors']}")
+            # DOT: its own engine storage, so the index build after the restart covers
+            # the vector collection only (the engine groups collections by shape).
+            server.create_collection(TEXT_COLLECTION, "DOT")
             for name, collection, dimension in (
                 ("keyword", TEXT_COLLECTION, None),
                 ("vectors", None, args.dimension),
@@ -284,9 +275,7 @@ def main(argv: list[str]) -> int:
                 results["remember"][name] = outcome
                 log(f"  {outcome['texts_per_second']:,.0f} texts/s")
             # Measured: dropped, so that the index build covers the vector collection only.
-            server.post(
-                "/graphql", {"query": f'mutation {{ deleteCollection(name: "{TEXT_COLLECTION}") }}'}
-            )
+            server.drop_collection(TEXT_COLLECTION)
             server.stop()
 
             server.env["INDEX_THRESHOLD"] = "1000"
