@@ -1,13 +1,14 @@
 // Text memories, no vectors: ramp from 10 to 50 VUs as seed.js does; each iteration
-// remembers one ~20-word memory, then recalls by text three times (KEYWORD, AUTO, and
-// KEYWORD filtered by metadata), then pauses 1 s. Thresholds: p95 < 200 ms for each of
-// remember and recall, and under 1% errors.
+// remembers one ~20-word memory, then recalls by text twice (KEYWORD or AUTO, then
+// KEYWORD filtered by metadata), then pauses 1 s. Thresholds: p95 < 200 ms for remember
+// and for each recall, under 1% errors, every check held.
 //
 //   GRAPHQL_URL=http://127.0.0.1:8000/graphql k6 run loadtest/memory.js
 //
-// RAMP (default 1m: 10 -> MAX_VUS), HOLD (default 1m at MAX_VUS), MAX_VUS (default 50)
-// and SEED_MEMORIES (default 1000, remembered in batches of 100 before the ramp) tune it. With no EMBEDDER, AUTO
-// recall by text is KEYWORD; with one, it is HYBRID and the embedder is measured too.
+// RAMP (default 1m: 10 -> MAX_VUS), HOLD (default 1m at MAX_VUS), MAX_VUS (default 50),
+// P95_MS (default 200) and SEED_MEMORIES (default 1000, remembered in batches of 100
+// before the ramp, as RememberSeed) tune it. With no EMBEDDER, AUTO recall by text is
+// KEYWORD; with one, it is HYBRID and the embedder is measured too.
 
 import { check, sleep } from 'k6';
 import exec from 'k6/execution';
@@ -16,6 +17,9 @@ import { TREND_STATS, USERS, envInt, envStr, gql, idBase, rng } from './lib/grap
 export const REMEMBER = `mutation Remember($memories: [MemoryInput!]!, $collection: String) {
   remember(memories: $memories, collection: $collection) { ids }
 }`;
+
+// The seed's batches, named apart so that the thresholds on Remember judge the load alone.
+const REMEMBER_SEED = REMEMBER.replace('mutation Remember(', 'mutation RememberSeed(');
 
 export const RECALL_TEXT = `query RecallText($text: String!, $mode: RecallMode!,
     $limit: Int! = 10, $collection: String) {
@@ -69,6 +73,7 @@ export function memory(id, random) {
 
 const SEED_MEMORIES = envInt('SEED_MEMORIES', 1000);
 const MAX_VUS = envInt('MAX_VUS', 50);
+const P95 = `p(95)<${envInt('P95_MS', 200)}`;
 
 export const options = {
   scenarios: {
@@ -83,9 +88,9 @@ export const options = {
     },
   },
   thresholds: {
-    'http_req_duration{operation:Remember}': ['p(95)<200'],
-    'http_req_duration{operation:RecallText}': ['p(95)<200'],
-    'http_req_duration{operation:RecallTextFiltered}': ['p(95)<200'],
+    'http_req_duration{operation:Remember}': [P95],
+    'http_req_duration{operation:RecallText}': [P95],
+    'http_req_duration{operation:RecallTextFiltered}': [P95],
     http_req_failed: ['rate<0.01'],
     graphql_errors: ['rate<0.01'],
     checks: ['rate>0.99'],
@@ -102,7 +107,7 @@ export function setup() {
     for (let id = start; id < Math.min(start + 100, SEED_MEMORIES); id++) {
       memories.push(memory(id, random));
     }
-    gql('Remember', REMEMBER, { memories }, '120s');
+    gql('RememberSeed', REMEMBER_SEED, { memories }, '120s');
   }
 }
 
