@@ -15,8 +15,6 @@ from tests.process import ServerProcess
 
 LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
 DIMENSION = "16"
-# loadtest/memory.js needs the memory API (remember, recall) in this tree.
-MEMORY_API = "remember(" in (LOADTEST.parent / "schema.graphql").read_text()
 
 
 def k6_binary() -> str:
@@ -77,7 +75,6 @@ def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not MEMORY_API, reason="the memory API is not in this tree yet")
 def test_memory_script_passes_every_threshold(tmp_path: Path) -> None:
     """loadtest/memory.js, briefly and with few VUs: remember and recall by text, with and
     without a metadata filter, within the script's thresholds."""

@@ -24,7 +24,6 @@ from tests.helpers import free_port, require_tool
 from tests.observability.support import (
     DASHBOARD_JSON,
     PROMETHEUS_DIR,
-    ROOT,
     RULE_FILES,
     exposition_names,
     metric_names,
@@ -48,10 +47,6 @@ MISSING = 'query Missing { count(collection: "nowhere") }'
 REMEMBER = "mutation Remember($m: [MemoryInput!]!) { remember(memories: $m) { ids } }"
 RECALL_TEXT = "query RecallText($t: String!) { recall(text: $t, limit: 5) { id score } }"
 UNEMBEDDABLE = "unembeddable"  # the embedding API below refuses texts with this word
-# Until the memory API (remember, recall) is in this tree, the Memories row of the
-# dashboard cannot have data: its panels and proofs are left out. Once it is, all run.
-MEMORY_API = "remember(" in (ROOT / "schema.graphql").read_text()
-MEMORY_ROW = "Memories"
 
 
 class EmbeddingAPI(BaseHTTPRequestHandler):
@@ -219,12 +214,11 @@ def drive_traffic(url: str) -> None:
             batch = points[start : start + 10]
             assert post(UPSERT, {"points": batch})["data"]["upsert"]["upserted"] == len(batch)
         post('mutation { createCollection(name: "docs", dimension: 4) { name } }')
-        if MEMORY_API:
-            memories = [
-                {"text": "tea in the morning", "metadata": {"user": "ada"}},
-                {"text": "a flight on friday", "ttlSeconds": 1},
-            ]
-            assert len(post(REMEMBER, {"m": memories})["data"]["remember"]["ids"]) == 2
+        memories = [
+            {"text": "tea in the morning", "metadata": {"user": "ada"}},
+            {"text": "a flight on friday", "ttlSeconds": 1},
+        ]
+        assert len(post(REMEMBER, {"m": memories})["data"]["remember"]["ids"]) == 2
         deadline = time.monotonic() + TRAFFIC_SECONDS
         while time.monotonic() < deadline:
             assert "errors" not in post(RECALL, {"v": [1.0, 0.5, 0.5, 0.0]})
@@ -234,13 +228,12 @@ def drive_traffic(url: str) -> None:
             post("query Health { health { status } }")
             post("query Spaces { collections { name pointsCount } }")
             post('mutation Forget { delete(ids: ["3"]) { deleted } }')
-            if MEMORY_API:
-                assert "errors" not in post(REMEMBER, {"m": [{"text": "coffee at noon"}]})
-                assert post(RECALL_TEXT, {"t": "tea"})["data"]["recall"]
-                refused = post(REMEMBER, {"m": [{"text": f"an {UNEMBEDDABLE} text"}]})
-                assert refused["errors"][0]["extensions"]["code"] == "EMBEDDER_UNAVAILABLE"
-                post('query ById { memories(ids: ["1"]) { id } }')
-                post('mutation ForgetMemories { forget(ids: ["2"]) { deleted } }')
+            assert "errors" not in post(REMEMBER, {"m": [{"text": "coffee at noon"}]})
+            assert post(RECALL_TEXT, {"t": "tea"})["data"]["recall"]
+            refused = post(REMEMBER, {"m": [{"text": f"an {UNEMBEDDABLE} text"}]})
+            assert refused["errors"][0]["extensions"]["code"] == "EMBEDDER_UNAVAILABLE"
+            post('query ById { memories(ids: ["1"]) { id } }')
+            post('mutation ForgetMemories { forget(ids: ["2"]) { deleted } }')
             assert post(MISSING)["errors"][0]["extensions"]["code"] == "NOT_FOUND"
             post("query Bad { query(vector: [1, 2, 3, 4], limit: 0) { id } }")
             post("query { nope }")
@@ -248,19 +241,6 @@ def drive_traffic(url: str) -> None:
             client.post(graphql, content=b"not json", headers={"content-type": "application/json"})
             client.post(graphql, content=b"x" * 4096, headers={"content-type": "application/json"})
             client.get(f"{url}/readyz")
-
-
-def row_titles(dashboard: dict[str, Any], row: str) -> set[str]:
-    """The titles of the panels under one row of the dashboard."""
-    titles: set[str] = set()
-    current = None
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            current = panel["title"]
-        elif current == row:
-            titles.add(panel["title"])
-    assert titles, f"no row {row!r}"
-    return titles
 
 
 def wait_for_series(prometheus: Prometheus, queries: list[str]) -> dict[str, Any]:
@@ -284,11 +264,9 @@ def test_every_panel_and_rule_works_on_live_data(
     drive_traffic(server.url)
     exported = exposition_names(httpx.get(f"{server.url}/metrics", timeout=10).text)
     dashboard = json.loads(DASHBOARD_JSON.read_text())
-    left_out = set() if MEMORY_API else row_titles(dashboard, MEMORY_ROW)
     panels = {
         target["expr"].replace("$__rate_interval", RATE_INTERVAL): title
         for title, target in panel_targets(dashboard)
-        if title not in left_out
     }
     proofs = [
         # The index build the upserts started, sampled and scraped.
@@ -296,11 +274,10 @@ def test_every_panel_and_rule_works_on_live_data(
         # The errors the traffic caused on purpose, through the recording rules.
         'graphql:errors_by_code:rate5m{code="NOT_FOUND"} > 0',
         'store:call_error_ratio:rate5m{code="NOT_FOUND"} > 0',
-    ]
-    if MEMORY_API:
         # The embedder's refusals, by reason, and the memory the sweep deleted on expiry.
-        proofs += ['embedder_errors_total{embedder="openai", reason="rejected"} > 0']
-        proofs += ["memories_expired_total > 0"]
+        'embedder_errors_total{embedder="openai", reason="rejected"} > 0',
+        "memories_expired_total > 0",
+    ]
     answers = wait_for_series(prometheus, [*panels, *proofs])
 
     empty = [
@@ -313,8 +290,6 @@ def test_every_panel_and_rule_works_on_live_data(
         assert answers[proof]["data"]["result"], proof
 
     known = exported | recorded_names() | {"up"}
-    if not MEMORY_API:  # nothing embeds yet: EmbedderErrors' series cannot exist
-        known |= {"embedder_errors_total", "embedder_duration_seconds_count"}
     for expr, title in panels.items():
         assert metric_names(expr) <= known, (title, metric_names(expr) - known)
 
