@@ -233,18 +233,24 @@ class Server:
         if self.kind == "plain":
             self.post("/reset", {"collection": data.INGEST_COLLECTION})
             return
-        name = data.INGEST_COLLECTION
-        self.post("/graphql", {"query": f'mutation {{ deleteCollection(name: "{name}") }}'})
+        self.drop_collection(data.INGEST_COLLECTION)
+        self.create_collection(data.INGEST_COLLECTION, "DOT")
+
+    def create_collection(self, name: str, distance: str) -> None:
+        """A collection of the server's dimension (GraphQL servers only)."""
         created = self.post(
             "/graphql",
             {
                 "query": "mutation($n: String!, $d: Int!) { createCollection(name: $n, "
-                "dimension: $d, distance: DOT) { name } }",
+                f"dimension: $d, distance: {distance}) {{ name }} }}",
                 "variables": {"n": name, "d": self.dimension},
             },
         )
         if created.get("errors"):
-            raise RuntimeError(f"{self.name}: cannot recreate {name}: {created['errors']}")
+            raise RuntimeError(f"{self.name}: cannot create {name}: {created['errors']}")
+
+    def drop_collection(self, name: str) -> None:
+        self.post("/graphql", {"query": f'mutation {{ deleteCollection(name: "{name}") }}'})
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

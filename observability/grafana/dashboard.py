@@ -17,6 +17,7 @@ DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 JOB = 'job="graph-memory"'
 RATE = "$__rate_interval"
 WIDTH = 24
+MEMORY_FIELDS = 'field=~"remember|recall|memories|forget"'
 
 
 def target(expr: str, legend: str = "", *, instant: bool = False) -> dict[str, Any]:
@@ -348,6 +349,67 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                     ),
                 ],
                 width=16,
+            ),
+        ],
+    ),
+    (
+        "Memories",
+        [
+            panel(
+                "Memory calls",
+                "remember, recall, memories and forget calls per second (resolver timings).",
+                [
+                    target(
+                        f"sum by (field) (rate(graphql_resolver_duration_seconds_count"
+                        f"{{{JOB}, {MEMORY_FIELDS}}}[{RATE}]))",
+                        "{{field}}",
+                    )
+                ],
+                unit="ops",
+            ),
+            panel(
+                "Remember and recall latency",
+                "p50, p95 and p99 of the remember and recall resolvers (embedding included).",
+                quantiles(
+                    "graphql_resolver_duration_seconds",
+                    "field",
+                    f'{JOB}, field=~"remember|recall"',
+                    "{{field}}",
+                ),
+                unit="s",
+            ),
+            panel(
+                "Memories expired",
+                "Expired memories deleted by the background sweep, per minute.",
+                [target(f"sum(rate(memories_expired_total{{{JOB}}}[{RATE}])) * 60", "per minute")],
+            ),
+            panel(
+                "Embedder latency",
+                "p50 and p95 of one embedding call (a batch of texts) by embedder kind, "
+                "failed calls included.",
+                [
+                    target(
+                        f"histogram_quantile({q}, sum by (embedder, le) "
+                        f"(rate(embedder_duration_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        f"p{round(q * 100)} {{{{embedder}}}}",
+                    )
+                    for q in (0.5, 0.95)
+                ],
+                unit="s",
+                width=12,
+            ),
+            panel(
+                "Embedder errors",
+                "Embedding calls that failed after retries, per second, by embedder kind and "
+                "reason (EmbedderErrors watches their share of all calls).",
+                [
+                    target(
+                        f"sum by (embedder, reason) (rate(embedder_errors_total{{{JOB}}}[{RATE}]))",
+                        "{{embedder}} {{reason}}",
+                    )
+                ],
+                unit="ops",
+                width=12,
             ),
         ],
     ),

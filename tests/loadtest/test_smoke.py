@@ -54,19 +54,48 @@ def run_script(
     return run, summary
 
 
-@pytest.mark.slow
-def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
-    run, summary = run_script(tmp_path, "smoke.js", VUS="3", DURATION="5s")
-    checked = subprocess.run(
+def check_summary(summary: Path) -> subprocess.CompletedProcess[str]:
+    """loadtest/check_summary.py on a summary export: exit 0 when no threshold broke."""
+    return subprocess.run(
         [sys.executable, str(LOADTEST / "check_summary.py"), str(summary)],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+@pytest.mark.slow
+def test_smoke_script_passes_every_threshold(tmp_path: Path) -> None:
+    run, summary = run_script(tmp_path, "smoke.js", VUS="3", DURATION="5s")
+    checked = check_summary(summary)
     report = f"{checked.stdout}\n--- k6 ---\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     assert checked.returncode == 0, report
     assert run.returncode == 0, report
     assert "http_reqs{operation:Upsert}: count>0" in checked.stdout
+
+
+@pytest.mark.slow
+def test_memory_script_passes_every_threshold(tmp_path: Path) -> None:
+    """loadtest/memory.js, briefly and with few VUs: remember and recall by text, with and
+    without a metadata filter, within the script's thresholds."""
+    run, summary = run_script(
+        tmp_path,
+        "memory.js",
+        RAMP="2s",
+        HOLD="3s",
+        MAX_VUS="5",
+        SEED_MEMORIES="200",
+        P95_MS="1000",  # a safety net on a busy machine; 200 ms is for real load runs
+    )
+    checked = check_summary(summary)
+    report = f"{checked.stdout}\n--- k6 ---\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+    assert checked.returncode == 0, report
+    assert run.returncode == 0, report
+    for operation in ("Remember", "RecallText", "RecallTextFiltered"):
+        assert f"http_req_duration{{operation:{operation}}}: p(95)<1000" in checked.stdout, report
+    metrics = json.loads(summary.read_text())["metrics"]
+    assert metrics["graphql_errors"]["value"] == 0, report
+    assert metrics["checks"]["value"] == 1, report
 
 
 # The other scripts, each briefly, with small settings: they run as the README documents

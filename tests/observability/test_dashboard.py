@@ -61,6 +61,10 @@ def test_the_dashboard_shows_what_on_call_needs() -> None:
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         'up{job="qdrant"}',
+        'field=~"remember|recall"',  # memory resolvers' latency
+        "embedder_duration_seconds_bucket",  # embedder latency
+        "embedder_errors_total",  # embedder errors by reason
+        "memories_expired_total",  # the expiry sweep
         "histogram_quantile(0.99",
     ]:
         assert needed in exprs, needed

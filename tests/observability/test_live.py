@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,48 @@ INDEX_THRESHOLD = 40
 UPSERT = "mutation Upsert($points: [PointInput!]!) { upsert(points: $points) { upserted } }"
 RECALL = "query Recall($v: Vector!) { query(vector: $v, limit: 5) { id score payload } }"
 MISSING = 'query Missing { count(collection: "nowhere") }'
+REMEMBER = "mutation Remember($m: [MemoryInput!]!) { remember(memories: $m) { ids } }"
+RECALL_TEXT = "query RecallText($t: String!) { recall(text: $t, limit: 5) { id score } }"
+UNEMBEDDABLE = "unembeddable"  # the embedding API below refuses texts with this word
+
+
+class EmbeddingAPI(BaseHTTPRequestHandler):
+    """An OpenAI-compatible POST /v1/embeddings answering 4-dimensional vectors, and HTTP 400
+    (a refusal, not retried) for any batch with a text containing UNEMBEDDABLE."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        if any(UNEMBEDDABLE in text for text in texts):
+            status, answer = 400, {"error": {"message": "refused"}}
+        else:
+            data = [
+                {"index": i, "embedding": [float(len(text)), 1.0, 0.5, float(i)]}
+                for i, text in enumerate(texts)
+            ]
+            status, answer = 200, {"data": data, "model": body.get("model")}
+        encoded = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def embedding_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EmbeddingAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def prometheus_config(server_port: int, prometheus_port: int) -> dict[str, Any]:
@@ -127,13 +171,16 @@ class Prometheus:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[ServerProcess, Prometheus]]:
+def stack(tmp_path: Path, embedding_api: str) -> Iterator[tuple[ServerProcess, Prometheus]]:
     binary = require_tool("prometheus")
     server = ServerProcess(
         tmp_path / "data",
         tmp_path / "server.log",
         INDEX_THRESHOLD=str(INDEX_THRESHOLD),
         MAX_BODY_BYTES="2048",
+        EMBEDDER="openai:test-model",
+        EMBED_URL=embedding_api,
+        TTL_SWEEP_SECONDS="1",
     )
     prometheus: Prometheus | None = None
     try:
@@ -167,6 +214,11 @@ def drive_traffic(url: str) -> None:
             batch = points[start : start + 10]
             assert post(UPSERT, {"points": batch})["data"]["upsert"]["upserted"] == len(batch)
         post('mutation { createCollection(name: "docs", dimension: 4) { name } }')
+        memories = [
+            {"text": "tea in the morning", "metadata": {"user": "ada"}},
+            {"text": "a flight on friday", "ttlSeconds": 1},
+        ]
+        assert len(post(REMEMBER, {"m": memories})["data"]["remember"]["ids"]) == 2
         deadline = time.monotonic() + TRAFFIC_SECONDS
         while time.monotonic() < deadline:
             assert "errors" not in post(RECALL, {"v": [1.0, 0.5, 0.5, 0.0]})
@@ -176,6 +228,12 @@ def drive_traffic(url: str) -> None:
             post("query Health { health { status } }")
             post("query Spaces { collections { name pointsCount } }")
             post('mutation Forget { delete(ids: ["3"]) { deleted } }')
+            assert "errors" not in post(REMEMBER, {"m": [{"text": "coffee at noon"}]})
+            assert post(RECALL_TEXT, {"t": "tea"})["data"]["recall"]
+            refused = post(REMEMBER, {"m": [{"text": f"an {UNEMBEDDABLE} text"}]})
+            assert refused["errors"][0]["extensions"]["code"] == "EMBEDDER_UNAVAILABLE"
+            post('query ById { memories(ids: ["1"]) { id } }')
+            post('mutation ForgetMemories { forget(ids: ["2"]) { deleted } }')
             assert post(MISSING)["errors"][0]["extensions"]["code"] == "NOT_FOUND"
             post("query Bad { query(vector: [1, 2, 3, 4], limit: 0) { id } }")
             post("query { nope }")
@@ -216,6 +274,9 @@ def test_every_panel_and_rule_works_on_live_data(
         # The errors the traffic caused on purpose, through the recording rules.
         'graphql:errors_by_code:rate5m{code="NOT_FOUND"} > 0',
         'store:call_error_ratio:rate5m{code="NOT_FOUND"} > 0',
+        # The embedder's refusals, by reason, and the memory the sweep deleted on expiry.
+        'embedder_errors_total{embedder="openai", reason="rejected"} > 0',
+        "memories_expired_total > 0",
     ]
     answers = wait_for_series(prometheus, [*panels, *proofs])
 
