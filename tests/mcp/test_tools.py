@@ -1,0 +1,65 @@
+"""The tools' arguments: the recall filter as the GraphQL Filter in JSON, checked by the
+same code as GraphQL's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from graph.errors import BadUserInput
+from graph.mcp.tools import TOOLS, filter_from_json
+from graph.store import models
+
+
+def test_a_filter_in_json_becomes_the_stores_filter() -> None:
+    parsed = filter_from_json(
+        {
+            "must": [{"key": "topic", "match": {"value": "billing"}}],
+            "should": [{"key": "n", "range": {"gte": 1, "lt": 5.5}}],
+            "mustNot": [
+                {"filter": {"must": [{"key": "tags", "match": {"any": ["a", "b"]}}]}},
+                {"key": "kind", "match": {"except": ["x"]}},
+            ],
+        }
+    )
+    assert parsed.must == [models.Condition(key="topic", match=models.Match(value="billing"))]
+    assert parsed.should[0].range == models.Range(gte=1.0, lt=5.5)
+    nested = parsed.must_not[0].filter
+    assert nested is not None
+    assert nested.must[0].match == models.Match(any=["a", "b"])
+    assert parsed.must_not[1].match == models.Match(except_=["x"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"must": {"key": "a"}},
+        {"must": [{"key": 1, "match": {"value": 1}}]},
+        {"must": [{"key": "a", "match": {"value": 1.5}}]},
+        {"must": [{"key": "a", "match": {"all": [1]}}]},
+        {"must": [{"key": "a", "range": {"gte": "1"}}]},
+        {"must": [{"key": "a", "range": {"gte": True}}]},
+        {"must": [{"key": "a b", "match": {"value": 1}}]},
+        {"must_not": []},
+        {"must": ["a"]},
+    ],
+)
+def test_a_bad_filter_is_bad_user_input(raw: dict[str, Any]) -> None:
+    with pytest.raises(BadUserInput):
+        filter_from_json(raw)
+
+
+def test_deep_filters_are_refused_before_they_are_walked() -> None:
+    raw: dict[str, Any] = {"must": [{"key": "a", "match": {"value": 1}}]}
+    for _ in range(1000):
+        raw = {"must": [{"filter": raw}]}
+    with pytest.raises(BadUserInput, match="nest at most"):
+        filter_from_json(raw)
+
+
+def test_every_argument_says_what_it_takes() -> None:
+    for tool in TOOLS:
+        assert tool.input_schema["additionalProperties"] is False
+        for name, schema in tool.input_schema["properties"].items():
+            assert len(schema["description"]) > 20, (tool.name, name)
