@@ -8,16 +8,19 @@ StoreInUse says so and `graph mcp` exits with status 2 (graph/cli.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
 
 from mcp.server.stdio import stdio_server
 
-from graph.mcp.memories import Memories
 from graph.mcp.server import build_server
 from graph.mcp.tools import MemoryTools
+from graph.memory.embedders import create_embedder
+from graph.memory.expiry import sweep_forever
+from graph.memory.service import MemoryService
 from graph.security.auth import OPEN_PRINCIPAL
 from graph.settings import Settings
-from graph.store import VectorStore, create_store
+from graph.store import create_store
 from graph.store.defaults import DefaultCollections
 from graph.store.edge.layout import DataDirectoryInUse
 from graph.store.tenancy import DEFAULT_TENANT
@@ -27,21 +30,28 @@ class StoreInUse(Exception):
     """The embedded store's data directory is held by another process."""
 
 
-async def serve_stdio(settings: Settings, memories_for: Callable[[VectorStore], Memories]) -> None:
+async def serve_stdio(settings: Settings) -> None:
     store = create_store(settings)
+    memories = MemoryService(store, settings, create_embedder(settings.memory))
+    await memories.start()
     try:
         await store.open()
     except DataDirectoryInUse:
+        await memories.close()
         raise StoreInUse(
             f"graph mcp: the data directory {settings.store.data_dir} is in use by another "
             "process (a running server?): stop it, or point a stdio client at its /mcp instead"
         ) from None
+    sweeping = asyncio.create_task(sweep_forever(memories, settings.memory.ttl_sweep_seconds))
     try:
         defaults = DefaultCollections(store, settings.store)
         await defaults.ensure(DEFAULT_TENANT)
-        tools = MemoryTools(memories_for(store), settings, defaults)
-        server = build_server(tools, OPEN_PRINCIPAL)
+        server = build_server(MemoryTools(memories, settings, defaults), OPEN_PRINCIPAL)
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
     finally:
+        sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
         await store.close()
+        await memories.close()

@@ -1,30 +1,46 @@
-"""The tools: their schemas, their arguments checked into the memory service's terms, and
-their results as JSON objects.
+"""The tools: their schemas, their arguments translated into calls on the memory service
+(graph/memory/service.py, as GraphQL's resolvers call it), and their results as JSON.
 
 Every failure is an ApiError with its code; graph/mcp/server.py turns it into a tool
-error. The memory service does the checks it owns (text size, ttl range, ids, limit);
-what is checked here is only the JSON shape of the arguments.
+error. The service makes the checks it owns (text, metadata, ttl range, limit, ids);
+here only what JSON can hold that the service's types cannot (a string for a number).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import mcp_types as types
 
 from graph.errors import BadUserInput, Forbidden
 from graph.graphql.schema import inputs
-from graph.mcp.memories import FoundMemory, Memories, NewMemory
+from graph.graphql.schema.scalars import serialize_datetime
+from graph.memory.service import MAX_RECALL_LIMIT, MAX_TTL_SECONDS, MemoryService, NewMemory, Recall
 from graph.security.auth import Principal, Scope
 from graph.settings import Settings
 from graph.store.defaults import DefaultCollections
-from graph.store.models import MAX_FILTER_DEPTH, Filter, validate_collection_name
+from graph.store.models import MAX_FILTER_DEPTH, Filter, MemoryRecord, validate_collection_name
 
-MAX_RECALL_LIMIT = 100
 DEFAULT_RECALL_LIMIT = 10
-TEN_YEARS_SECONDS = 10 * 366 * 24 * 3600
+
+
+def _arguments(required: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [required],
+        "additionalProperties": False,
+    }
+
+
+def _text_schema(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "description": description}
+
+
+def _result(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {name: schema}, "required": [name]}
+
 
 _COLLECTION = {
     "type": "string",
@@ -60,51 +76,39 @@ TOOLS = [
             "decision), with optional metadata to filter on and an optional lifetime. "
             "Returns the new memory's id. Needs the `write` scope."
         ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "text": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": (
-                        "What to remember, as self-contained text: not empty or only "
-                        "whitespace, at most 32 KiB of UTF-8 by default (the server's "
-                        "MAX_MEMORY_TEXT_BYTES)."
-                    ),
-                },
-                "metadata": {
-                    "type": "object",
-                    "description": (
-                        'Optional JSON object kept with the memory, e.g. {"topic": "billing", '
-                        '"priority": 2}; recall\'s `filter` matches on its keys.'
-                    ),
-                },
-                "ttl_seconds": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": TEN_YEARS_SECONDS,
-                    "description": (
-                        "Optional lifetime in seconds (1 to 316224000, ten years): the memory "
-                        "is forgotten this long from now. Omit it to keep the memory until "
-                        "it is forgotten."
-                    ),
-                },
-                "collection": _COLLECTION,
+        input_schema=_arguments(
+            "text",
+            text=_text_schema(
+                "What to remember, as self-contained text: not empty or only whitespace, at "
+                "most 32 KiB of UTF-8 by default (the server's MAX_MEMORY_TEXT_BYTES)."
+            ),
+            metadata={
+                "type": "object",
+                "description": (
+                    'Optional JSON object kept with the memory, e.g. {"topic": "billing", '
+                    '"priority": 2}; recall\'s `filter` matches on its keys.'
+                ),
             },
-            "required": ["text"],
-            "additionalProperties": False,
-        },
-        output_schema={
-            "type": "object",
-            "properties": {
-                "ids": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "The id of the memory stored.",
-                }
+            ttl_seconds={
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_TTL_SECONDS,
+                "description": (
+                    f"Optional lifetime in seconds (1 to {MAX_TTL_SECONDS}, ten years): the "
+                    "memory is forgotten this long from now. Omit it to keep the memory until "
+                    "it is forgotten."
+                ),
             },
-            "required": ["ids"],
-        },
+            collection=_COLLECTION,
+        ),
+        output_schema=_result(
+            "ids",
+            {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The id of the memory stored.",
+            },
+        ),
         annotations=types.ToolAnnotations(
             title="Remember", read_only_hint=False, destructive_hint=False
         ),
@@ -116,46 +120,36 @@ TOOLS = [
             "they share (and by meaning when the server has an embedding model). Expired "
             "memories are never returned. Needs the `read` scope."
         ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "text": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": (
-                        "What to look for: a question or keywords, e.g. 'user's preferred "
-                        "language'."
-                    ),
-                },
-                "limit": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": MAX_RECALL_LIMIT,
-                    "default": DEFAULT_RECALL_LIMIT,
-                    "description": "How many memories to return at most: 1 to 100, default 10.",
-                },
-                "filter": {
-                    "type": "object",
-                    "description": (
-                        "Optional: only memories whose metadata matches. Keys `must` (all "
-                        "hold), `should` (at least one holds) and `mustNot` (none holds), each "
-                        "a list of conditions; a condition has `key` (a metadata key, dotted "
-                        'for nesting: "project.name") with `match` ({"value": x}, {"any": '
-                        '[x, y]} or {"except": [x]}; strings, integers or booleans) or '
-                        '`range` ({"gte": 1, "lt": 5}), or a nested `filter`. Example: '
-                        '{"must": [{"key": "topic", "match": {"value": "billing"}}]}.'
-                    ),
-                },
-                "collection": _COLLECTION,
+        input_schema=_arguments(
+            "text",
+            text=_text_schema(
+                "What to look for: a question or keywords, e.g. 'user's preferred language'."
+            ),
+            limit={
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_RECALL_LIMIT,
+                "default": DEFAULT_RECALL_LIMIT,
+                "description": (
+                    f"How many memories to return at most: 1 to {MAX_RECALL_LIMIT}, default "
+                    f"{DEFAULT_RECALL_LIMIT}."
+                ),
             },
-            "required": ["text"],
-            "additionalProperties": False,
-        },
-        output_schema={
-            "type": "object",
-            "properties": {"memories": {"type": "array", "items": _MEMORY}},
-            "required": ["memories"],
-        },
+            filter={
+                "type": "object",
+                "description": (
+                    "Optional: only memories whose metadata matches. Keys `must` (all hold), "
+                    "`should` (at least one holds) and `mustNot` (none holds), each a list of "
+                    "conditions; a condition has `key` (a metadata key, dotted for nesting: "
+                    '"project.name") with `match` ({"value": x}, {"any": [x, y]} or '
+                    '{"except": [x]}; strings, integers or booleans) or `range` ({"gte": 1, '
+                    '"lt": 5}), or a nested `filter`. Example: {"must": [{"key": "topic", '
+                    '"match": {"value": "billing"}}]}.'
+                ),
+            },
+            collection=_COLLECTION,
+        ),
+        output_schema=_result("memories", {"type": "array", "items": _MEMORY}),
         annotations=types.ToolAnnotations(title="Recall", read_only_hint=True),
     ),
     types.Tool(
@@ -164,30 +158,23 @@ TOOLS = [
             "Delete memories by id (the ids remember and recall return). Returns how many "
             "existed. Needs the `write` scope."
         ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "ids": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "minItems": 1,
-                    "description": "The ids of the memories to delete: 1 or more.",
-                },
-                "collection": _COLLECTION,
+        input_schema=_arguments(
+            "ids",
+            ids={
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "The ids of the memories to delete: 1 or more.",
             },
-            "required": ["ids"],
-            "additionalProperties": False,
-        },
-        output_schema={
-            "type": "object",
-            "properties": {
-                "deleted": {
-                    "type": "integer",
-                    "description": "How many of the ids were memories and are now gone.",
-                }
+            collection=_COLLECTION,
+        ),
+        output_schema=_result(
+            "deleted",
+            {
+                "type": "integer",
+                "description": "How many of the ids were memories and are now gone.",
             },
-            "required": ["deleted"],
-        },
+        ),
         annotations=types.ToolAnnotations(
             title="Forget", read_only_hint=False, destructive_hint=True, idempotent_hint=True
         ),
@@ -202,7 +189,7 @@ class MemoryTools:
     """The three tools over the memory service, for one principal per call."""
 
     def __init__(
-        self, memories: Memories, settings: Settings, defaults: DefaultCollections
+        self, memories: MemoryService, settings: Settings, defaults: DefaultCollections
     ) -> None:
         self.memories = memories
         self.settings = settings
@@ -225,7 +212,7 @@ class MemoryTools:
         if name == "remember":
             memory = NewMemory(
                 text=_text(arguments),
-                metadata=_optional(arguments, "metadata", dict, "a JSON object"),
+                metadata=arguments.get("metadata"),
                 ttl_seconds=_optional(arguments, "ttl_seconds", int, "an integer"),
             )
             ids = await self.memories.remember(tenant, collection, [memory])
@@ -233,15 +220,14 @@ class MemoryTools:
         if name == "recall":
             limit = _optional(arguments, "limit", int, "an integer")
             raw_filter = _optional(arguments, "filter", dict, "a JSON object")
-            found = await self.memories.recall(
-                tenant,
-                collection,
-                _text(arguments),
-                DEFAULT_RECALL_LIMIT if limit is None else limit,
-                None if raw_filter is None else filter_from_json(raw_filter),
+            asked = Recall(
+                text=_text(arguments),
+                filter=None if raw_filter is None else filter_from_json(raw_filter),
+                limit=DEFAULT_RECALL_LIMIT if limit is None else limit,
             )
+            found = await self.memories.recall(tenant, collection, asked)
             return {"memories": [_memory(m) for m in found]}
-        deleted = await self.memories.forget(tenant, collection, _ids(arguments))
+        deleted = await self.memories.forget(tenant, collection, ids=_ids(arguments))
         return {"deleted": deleted}
 
     def _collection(self, raw: object) -> str:
@@ -274,18 +260,14 @@ def _ids(arguments: dict[str, Any]) -> Sequence[object]:
     return ids
 
 
-def _memory(memory: FoundMemory) -> dict[str, Any]:
+def _memory(memory: MemoryRecord) -> dict[str, Any]:
     return {
         "id": str(memory.id),
         "text": memory.text,
         "metadata": memory.metadata,
         "score": memory.score,
-        "created_at": _timestamp(memory.created_at),
+        "created_at": serialize_datetime(memory.created_at),
     }
-
-
-def _timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # The recall filter: the GraphQL Filter input as JSON, checked by the same code as GraphQL's.
