@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import mcp_types as types
 import pytest
 
 from graph.errors import BadUserInput
 from graph.mcp.tools import TOOLS, filter_from_json
 from graph.store import models
+from tests.conftest import Runner
 
 
 def test_a_filter_in_json_becomes_the_stores_filter() -> None:
@@ -63,3 +65,31 @@ def test_every_argument_says_what_it_takes() -> None:
         assert tool.input_schema["additionalProperties"] is False
         for name, schema in tool.input_schema["properties"].items():
             assert len(schema["description"]) > 20, (tool.name, name)
+
+
+class _Broken:
+    async def recall(self, *args: object) -> list[object]:
+        raise RuntimeError("secret detail of the failure")
+
+
+def test_an_unexpected_failure_is_a_tool_error_without_its_text(
+    run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    from graph.mcp.server import _call
+    from graph.mcp.tools import MemoryTools
+    from graph.security.auth import OPEN_PRINCIPAL
+    from graph.settings import Settings
+
+    class Ready:
+        async def ensure(self, tenant: str) -> bool:
+            return True
+
+    tools = MemoryTools(_Broken(), Settings(), Ready())  # type: ignore[arg-type]
+    params = types.CallToolRequestParams(name="recall", arguments={"text": "x"})
+    result = run(_call(tools, params, OPEN_PRINCIPAL, "req-1"))
+    assert result.is_error
+    [content] = result.content
+    assert isinstance(content, types.TextContent)
+    assert content.text == "INTERNAL_SERVER_ERROR: Internal server error"
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert getattr(record, "request_id", None) == "req-1"
