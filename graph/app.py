@@ -24,12 +24,16 @@ from graph.graphql.prepare import Preparer
 from graph.graphql.schema import build_schema
 from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
+from graph.http.gate import GatedApp
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.responses import JSONResponse
+from graph.mcp.server import StreamableHTTP, build_server
+from graph.mcp.tools import MemoryTools
 from graph.memory.embedders import Embedder, create_embedder
 from graph.memory.expiry import sweep_forever
 from graph.memory.service import MemoryService
 from graph.security.auth import Authenticator
+from graph.security.gate import Gate
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store import VectorStore, create_store
@@ -192,6 +196,11 @@ def create_app(
         memories=memories,
     )
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
+    mcp = StreamableHTTP(
+        build_server(MemoryTools(memories, settings, defaults)),
+        settings.server.host,
+        settings.limits.max_body_bytes,
+    )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -231,7 +240,8 @@ def create_app(
             },
         )
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             server.draining = True
             supervisor.stopping = True
@@ -260,6 +270,9 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            # An ASGI app as the endpoint: every method reaches the transport, which
+            # answers what stateless streamable HTTP serves (POST) and refuses the rest.
+            Route("/mcp", GatedApp(mcp.app, Gate(authenticator, limiter), "mcp")),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

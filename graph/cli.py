@@ -1,4 +1,4 @@
-"""The `graph` command: `graph serve`, `graph schema`, `graph keys ...`."""
+"""The `graph` command: `graph serve`, `graph mcp`, `graph schema`, `graph keys ...`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ def serve() -> None:
     server.run()
 
 
+def mcp() -> None:
+    """The MCP tools over stdio; stdout is the protocol's, so logs go to stderr."""
+    import asyncio
+
+    from graph.mcp.stdio import StoreInUse, serve_stdio
+    from graph.settings import Settings
+    from graph.telemetry.logs import configure
+
+    settings = Settings()
+    configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
+    try:
+        asyncio.run(serve_stdio(settings))
+    except StoreInUse as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(2)
+
+
 def print_schema() -> None:
     from graph.graphql.schema import schema_sdl
 
@@ -97,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graph", description="The GraphQL memory server.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="start the server (settings from the environment)")
+    commands.add_parser(
+        "mcp", help="the MCP tools over stdio, as the open tenant (settings from the environment)"
+    )
     commands.add_parser("schema", help="print the GraphQL schema (SDL), as in schema.graphql")
     keys_parser = commands.add_parser("keys", help="create, list and revoke API keys")
     keys_parser.add_argument("--file", help="the key file (default: $AUTH_API_KEYS_FILE)")
@@ -110,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve()
+    elif args.command == "mcp":
+        mcp()
     elif args.command == "keys":
         keys(args)
     else:

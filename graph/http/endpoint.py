@@ -18,16 +18,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
-from graph.errors import ErrorCode, Forbidden, Unauthenticated
+from graph.errors import ErrorCode, Forbidden
 from graph.graphql.errors import format_errors
 from graph.graphql.execution import Executor
 from graph.graphql.policy import Policy
 from graph.graphql.prepare import PreparedOperation, Preparer, Refusal
 from graph.graphql.schema.context import RequestContext, ServerState
+from graph.http.gate import denial_response
 from graph.http.middleware import request_id_of
 from graph.http.responses import JSONResponse, error_response
 from graph.memory.service import MemoryService
-from graph.security.auth import OPEN_PRINCIPAL, Authenticator, Principal
+from graph.security.auth import Authenticator, Principal
+from graph.security.gate import Denial, Gate
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store.base import VectorStore
@@ -67,28 +69,18 @@ class GraphQLEndpoint:
         self.recorder = recorder
         self.authenticator = authenticator
         self.limiter = limiter
+        self.gate = Gate(authenticator, limiter)
         self.hide_schema = not settings.limits.graphql_introspection
         self.graphiql_html = get_graphql_ide_html("graphiql") if settings.server.graphiql else None
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
         # Credential and rate limit first: a refused request costs no body read or parse.
-        principal = OPEN_PRINCIPAL
-        if self.authenticator is not None:
-            try:
-                principal = self.authenticator.authenticate(request.headers.get("authorization"))
-            except Unauthenticated as exc:
-                return self._deny(401, ErrorCode.UNAUTHENTICATED, exc.message, request_id)
-        if self.limiter is not None:
-            retry_after = await self.limiter.hit(principal.tenant)
-            if retry_after is not None:
-                return self._deny(
-                    429,
-                    ErrorCode.RATE_LIMITED,
-                    "Too many requests for this tenant; retry later",
-                    request_id,
-                    {"Retry-After": str(retry_after)},
-                )
+        admitted = await self.gate.admit(request.headers.get("authorization"))
+        if isinstance(admitted, Denial):
+            GRAPHQL_ERRORS.labels(code=admitted.code.value).inc()
+            return denial_response(admitted, request_id, "graphql")
+        principal = admitted
         if request.method != "POST":
             return self._get(request, request_id)
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -196,21 +188,6 @@ class GraphQLEndpoint:
             request_id,
             headers={"Allow": "POST"},
         )
-
-    @staticmethod
-    def _deny(
-        status: int,
-        code: ErrorCode,
-        message: str,
-        request_id: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        GRAPHQL_ERRORS.labels(code=code.value).inc()
-        if status == 401:
-            AUTH_FAILURES.labels(code.value).inc()
-            headers = {"WWW-Authenticate": "Bearer"}
-        logger.info("graphql request refused", extra={"status": status, "code": code.value})
-        return error_response(status, code, message, request_id, headers)
 
     @staticmethod
     def _refuse(

@@ -68,6 +68,17 @@ MEMORIES_EXPIRED = Counter(
     "memories_expired_total",
     "Expired memories deleted by the background sweep.",
 )
+MCP_TOOL_CALLS = Counter(
+    "mcp_tool_calls_total",
+    "MCP tool calls, by tool and outcome ('success' or the error code of the tool error).",
+    ["tool", "outcome"],
+)
+MCP_TOOL_DURATION = Histogram(
+    "mcp_tool_duration_seconds",
+    "Duration of MCP tool calls, from the arguments to the result, by tool.",
+    ["tool"],
+    buckets=LATENCY_BUCKETS,
+)
 STORE_UP = Gauge("store_up", "1 when the vector store answered the last readiness check.")
 BUILD_INFO = Info("graph_build", "Version and store backend of this server.")
 

@@ -225,6 +225,10 @@ class Collection:
         )
 
 
+class DataDirectoryInUse(RuntimeError):
+    """Another store (in this or another process) holds the data directory's lock."""
+
+
 def take_lock(data_dir: Path) -> int:
     """The flock that keeps a second store (or process) off data_dir."""
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -232,7 +236,7 @@ def take_lock(data_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise RuntimeError(
+        raise DataDirectoryInUse(
             f"data directory {data_dir} is in use by another process "
             "(one embedded store per directory)"
         ) from None

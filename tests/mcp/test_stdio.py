@@ -1,0 +1,76 @@
+"""`graph mcp`: the tools over stdio on DATA_DIR, and the message when a server holds it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graph import __version__
+from tests.conftest import Runner
+from tests.mcp.support import (
+    TIMEOUT_SECONDS,
+    stdio_parameters,
+    stdio_session,
+    structured,
+    tool_error,
+)
+from tests.process import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_tools_over_stdio_keep_memories_in_data_dir(tmp_path: Path, run: Runner) -> None:
+    data = tmp_path / "data"
+
+    async def first() -> str:
+        async with stdio_session(data, tmp_path / "first.log") as session:
+            info = session.initialize_result
+            assert info is not None
+            assert (info.server_info.name, info.server_info.version) == (
+                "graph-memory",
+                __version__,
+            )
+            tools = (await session.list_tools()).tools
+            assert {t.name for t in tools} == {"remember", "recall", "forget"}
+            written = structured(
+                await session.call_tool("remember", {"text": "stdio remembers the harbour"})
+            )
+            refused = tool_error(await session.call_tool("recall", {"text": "x", "limit": 0}))
+            assert refused.startswith("BAD_USER_INPUT: ")
+            return str(written["ids"][0])
+
+    async def second(memory_id: str) -> None:
+        async with stdio_session(data, tmp_path / "second.log") as session:
+            found = structured(await session.call_tool("recall", {"text": "harbour"}))
+            assert [m["id"] for m in found["memories"]] == [memory_id]
+            assert structured(await session.call_tool("forget", {"ids": [memory_id]})) == {
+                "deleted": 1
+            }
+
+    run(second(run(first())))
+
+
+def test_graph_mcp_exits_2_while_a_server_holds_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, tmp_path / "server.log")
+    try:
+        server.start()
+        parameters = stdio_parameters(data)
+        finished = subprocess.run(
+            [sys.executable, *parameters.args],
+            env=parameters.env,
+            input=b"",
+            capture_output=True,
+            timeout=TIMEOUT_SECONDS,
+        )
+    finally:
+        server.stop()
+    assert finished.returncode == 2
+    assert finished.stdout == b""
+    lines = finished.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "in use by another process" in lines[0]
+    assert str(data) in lines[0]

@@ -1,0 +1,95 @@
+"""The tools' arguments: the recall filter as the GraphQL Filter in JSON, checked by the
+same code as GraphQL's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from graph.errors import BadUserInput
+from graph.mcp.tools import TOOLS, filter_from_json
+from graph.store import models
+from tests.conftest import Runner
+
+
+def test_a_filter_in_json_becomes_the_stores_filter() -> None:
+    parsed = filter_from_json(
+        {
+            "must": [{"key": "topic", "match": {"value": "billing"}}],
+            "should": [{"key": "n", "range": {"gte": 1, "lt": 5.5}}],
+            "mustNot": [
+                {"filter": {"must": [{"key": "tags", "match": {"any": ["a", "b"]}}]}},
+                {"key": "kind", "match": {"except": ["x"]}},
+            ],
+        }
+    )
+    assert parsed.must == [models.Condition(key="topic", match=models.Match(value="billing"))]
+    assert parsed.should[0].range == models.Range(gte=1.0, lt=5.5)
+    nested = parsed.must_not[0].filter
+    assert nested is not None
+    assert nested.must[0].match == models.Match(any=["a", "b"])
+    assert parsed.must_not[1].match == models.Match(except_=["x"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"must": {"key": "a"}},
+        {"must": [{"key": 1, "match": {"value": 1}}]},
+        {"must": [{"key": "a", "match": {"value": 1.5}}]},
+        {"must": [{"key": "a", "match": {"all": [1]}}]},
+        {"must": [{"key": "a", "range": {"gte": "1"}}]},
+        {"must": [{"key": "a", "range": {"gte": True}}]},
+        {"must": [{"key": "a b", "match": {"value": 1}}]},
+        {"must_not": []},
+        {"must": ["a"]},
+    ],
+)
+def test_a_bad_filter_is_bad_user_input(raw: dict[str, Any]) -> None:
+    with pytest.raises(BadUserInput):
+        filter_from_json(raw)
+
+
+def test_deep_filters_are_refused_before_they_are_walked() -> None:
+    raw: dict[str, Any] = {"must": [{"key": "a", "match": {"value": 1}}]}
+    for _ in range(1000):
+        raw = {"must": [{"filter": raw}]}
+    with pytest.raises(BadUserInput, match="nest at most"):
+        filter_from_json(raw)
+
+
+def test_every_argument_says_what_it_takes() -> None:
+    for tool in TOOLS:
+        assert tool.input_schema["additionalProperties"] is False
+        for name, schema in tool.input_schema["properties"].items():
+            assert len(schema["description"]) > 20, (tool.name, name)
+
+
+class _Broken:
+    async def recall(self, *args: object) -> list[object]:
+        raise RuntimeError("secret detail of the failure")
+
+
+def test_an_unexpected_failure_is_a_tool_error_without_its_text(
+    run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    from graph.mcp.server import _call
+    from graph.mcp.tools import MemoryTools
+    from graph.security.auth import OPEN_PRINCIPAL
+    from graph.settings import Settings
+
+    class Ready:
+        async def ensure(self, tenant: str) -> bool:
+            return True
+
+    tools = MemoryTools(_Broken(), Settings(), Ready())  # type: ignore[arg-type]
+    params = types.CallToolRequestParams(name="recall", arguments={"text": "x"})
+    result = run(_call(tools, params, OPEN_PRINCIPAL, "req-1"))
+    assert result.is_error
+    [content] = result.content
+    assert isinstance(content, types.TextContent)
+    assert content.text == "INTERNAL_SERVER_ERROR: Internal server error"
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert getattr(record, "request_id", None) == "req-1"
