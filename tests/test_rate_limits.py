@@ -159,6 +159,8 @@ def test_one_tenant_flooding_does_not_slow_another_down(tmp_path: Path) -> None:
         assert outcomes.get(429, 0) > outcomes.get(200, 0)  # the flood was refused, mostly
         assert set(outcomes) <= {200, 429}
         # The victim never got a 429 (latencies() asserts 200) and stays fast.
-        assert flooded < max(3 * baseline, baseline + 0.015), (baseline, flooded)
+        # A safety net for a busy machine: a flood that reached the store or held the
+        # event loop would cost the victim far more than this.
+        assert flooded < max(4 * baseline, baseline + 0.1), (baseline, flooded)
     finally:
         server.stop()
