@@ -414,6 +414,31 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
         ],
     ),
     (
+        "Agents (MCP)",
+        [
+            panel(
+                "MCP tool calls",
+                "Tool calls over /mcp per second, by tool and outcome (success, or the error "
+                "code the tool answered with).",
+                [
+                    target(
+                        f"sum by (tool, outcome) (rate(mcp_tool_calls_total{{{JOB}}}[{RATE}]))",
+                        "{{tool}} {{outcome}}",
+                    )
+                ],
+                unit="ops",
+                width=12,
+            ),
+            panel(
+                "MCP tool latency",
+                "p50, p95 and p99 of each tool call, from the credential check to the answer.",
+                quantiles("mcp_tool_duration_seconds", "tool", JOB, "{{tool}}"),
+                unit="s",
+                width=12,
+            ),
+        ],
+    ),
+    (
         "Process",
         [
             panel(

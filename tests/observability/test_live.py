@@ -196,6 +196,15 @@ def stack(tmp_path: Path, embedding_api: str) -> Iterator[tuple[ServerProcess, P
         server.stop()
 
 
+# Tool calls over /mcp (stateless JSON-RPC, as an agent's client sends them), one of them
+# a bad argument, so the MCP panels have both outcomes.
+MCP_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("remember", {"text": "tea in the morning, said over MCP"}),
+    ("recall", {"text": "tea", "limit": 3}),
+    ("recall", {"text": "tea", "limit": 0}),
+]
+
+
 def drive_traffic(url: str) -> None:
     """Every kind of request, successes and errors, for a few seconds."""
     graphql = f"{url}/graphql"
@@ -241,6 +250,14 @@ def drive_traffic(url: str) -> None:
             client.post(graphql, content=b"not json", headers={"content-type": "application/json"})
             client.post(graphql, content=b"x" * 4096, headers={"content-type": "application/json"})
             client.get(f"{url}/readyz")
+            for tool, arguments in MCP_CALLS:
+                call = {"name": tool, "arguments": arguments}
+                answer = client.post(
+                    f"{url}/mcp",
+                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+                    headers={"accept": "application/json, text/event-stream"},
+                )
+                assert answer.status_code == 200, answer.text[:300]
 
 
 def wait_for_series(prometheus: Prometheus, queries: list[str]) -> dict[str, Any]:
