@@ -16,7 +16,6 @@ import orjson
 from graphql import ExecutionResult, GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
 
 from graph.errors import ErrorCode, Forbidden
 from graph.graphql.errors import format_errors
@@ -25,6 +24,7 @@ from graph.graphql.policy import Policy
 from graph.graphql.prepare import PreparedOperation, Preparer, Refusal
 from graph.graphql.schema.context import RequestContext, ServerState
 from graph.http.gate import denial_response
+from graph.http.graphiql import graphiql_page
 from graph.http.middleware import request_id_of
 from graph.http.responses import JSONResponse, error_response
 from graph.memory.service import MemoryService
@@ -71,7 +71,7 @@ class GraphQLEndpoint:
         self.limiter = limiter
         self.gate = Gate(authenticator, limiter)
         self.hide_schema = not settings.limits.graphql_introspection
-        self.graphiql_html = get_graphql_ide_html("graphiql") if settings.server.graphiql else None
+        self.graphiql_html = graphiql_page() if settings.server.graphiql else None
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
