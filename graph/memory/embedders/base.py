@@ -26,10 +26,15 @@ class Embedder(ABC):
     async def load(self) -> int:
         """Load the model (or probe the endpoint) once, at start-up; its dimension."""
 
+    #: Set by load().
+    _dimension: int | None = None
+
     @property
-    @abstractmethod
     def dimension(self) -> int:
         """The length of every vector it returns (known after load())."""
+        if self._dimension is None:
+            raise RuntimeError("load() first")
+        return self._dimension
 
     @abstractmethod
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -67,12 +67,6 @@ class FastEmbedEmbedder(Embedder):
             timeout_seconds=settings.embed_timeout_seconds,
         )
 
-    @property
-    def dimension(self) -> int:
-        if self._dimension is None:
-            raise RuntimeError("load() first")
-        return self._dimension
-
     async def load(self) -> int:
         """Load (and on first use, fetch) the model; not bounded by EMBED_TIMEOUT_SECONDS,
         since a first download takes as long as it takes."""

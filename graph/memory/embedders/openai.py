@@ -82,12 +82,6 @@ class OpenAIEmbedder(Embedder):
             timeout_seconds=settings.embed_timeout_seconds,
         )
 
-    @property
-    def dimension(self) -> int:
-        if self._dimension is None:
-            raise RuntimeError("load() first")
-        return self._dimension
-
     async def load(self) -> int:
         self._dimension = None
         with measured(self.kind):
