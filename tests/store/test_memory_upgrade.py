@@ -8,6 +8,7 @@ import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from qdrant_client import AsyncQdrantClient, models
@@ -18,12 +19,14 @@ from qdrant_edge import Point as EdgePoint
 from graph.memory.keywords import query_keywords
 from graph.settings import Distance
 from graph.store.edge import EdgeStore
+from graph.store.edge import memory as edge_memory
 from graph.store.models import Point, RecallMode, RecallRequest, Recency
 from graph.store.remote import RemoteStore
 from graph.store.tenancy import (
     EXPIRES_FIELD,
     PARTITION_FIELD,
     CollectionEntry,
+    iso,
     stored_id,
     stored_payload,
 )
@@ -172,3 +175,49 @@ def test_recall_over_several_shards_ranks_as_over_one(tmp_path: Path, run: Runne
     finally:
         run(one.close())
         run(two.close())
+
+
+class _LateFresh:
+    """A fresh shard that reports itself empty the first time it is asked, as if its points
+    arrived while an older shard was being read."""
+
+    def __init__(self, shard: EdgeShard) -> None:
+        self.shard = shard
+        self.asked = 0
+
+    def info(self) -> object:
+        self.asked += 1
+        return SimpleNamespace(points_count=0) if self.asked == 1 else self.shard.info()
+
+    def query(self, request: object) -> object:
+        return self.shard.query(request)  # type: ignore[arg-type]
+
+
+def test_recall_skips_empty_shards_but_not_points_that_just_moved(
+    tmp_path: Path, run: Runner
+) -> None:
+    """An empty fresh shard is left out (the indexed one runs every stage alone), and a
+    point moved to the fresh shard while the indexed one was read is still found."""
+    store = EdgeStore(tmp_path, index_threshold=20)
+    run(store.open())
+    run(store.create_collection(TENANT, "c", 4, Distance.COSINE))
+    try:
+        run(
+            store.remember(
+                TENANT, "c", [memory(i, f"memo {i}", unit(1, i, 0, 0)) for i in range(20)]
+            )
+        )
+        run(store.wait_for_indexing())
+        view = store._collections["d4-cosine"].view
+        assert len(view.shards) == 2 and view.shards[1].info().points_count == 0
+        assert len(run(store.recall(TENANT, "c", keyword_recall("memo")))) == 10
+        run(store.remember(TENANT, "c", [memory(5, "memo 5 zebra", unit(1, 5, 0, 0))]))
+        indexed, fresh = store._collections["d4-cosine"].view.shards
+        assert fresh.info().points_count == 1
+        logical = store._logical(TENANT, "c")
+        flt = edge_memory.memories_only(logical.only, iso(NOW))
+        late = (indexed, _LateFresh(fresh))
+        hits = edge_memory.recall(late, keyword_recall("zebra"), flt, Distance.COSINE)  # type: ignore[arg-type]
+        assert [m.id for m in hits] == [5]
+    finally:
+        run(store.close())

@@ -44,6 +44,7 @@ from graph.settings import Distance
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
 from graph.store.tenancy import (
+    CREATED_FIELD,
     EXPIRES_FIELD,
     KEYWORDS_VECTOR,
     PARTITION_FIELD,
@@ -81,10 +82,13 @@ def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
 
 
 def ensure_memory_schema(shard: EdgeShard) -> None:
-    """Give a shard made before memories existed their sparse vector and the index of their
-    expiry times, which the expiry filter and sweep use (no-ops when they are there)."""
+    """Give a shard made before memories existed, or before these indexes, their sparse
+    vector, the index of their expiry times, which the expiry filter and sweep use, and the
+    index of their creation times, which recall's "is a memory" condition reads instead of
+    each candidate's payload (memory.memories_only). No-ops when they are there."""
     shard.update(UpdateOperation.create_sparse_vector(KEYWORDS_VECTOR, modifier=Modifier.Idf))
     shard.update(UpdateOperation.create_field_index(EXPIRES_FIELD, DatetimeIndexParams()))
+    shard.update(UpdateOperation.create_field_index(CREATED_FIELD, DatetimeIndexParams()))
 
 
 def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:

@@ -71,7 +71,6 @@ from graph.store.tenancy import (
     CREATED_FIELD,
     EXPIRES_FIELD,
     KEYWORDS_VECTOR,
-    TEXT_FIELD,
     client_id,
     is_memory,
     iso,
@@ -113,8 +112,12 @@ def memory_points(
 
 
 def memories_only(scoped: EdgeFilter, now: str | None) -> EdgeFilter:
-    """scoped (a partition's filter) narrowed to memories not expired at now."""
-    excluded: list[ConditionType] = [IsEmptyCondition(TEXT_FIELD)]
+    """scoped (a partition's filter) narrowed to memories not expired at now. A memory is
+    a point with a creation time: set exactly on the points with text (tenancy.stored_memory)
+    and indexed, so that the engine checks it in the index; the same check on the text,
+    which has no index, reads each candidate's payload and makes a recall several times
+    slower than a plain query."""
+    excluded: list[ConditionType] = [IsEmptyCondition(CREATED_FIELD)]
     if now is not None:
         excluded.append(FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now)))
     return EdgeFilter(must=[scoped], must_not=excluded)
@@ -184,10 +187,26 @@ def _recency_formula(request: RecallRequest) -> Formula:
 def recall(
     shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
 ) -> list[MemoryRecord]:
-    """Scores come back higher-is-better. One shard runs every stage (recall_request);
-    with several, each ranking is merged across the shards first (recall_merged). Diversity
-    is always computed here: qdrant-edge 0.9's MMR over points that also hold a sparse
-    vector does not rank as Qdrant's definition (and the Qdrant server) does."""
+    """Scores come back higher-is-better. Shards holding no point are left out, so that
+    a collection whose fresh shard is empty (just after an index build) runs as one shard.
+    Only the fresh shard (the last) is ever written to, so it alone is looked at again
+    afterwards: if it took points meanwhile, a point moving there from an older shard may
+    have been missed, and the recall runs again on every shard."""
+    holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
+    records = _recall(holding, request, flt, distance)
+    fresh = shards[-1]
+    if all(s is not fresh for s in holding) and fresh.info().points_count:
+        records = _recall(shards, request, flt, distance)
+    return records
+
+
+def _recall(
+    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+) -> list[MemoryRecord]:
+    """One shard runs every stage (recall_request); with several, each ranking is merged
+    across the shards first (recall_merged). Diversity is always computed here:
+    qdrant-edge 0.9's MMR over points that also hold a sparse vector does not rank as
+    Qdrant's definition (and the Qdrant server) does."""
     plain = request.recency is None and request.diversity == 0 and request.lists == 1
     if request.diversity > 0 or (len(shards) > 1 and not plain):
         return recall_merged(shards, request, flt, distance)
