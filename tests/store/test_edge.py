@@ -473,7 +473,9 @@ def test_creating_and_deleting_shapes_leaves_no_threads_mappings_or_files(tmp_pa
         after = live_resources(data)
         print("threads, mappings, files before/after:", before, after)
         # Leaking, 40 shapes would add ~320 threads, ~1,500 mappings and ~400 files.
-        assert after[0] <= before[0] + 4
+        # Worker pools grow lazily by a few threads (the event loop's default executor
+        # reaches six on 2 cores); a leaked shape alone would add eight.
+        assert after[0] <= before[0] + 16
         assert after[1] <= before[1] + 150
         assert after[2] <= before[2] + 2
         assert [p.name for p in (data / "collections").iterdir()] == ["d4-cosine"]
