@@ -105,7 +105,7 @@ def test_schema_keeps_every_name_of_the_public_contract() -> None:
 
 
 # Everything Python we ship or run: the package, its tests, the benchmark and the tools.
-PYTHON_SOURCES = ("graph", "tests", "bench", "observability", "loadtest")
+PYTHON_SOURCES = ("graph", "tests", "bench", "observability", "loadtest", "scripts")
 
 
 def run_tool(*args: str) -> None:
