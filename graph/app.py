@@ -25,6 +25,7 @@ from graph.graphql.schema import build_schema
 from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.gate import GatedApp
+from graph.http.graphiql import ASSETS_PATH, GraphiQL
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.responses import JSONResponse
 from graph.mcp.server import StreamableHTTP, build_server
@@ -182,6 +183,7 @@ def create_app(
     recorder = OperationRecorder(
         settings.telemetry.log_flush_seconds, settings.telemetry.metrics_operations
     )
+    graphiql = GraphiQL(not authenticator.open) if settings.server.graphiql else None
     graphql = GraphQLEndpoint(
         preparer,
         Policy(schema._schema, settings),
@@ -194,6 +196,7 @@ def create_app(
         authenticator=authenticator,
         limiter=limiter,
         memories=memories,
+        graphiql=graphiql,
     )
     BUILD_INFO.info({"version": __version__, "backend": store.backend})
     mcp = StreamableHTTP(
@@ -273,6 +276,11 @@ def create_app(
             # An ASGI app as the endpoint: every method reaches the transport, which
             # answers what stateless streamable HTTP serves (POST) and refuses the rest.
             Route("/mcp", GatedApp(mcp.app, Gate(authenticator, limiter), "mcp")),
+            *(
+                [Route(f"{ASSETS_PATH}/{{digest}}/{{file:path}}", graphiql.asset, methods=["GET"])]
+                if graphiql is not None
+                else []
+            ),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,10 +137,36 @@ def test_refusal_happens_before_the_body_is_read(secured: TestClient) -> None:
     }
 
 
-def test_graphiql_needs_a_credential_but_probes_and_metrics_do_not(secured: TestClient) -> None:
-    assert secured.get("/graphql", headers={"accept": "text/html"}).status_code == 401
+def test_probes_metrics_and_the_graphiql_page_need_no_credential(secured: TestClient) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         assert secured.get(path).status_code == 200, path
+
+
+def test_graphiql_is_served_without_a_credential_but_runs_nothing_without_one(
+    secured: TestClient,
+) -> None:
+    """The page and its files hold no data; every operation the page sends is gated."""
+    page = secured.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    # It says, on the page and in the headers editor, which header to fill in.
+    assert "Bearer &lt;token&gt;" in page.text and "Headers editor" in page.text
+    config = json.loads(re.findall(r'type="application/json">(.*?)</script>', page.text)[0])
+    for headers in [config["headers"], *(tab["headers"] for tab in config["tabs"])]:
+        assert json.loads(headers) == {"Authorization": "Bearer <token>"}
+    scripts = re.findall(r'src="(graphiql/assets/[^"]+)"', page.text)
+    assert len(scripts) == 5
+    for url in scripts:
+        assert secured.get(f"/{url}").status_code == 200, url
+    # What GraphiQL sends: introspection and operations, as POSTs; other GETs stay gated.
+    introspection = "{ __schema { queryType { name } } }"
+    assert_refused(call(secured, introspection), 401, "UNAUTHENTICATED")
+    assert_refused(call(secured, introspection, **bearer("not-a-token")), 401, "UNAUTHENTICATED")
+    assert call(secured, introspection, **bearer(A)).data == {
+        "__schema": {"queryType": {"name": "Query"}}
+    }
+    other = secured.get("/graphql", headers={"accept": "application/json"})
+    assert other.status_code == 401
+    assert other.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 def test_open_mode_is_one_tenant_with_every_scope(client: TestClient) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from graphql import ExecutionResult, GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from graph.errors import ErrorCode, Forbidden
 from graph.graphql.errors import format_errors
@@ -24,7 +24,7 @@ from graph.graphql.policy import Policy
 from graph.graphql.prepare import PreparedOperation, Preparer, Refusal
 from graph.graphql.schema.context import RequestContext, ServerState
 from graph.http.gate import denial_response
-from graph.http.graphiql import graphiql_page
+from graph.http.graphiql import GraphiQL
 from graph.http.middleware import request_id_of
 from graph.http.responses import JSONResponse, error_response
 from graph.memory.service import MemoryService
@@ -57,6 +57,7 @@ class GraphQLEndpoint:
         authenticator: Authenticator | None = None,
         limiter: TenantRateLimiter | None = None,
         memories: MemoryService | None = None,
+        graphiql: GraphiQL | None = None,
     ) -> None:
         self.memories = memories
         self.preparer = preparer
@@ -71,10 +72,12 @@ class GraphQLEndpoint:
         self.limiter = limiter
         self.gate = Gate(authenticator, limiter)
         self.hide_schema = not settings.limits.graphql_introspection
-        self.graphiql_html = graphiql_page() if settings.server.graphiql else None
+        self.graphiql = graphiql
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request.scope)
+        if request.method == "GET" and self.graphiql is not None and self._wants_html(request):
+            return self.graphiql.page()  # it holds no data: every operation it sends is gated
         # Credential and rate limit first: a refused request costs no body read or parse.
         admitted = await self.gate.admit(request.headers.get("authorization"))
         if isinstance(admitted, Denial):
@@ -82,7 +85,12 @@ class GraphQLEndpoint:
             return denial_response(admitted, request_id, "graphql")
         principal = admitted
         if request.method != "POST":
-            return self._get(request, request_id)
+            return self._refuse(
+                405,
+                "Send GraphQL operations as POST with a JSON body",
+                request_id,
+                headers={"Allow": "POST"},
+            )
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             return self._refuse(
@@ -179,15 +187,9 @@ class GraphQLEndpoint:
             )
         )
 
-    def _get(self, request: Request, request_id: str) -> Response:
-        if self.graphiql_html is not None and "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(self.graphiql_html)
-        return self._refuse(
-            405,
-            "Send GraphQL operations as POST with a JSON body",
-            request_id,
-            headers={"Allow": "POST"},
-        )
+    @staticmethod
+    def _wants_html(request: Request) -> bool:
+        return "text/html" in request.headers.get("accept", "")
 
     @staticmethod
     def _refuse(
