@@ -122,6 +122,22 @@ def test_a_files_url_carries_its_hash(client: TestClient) -> None:
     assert stale.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
+def test_files_are_gzipped_for_browsers_that_take_it(client: TestClient) -> None:
+    name = "graphiql/graphiql.min.js"
+    url = f"/graphiql/assets/{_digest(name)}/{name}"
+    original = (STATIC / name).read_bytes()
+    for _ in range(2):  # compressed on the first request, kept for the next
+        packed = client.get(url, headers={"accept-encoding": "gzip, deflate"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert int(packed.headers["content-length"]) < len(original) / 3
+        assert packed.content == original  # as the client decompressed it
+    for refusing in ("identity", "gzip;q=0"):
+        plain = client.get(url, headers={"accept-encoding": refusing})
+        assert "content-encoding" not in plain.headers
+        assert plain.content == original
+
+
 def _digest(name: str) -> str:
     return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:16]
 
