@@ -89,6 +89,7 @@ def test_the_page_loads_only_this_servers_files(client: TestClient) -> None:
     page = client.get("/graphql", headers=PAGE)
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.headers["cache-control"] == "no-cache"  # it names the files' current URLs
     assert re.findall(r"https?://", page.text) == []  # no other host, no absolute URL
     policy = page.headers["content-security-policy"]
     assert "script-src 'self';" in policy and "connect-src 'self';" in policy
