@@ -11,6 +11,11 @@ from collections.abc import Sequence
 from types import FrameType
 
 
+class CommandError(Exception):
+    """An expected failure of a command (a bad file, a bad argument): main() prints it as
+    one line on stderr, `graph <command>: <message>`, and exits with status 1."""
+
+
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     pass
 
@@ -84,55 +89,84 @@ def keys(args: argparse.Namespace) -> None:
     """API keys in the file the server reads (AUTH_API_KEYS_FILE, or --file)."""
     from pathlib import Path
 
-    from graph.security.auth import ApiKeyFile
+    from graph.security.auth import ApiKeyFile, AuthConfigError
 
     path = args.file or os.environ.get("AUTH_API_KEYS_FILE")
     if not path:
-        sys.exit("graph keys: set AUTH_API_KEYS_FILE or pass --file")
+        raise CommandError("set AUTH_API_KEYS_FILE or pass --file")
     keyfile = ApiKeyFile(Path(path))
-    if args.action == "create":
-        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-        try:
+    if args.action in ("list", "revoke") and not keyfile.path.exists():
+        raise CommandError(f"no key file at {path}")
+    try:
+        if args.action == "create":
+            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
             credential, key = keyfile.create(args.tenant, scopes)
-        except ValueError as exc:
-            sys.exit(f"graph keys create: {exc}")
-        sys.stderr.write(
-            f"Created key {key.id} for tenant {key.tenant} ({','.join(key.scopes)}). "
-            "The key is shown once and cannot be recovered:\n"
-        )
-        sys.stdout.write(credential + "\n")
-    elif args.action == "list":
-        for key in keyfile.list():
-            sys.stdout.write(f"{key.id}\t{key.tenant}\t{','.join(key.scopes)}\t{key.created}\n")
-    elif not keyfile.revoke(args.id):
-        sys.exit(f"graph keys revoke: no key {args.id}")
-    else:
-        sys.stderr.write(f"Revoked key {args.id}\n")
+            sys.stderr.write(
+                f"Created key {key.id} for tenant {key.tenant} ({','.join(key.scopes)}). "
+                "The key is shown once and cannot be recovered:\n"
+            )
+            sys.stdout.write(credential + "\n")
+        elif args.action == "list":
+            for key in keyfile.list():
+                sys.stdout.write(f"{key.id}\t{key.tenant}\t{','.join(key.scopes)}\t{key.created}\n")
+        elif not keyfile.revoke(args.id):
+            raise CommandError(f"no key {args.id}")
+        else:
+            sys.stderr.write(f"Revoked key {args.id}\n")
+    except (AuthConfigError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"{exc.filename or path}: {exc.strerror}") from None
+
+
+def settings_table() -> str:
+    """Every setting, its default and its meaning, from graph/settings.py."""
+    from graph.settings import Settings
+
+    described = Settings.described()
+    width = max(len(name) for name, _, _ in described)
+    rows = [
+        f"  {name:<{width}}  {meaning} (default: {default})" for name, default, meaning in described
+    ]
+    return "settings (environment variables, read once at start-up):\n" + "\n".join(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graph", description="The GraphQL memory server.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="start the server (settings from the environment)")
+    commands.add_parser(
+        "serve",
+        help="start the server (settings from the environment)",
+        description="Start the server. Every setting is an environment variable.",
+        epilog=settings_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).set_defaults(run=lambda args: serve())
     commands.add_parser(
         "mcp", help="the MCP tools over stdio, as the open tenant (settings from the environment)"
-    )
-    commands.add_parser("schema", help="print the GraphQL schema (SDL), as in schema.graphql")
+    ).set_defaults(run=lambda args: mcp())
+    commands.add_parser(
+        "schema", help="print the GraphQL schema (SDL), as in schema.graphql"
+    ).set_defaults(run=lambda args: print_schema())
     keys_parser = commands.add_parser("keys", help="create, list and revoke API keys")
-    keys_parser.add_argument("--file", help="the key file (default: $AUTH_API_KEYS_FILE)")
+    keys_parser.set_defaults(run=keys)
+    file_help = "the key file (default: $AUTH_API_KEYS_FILE)"
+    keys_parser.add_argument("--file", help=file_help)
     actions = keys_parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a key; it is printed once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--scopes", default="read", help="comma-separated: read,write,admin")
-    actions.add_parser("list", help="the keys: id, tenant, scopes, created (never secrets)")
+    listing = actions.add_parser(
+        "list", help="the keys: id, tenant, scopes, created (never secrets)"
+    )
     revoke = actions.add_parser("revoke", help="delete a key by its id")
     revoke.add_argument("id")
+    for action in (create, listing, revoke):
+        # Also after the action; SUPPRESS keeps a --file given before it.
+        action.add_argument("--file", default=argparse.SUPPRESS, help=file_help)
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        serve()
-    elif args.command == "mcp":
-        mcp()
-    elif args.command == "keys":
-        keys(args)
-    else:
-        print_schema()
+    try:
+        args.run(args)
+    except CommandError as exc:
+        where = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        sys.stderr.write(f"graph {where}: {exc}\n")
+        sys.exit(1)

@@ -124,6 +124,16 @@ class ApiKey:
         }
 
 
+def _is_key_entry(entry: object) -> bool:
+    """A key as ApiKey.to_json writes it: four strings and a list of strings."""
+    return (
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(name), str) for name in ("id", "tenant", "hash", "created"))
+        and isinstance(entry.get("scopes"), list)
+        and all(isinstance(scope, str) for scope in entry["scopes"])
+    )
+
+
 def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -155,12 +165,30 @@ class ApiKeyFile:
 
     def _read(self) -> list[ApiKey]:
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            return [ApiKey(**{**k, "scopes": tuple(k["scopes"])}) for k in raw["keys"]]
+            raw = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return []
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AuthConfigError(f"API key file {self.path} is not valid: {exc}") from None
+        except OSError as exc:
+            raise AuthConfigError(f"API key file {self.path}: {exc.strerror}") from None
+        except ValueError:
+            raise AuthConfigError(f"API key file {self.path} is not JSON") from None
+        entries = raw.get("keys") if isinstance(raw, dict) else None
+        if not isinstance(entries, list) or not all(map(_is_key_entry, entries)):
+            raise AuthConfigError(
+                f"API key file {self.path} is not a key file: expected "
+                '{"keys": [{"id", "tenant", "scopes", "hash", "created"}, ...]}, '
+                "as `graph keys` writes it"
+            )
+        return [
+            ApiKey(
+                id=k["id"],
+                tenant=k["tenant"],
+                scopes=tuple(k["scopes"]),
+                hash=k["hash"],
+                created=k["created"],
+            )
+            for k in entries
+        ]
 
     def verify(self, credential: str) -> Principal:
         now = time.monotonic()
@@ -208,9 +236,14 @@ class ApiKeyFile:
                 "tenant must be 1-128 letters, digits or '_.@:-', starting with a letter or digit"
             ) from None
         wanted = list(dict.fromkeys(scopes))
+        known = ", ".join(x.value for x in Scope)
         unknown = [s for s in wanted if s not in {x.value for x in Scope}]
-        if unknown or not wanted:
-            raise ValueError(f"scopes must be some of read, write, admin (got {wanted})")
+        if unknown:
+            named = ", ".join(repr(s) for s in unknown)
+            plural = "s" if len(unknown) > 1 else ""
+            raise ValueError(f"unknown scope{plural} {named}; scopes are {known}")
+        if not wanted:
+            raise ValueError(f"no scope given; scopes are {known}")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         key = ApiKey(

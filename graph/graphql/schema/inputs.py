@@ -9,62 +9,144 @@ import strawberry
 
 from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
+from graph.graphql.schema.sizes import MAX_LIST_ITEMS
 from graph.store import models
 from graph.store.models import (  # noqa: F401 (re-exported for tests)
+    MAX_FILTER_CONDITIONS,
+    MAX_FILTER_DEPTH,
+    MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
+    MAX_PAYLOAD_VALUES,
     PAYLOAD_INT_MAX,
     PAYLOAD_INT_MIN,
     check_payload,
 )
 
+PAYLOAD_LIMITS = (
+    f"at most {MAX_PAYLOAD_BYTES} bytes of JSON, {MAX_PAYLOAD_VALUES} values and "
+    f"{MAX_PAYLOAD_DEPTH} levels of nesting; numbers finite, integers within -2^63..2^64-1 "
+    "(else BAD_USER_INPUT)"
+)
 
-@strawberry.input
+
+@strawberry.input(
+    description=(
+        "A point to write: its id, its vector, and an optional payload. `upsert` checks every "
+        "point of the batch before it writes any."
+    )
+)
 class PointInput:
     id: strawberry.ID = strawberry.field(
-        description='An unsigned integer (as 42 or "42") or a UUID string.'
+        description=(
+            'An unsigned integer (as 42 or "42", 0..18446744073709551615) or a UUID string; '
+            "anything else, or an id twice in one batch, is BAD_USER_INPUT. An existing id is "
+            "replaced: vector and payload alike."
+        )
     )
-    vector: Vector
-    payload: JSON | None = None
+    vector: Vector = strawberry.field(
+        description=(
+            "As many numbers as the collection's dimension (else BAD_USER_INPUT). Under "
+            "cosine distance it is stored normalised to unit length."
+        )
+    )
+    payload: JSON | None = strawberry.field(
+        default=None,
+        description=(
+            f"A JSON object (anything else is BAD_USER_INPUT), {PAYLOAD_LIMITS}. Omitted or "
+            "null: no payload (an upsert replaces the old payload with none)."
+        ),
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description=(
+        "Bounds on a numeric payload value: at least one of the four, each a finite number "
+        "(else BAD_USER_INPUT); all given must hold."
+    )
+)
 class Range:
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+    gt: float | None = strawberry.field(default=None, description="Greater than this.")
+    gte: float | None = strawberry.field(default=None, description="Greater than or equal.")
+    lt: float | None = strawberry.field(default=None, description="Less than this.")
+    lte: float | None = strawberry.field(default=None, description="Less than or equal.")
 
 
-@strawberry.input
+@strawberry.input(
+    description=(
+        "What a payload value must be: exactly one of `value`, `any` or `except` (else "
+        "BAD_USER_INPUT). A key holding an array matches when one of its elements does."
+    )
+)
 class Match:
     value: JSON | None = strawberry.field(
-        default=None, description="Exact match of a keyword, integer or boolean."
+        default=None,
+        description=(
+            "Exact match of a keyword (string), integer (-2^63..2^63-1) or boolean; other "
+            "JSON values are BAD_USER_INPUT."
+        ),
     )
     any: list[JSON] | None = strawberry.field(
-        default=None, description="Matches any of these values."
+        default=None,
+        description=(
+            f"Matches any of these values: 1 to {MAX_LIST_ITEMS} values, all strings or all "
+            "integers (else BAD_USER_INPUT)."
+        ),
     )
     except_: list[JSON] | None = strawberry.field(
-        default=None, name="except", description="Matches none of these values."
+        default=None,
+        name="except",
+        description=(
+            f"Matches none of these values: 1 to {MAX_LIST_ITEMS} values, all strings or all "
+            "integers (else BAD_USER_INPUT)."
+        ),
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description=(
+        "One condition: a `key` with exactly one of `match` or `range`, or a nested `filter` "
+        "alone; anything else is BAD_USER_INPUT."
+    )
+)
 class Condition:
     key: str | None = strawberry.field(
-        default=None, description='Dotted path into the payload, e.g. "meta.source".'
+        default=None,
+        description=(
+            'Dotted path into the payload, e.g. "meta.source": names of letters, digits, '
+            "'_' and '-', each optionally followed by [] (every element of an array) or [N]; "
+            'quote other names ("my key"). Other keys are BAD_USER_INPUT. Keys address the '
+            "client's payload (a memory's metadata) only."
+        ),
     )
-    match: Match | None = None
-    range: Range | None = None
+    match: Match | None = strawberry.field(
+        default=None, description="The value at `key` must match this."
+    )
+    range: Range | None = strawberry.field(
+        default=None, description="The number at `key` must lie within this range."
+    )
     filter: Filter | None = strawberry.field(
         default=None, description="A nested filter, for grouping."
     )
 
 
-@strawberry.input(description="A Qdrant-style boolean filter over payload fields.")
+@strawberry.input(
+    description=(
+        "A Qdrant-style boolean filter over payload fields. A point matches when all three "
+        "lists hold; an omitted, null or empty list always holds. At most "
+        f"{MAX_FILTER_DEPTH} levels of nested filters and {MAX_FILTER_CONDITIONS} conditions "
+        "in all (else BAD_USER_INPUT)."
+    )
+)
 class Filter:
-    must: list[Condition] | None = None
-    should: list[Condition] | None = None
-    must_not: list[Condition] | None = None
+    must: list[Condition] | None = strawberry.field(
+        default=None, description="Every one of these conditions holds."
+    )
+    should: list[Condition] | None = strawberry.field(
+        default=None, description="At least one of these conditions holds (when any are given)."
+    )
+    must_not: list[Condition] | None = strawberry.field(
+        default=None, description="None of these conditions holds."
+    )
 
 
 # Qdrant matches integers as signed 64-bit.

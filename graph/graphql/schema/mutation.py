@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -11,14 +11,31 @@ from graph.errors import BadUserInput
 from graph.graphql.schema import memory, types
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
-from graph.graphql.schema.query import CollectionArg, to_collection
-from graph.graphql.schema.resolvers import check_id_count, collection_name
+from graph.graphql.schema.query import to_collection
+from graph.graphql.schema.resolvers import (
+    IDS_RULE,
+    STORE_ERRORS,
+    CollectionArg,
+    check_id_count,
+    collection_name,
+    root_description,
+    setting,
+)
 from graph.settings import Distance
-from graph.store.models import validate_collection_name, validate_dimension
+from graph.store.models import MAX_DIMENSION, validate_collection_name, validate_dimension
 from graph.telemetry.metrics import timed_resolver
 
+NAME_RULE = (
+    "1-63 letters, digits, '_' or '-', starting with a letter or digit (else BAD_USER_INPUT)"
+)
 
-@strawberry.type
+
+@strawberry.type(
+    description=(
+        "Writes. Each field may fail as the Query type says; a write that fails writes "
+        "nothing. When a field returns, what it wrote is durable."
+    )
+)
 class Mutation:
     remember = strawberry.mutation(
         resolver=memory.remember, description=memory.REMEMBER_DESCRIPTION
@@ -26,18 +43,30 @@ class Mutation:
     forget = strawberry.mutation(resolver=memory.forget, description=memory.FORGET_DESCRIPTION)
 
     @strawberry.mutation(
-        description=(
+        description=root_description(
             "Insert or replace points by id. The whole batch is validated first: one invalid "
             "point (bad id, wrong dimension, non-object payload) rejects the batch with "
             "BAD_USER_INPUT and writes nothing. When the call returns, the points are durable "
-            "and visible to `query`."
+            "and visible to `query`.",
+            "write",
+            "BAD_USER_INPUT (the batch's size, a bad or repeated id, a vector of another "
+            "dimension, a payload that is not an object or over its limits), NOT_FOUND (no "
+            f"such collection), {STORE_ERRORS}",
         )
     )
     @timed_resolver("Mutation", "upsert")
     async def upsert(
         self,
         info: Info[RequestContext, Any],
-        points: list[PointInput],
+        points: Annotated[
+            list[PointInput],
+            strawberry.argument(
+                description=(
+                    f"1 to {setting('MAX_UPSERT_POINTS')} points (else BAD_USER_INPUT), each "
+                    "id at most once."
+                )
+            ),
+        ],
         collection: CollectionArg = None,
     ) -> types.UpsertResult:
         context = info.context
@@ -51,17 +80,31 @@ class Mutation:
         return types.UpsertResult(upserted=upserted)
 
     @strawberry.mutation(
-        description=(
+        description=root_description(
             "Delete points by `ids` or by `filter` (exactly one of them; a filter needs at "
-            "least one condition)."
+            "least one condition). Memories are points too: both kinds are deleted.",
+            "write",
+            "BAD_USER_INPUT (both or neither of ids and filter, bad or too many ids, an empty "
+            f"or bad filter), NOT_FOUND (no such collection), {STORE_ERRORS}",
         )
     )
     @timed_resolver("Mutation", "delete")
     async def delete(
         self,
         info: Info[RequestContext, Any],
-        ids: list[strawberry.ID] | None = None,
-        filter: Filter | None = None,
+        ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(description=f"{IDS_RULE} An id given twice counts once."),
+        ] = None,
+        filter: Annotated[
+            Filter | None,
+            strawberry.argument(
+                description=(
+                    "Delete every point whose payload matches: at least one condition (else "
+                    "BAD_USER_INPUT)."
+                )
+            ),
+        ] = None,
         collection: CollectionArg = None,
     ) -> types.DeleteResult:
         context = info.context
@@ -78,31 +121,63 @@ class Mutation:
             deleted = await context.store.delete_by_filter(context.principal.tenant, name, flt)
         return types.DeleteResult(deleted=deleted)
 
-    @strawberry.mutation(description="Create an empty collection.")
+    @strawberry.mutation(
+        description=root_description(
+            "Create an empty collection of the tenant. Collections of one vector shape "
+            "(dimension and distance) share storage; at most MAX_VECTOR_SHAPES shapes are in "
+            "use at once, over all tenants.",
+            "admin",
+            "BAD_USER_INPUT (a bad name or dimension, a new shape past MAX_VECTOR_SHAPES), "
+            f"ALREADY_EXISTS (the tenant has a collection of that name), {STORE_ERRORS}",
+        )
+    )
     @timed_resolver("Mutation", "createCollection")
     async def create_collection(
         self,
         info: Info[RequestContext, Any],
-        name: str,
-        dimension: int,
-        distance: types.Distance = types.Distance.COSINE,
+        name: Annotated[
+            str, strawberry.argument(description=f"The new collection's name: {NAME_RULE}.")
+        ],
+        dimension: Annotated[
+            int,
+            strawberry.argument(
+                description=(
+                    f"How many numbers each vector has: 1..{MAX_DIMENSION} (else BAD_USER_INPUT)."
+                )
+            ),
+        ],
+        distance: Annotated[
+            types.Distance,
+            strawberry.argument(description="How vectors are compared; default COSINE."),
+        ] = types.Distance.COSINE,
     ) -> types.Collection:
         context = info.context
         created = await context.store.create_collection(
             context.principal.tenant,
             validate_collection_name(name),
             validate_dimension(dimension),
-            Distance(distance.value),
+            Distance(str(distance.value)),
         )
         return to_collection(created)
 
     @strawberry.mutation(
-        description=(
-            "Delete a collection and all its points. The default collection cannot be deleted."
+        description=root_description(
+            "Delete a collection and all its points, memories included; returns true. The "
+            "default collection cannot be deleted.",
+            "admin",
+            "BAD_USER_INPUT (a bad name, or the default collection's), NOT_FOUND (the tenant "
+            f"has no collection of that name), {STORE_ERRORS}",
         )
     )
     @timed_resolver("Mutation", "deleteCollection")
-    async def delete_collection(self, info: Info[RequestContext, Any], name: str) -> bool:
+    async def delete_collection(
+        self,
+        info: Info[RequestContext, Any],
+        name: Annotated[
+            str,
+            strawberry.argument(description=f"The collection to delete: {NAME_RULE}."),
+        ],
+    ) -> bool:
         context = info.context
         if name == context.settings.store.collection:
             raise BadUserInput("The default collection cannot be deleted")

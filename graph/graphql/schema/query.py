@@ -13,19 +13,20 @@ from graph.graphql.schema import memory, types
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.inputs import Filter, to_filter, to_ids
 from graph.graphql.schema.resolvers import (
+    IDS_RULE,
+    LIMIT_RULE,
+    STORE_ERRORS,
+    CollectionArg,
     check_id_count,
     check_limit,
     check_offset,
     collection_name,
+    root_description,
+    setting,
 )
 from graph.graphql.schema.scalars import Vector
 from graph.store.models import CollectionInfo, normalize_point_id
 from graph.telemetry.metrics import timed_resolver
-
-CollectionArg = Annotated[
-    str | None,
-    strawberry.argument(description="The collection; the default collection when omitted."),
-]
 
 
 def to_collection(info: CollectionInfo) -> types.Collection:
@@ -37,15 +38,48 @@ def to_collection(info: CollectionInfo) -> types.Collection:
     )
 
 
-@strawberry.type
+# Arguments the point fields share.
+WithVector = Annotated[
+    bool,
+    strawberry.argument(
+        description="Return each point's vector too (false: `vector` is null). Default false."
+    ),
+]
+PointFilter = Annotated[
+    Filter | None,
+    strawberry.argument(
+        description=(
+            "Only points whose payload matches; omitted or null: every point. Memories are "
+            "points too, their metadata being the payload."
+        )
+    ),
+]
+
+
+@strawberry.type(
+    description=(
+        "Reads. Besides the errors each field names, any request may fail as a whole, with "
+        "nothing run: UNAUTHENTICATED (HTTP 401: credentials are configured and this one is "
+        "missing or invalid), FORBIDDEN (HTTP 403: a root field needs a scope the credential "
+        "lacks), RATE_LIMITED (HTTP 429: past RATE_LIMIT), PAYLOAD_TOO_LARGE (HTTP 413: over "
+        "MAX_BODY_BYTES), BAD_REQUEST (not a GraphQL request the server takes), "
+        "GRAPHQL_PARSE_FAILED (bad syntax, or over MAX_TOKENS tokens), "
+        "GRAPHQL_VALIDATION_FAILED (unknown names, wrong types, or over MAX_QUERY_DEPTH, "
+        "MAX_ALIASES, MAX_DIRECTIVES or 500 fields once fragments are expanded). "
+        "INTERNAL_SERVER_ERROR is a bug; its message never carries details. At most 10 "
+        "errors per response."
+    )
+)
 class Query:
     recall = strawberry.field(resolver=memory.recall, description=memory.RECALL_DESCRIPTION)
     memories = strawberry.field(resolver=memory.memories, description=memory.MEMORIES_DESCRIPTION)
 
     @strawberry.field(
-        description=(
+        description=root_description(
             "Liveness and readiness of the service and its vector store. Never raises an "
-            "error because the store is down: it reports it in `status` instead."
+            "error because the store is down: it reports it in `status` instead.",
+            None,
+            "none of its own (the store's failure is `status` UNAVAILABLE)",
         )
     )
     @timed_resolver("Query", "health")
@@ -61,23 +95,56 @@ class Query:
         return types.Health(status=status, version=__version__, backend=context.store.backend)
 
     @strawberry.field(
-        description=(
+        description=root_description(
             "Nearest neighbours of `vector` in `collection` (the default collection when "
             "omitted), best first. `limit` is 1..100 (other values are BAD_USER_INPUT), "
             "`offset` is 0 or more. Points scoring worse than `scoreThreshold` are left out "
-            "(as in Qdrant: lower similarity for cosine and dot, larger distance for euclid)."
+            "(as in Qdrant: lower similarity for cosine and dot, larger distance for euclid). "
+            "Only points with a vector take part (memories remembered without one do not).",
+            "read",
+            "BAD_USER_INPUT (a vector of another dimension than the collection's, `limit` or "
+            "`offset` out of range, a non-finite `scoreThreshold`, a bad filter), NOT_FOUND "
+            f"(no such collection), {STORE_ERRORS}",
         )
     )
     @timed_resolver("Query", "query")
     async def query(
         self,
         info: Info[RequestContext, Any],
-        vector: Vector,
-        limit: int = 10,
-        offset: int = 0,
-        filter: Filter | None = None,
-        score_threshold: float | None = None,
-        with_vector: bool = False,
+        vector: Annotated[
+            Vector,
+            strawberry.argument(
+                description=(
+                    "The query vector: as many numbers as the collection's dimension (else "
+                    "BAD_USER_INPUT). Under cosine distance it is normalised first, so its "
+                    "length does not matter."
+                )
+            ),
+        ],
+        limit: Annotated[
+            int, strawberry.argument(description=f"How many points at most: {LIMIT_RULE}")
+        ] = 10,
+        offset: Annotated[
+            int,
+            strawberry.argument(
+                description=(
+                    "How many of the best points to skip first (paging): 0 or more, default 0; "
+                    "negative is BAD_USER_INPUT. Past the last point the answer is empty."
+                )
+            ),
+        ] = 0,
+        filter: PointFilter = None,
+        score_threshold: Annotated[
+            float | None,
+            strawberry.argument(
+                description=(
+                    "Leave out points scoring worse: below it for cosine (-1..1) and dot, "
+                    "above it for euclid (a distance, 0 or more). Omitted or null: no "
+                    "threshold; not finite: BAD_USER_INPUT."
+                )
+            ),
+        ] = None,
+        with_vector: WithVector = False,
         collection: CollectionArg = None,
     ) -> list[types.ScoredPoint]:
         context = info.context
@@ -93,13 +160,24 @@ class Query:
         )
         return cast(list[types.ScoredPoint], hits)
 
-    @strawberry.field(description="Points by id, in the order asked; missing ids are left out.")
+    @strawberry.field(
+        description=root_description(
+            "Points by id, in the order asked; missing ids are left out.",
+            "read",
+            f"BAD_USER_INPUT (no ids, more than {setting('MAX_IDS_PER_REQUEST')}, an id "
+            f"that is not an unsigned 64-bit integer or a UUID), NOT_FOUND (no such "
+            f"collection), {STORE_ERRORS}",
+        )
+    )
     @timed_resolver("Query", "points")
     async def points(
         self,
         info: Info[RequestContext, Any],
-        ids: list[strawberry.ID],
-        with_vector: bool = False,
+        ids: Annotated[
+            list[strawberry.ID],
+            strawberry.argument(description=IDS_RULE),
+        ],
+        with_vector: WithVector = False,
         collection: CollectionArg = None,
     ) -> list[types.Point]:
         context = info.context
@@ -112,12 +190,18 @@ class Query:
         )
         return cast(list[types.Point], records)
 
-    @strawberry.field(description="How many points match `filter` (all points when omitted).")
+    @strawberry.field(
+        description=root_description(
+            "How many points match `filter` (all points when omitted), memories included; exact.",
+            "read",
+            f"BAD_USER_INPUT (a bad filter), NOT_FOUND (no such collection), {STORE_ERRORS}",
+        )
+    )
     @timed_resolver("Query", "count")
     async def count(
         self,
         info: Info[RequestContext, Any],
-        filter: Filter | None = None,
+        filter: PointFilter = None,
         collection: CollectionArg = None,
     ) -> int:
         context = info.context
@@ -126,19 +210,35 @@ class Query:
         )
 
     @strawberry.field(
-        description=(
-            "Pages through the points matching `filter` in ascending id order. Pass the "
-            "returned `nextCursor` as `cursor` for the next page."
+        description=root_description(
+            "Pages through the points matching `filter`. The order is that of the ids the "
+            "points are stored under (derived from the tenant, the collection and the id), "
+            "not the order of the client's ids nor of writing; it is stable while the "
+            "collection does not change. Pass the returned `nextCursor` as `cursor` for the "
+            "next page; points written or deleted meanwhile may or may not be seen.",
+            "read",
+            "BAD_USER_INPUT (`limit` out of range, a cursor that is not an id, a bad filter), "
+            f"NOT_FOUND (no such collection), {STORE_ERRORS}",
         )
     )
     @timed_resolver("Query", "scroll")
     async def scroll(
         self,
         info: Info[RequestContext, Any],
-        limit: int = 10,
-        cursor: strawberry.ID | None = None,
-        filter: Filter | None = None,
-        with_vector: bool = False,
+        limit: Annotated[
+            int, strawberry.argument(description=f"Points per page at most: {LIMIT_RULE}")
+        ] = 10,
+        cursor: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description=(
+                    "Where the page starts: the `nextCursor` of the previous page, as given "
+                    "(an opaque id). Omitted or null: the first page."
+                )
+            ),
+        ] = None,
+        filter: PointFilter = None,
+        with_vector: WithVector = False,
         collection: CollectionArg = None,
     ) -> types.ScrollResult:
         context = info.context
@@ -155,7 +255,14 @@ class Query:
             points=cast(list[types.Point], page.points), next_cursor=next_cursor
         )
 
-    @strawberry.field(description="Every collection, sorted by name.")
+    @strawberry.field(
+        description=root_description(
+            "Every collection of the tenant, sorted by name (the default one included once it "
+            "exists).",
+            "read",
+            STORE_ERRORS,
+        )
+    )
     @timed_resolver("Query", "collections")
     async def collections(self, info: Info[RequestContext, Any]) -> list[types.Collection]:
         context = info.context

@@ -96,7 +96,11 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
         description=(
             "A dense vector: a JSON array of finite numbers, e.g. [0.12, -0.5, ...]. Its "
             "length must equal the dimension of the collection it is used with. Accepted "
-            "both as a variable and as an inline list literal."
+            "both as a variable and as an inline list literal. 1 to "
+            f"{MAX_DIMENSION} numbers, integers or floats, each within the 32-bit float "
+            "range (about ±3.4e38); empty, longer, non-numeric, NaN or infinite values are "
+            "BAD_USER_INPUT. Stored as 32-bit floats, so a vector read back may differ in "
+            "the last digits."
         ),
         serialize=_identity,
         parse_value=parse_vector,
@@ -104,7 +108,11 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
     ),
     JSON: strawberry.scalar(
         name="JSON",
-        description="Any JSON value. A point's payload is a JSON object.",
+        description=(
+            "Any JSON value. A point's payload is a JSON object. Sent and returned as "
+            "given, with no conversion; where a field wants an object, anything else is "
+            "BAD_USER_INPUT."
+        ),
         serialize=_identity,
         parse_value=_identity,
         parse_literal=parse_json_literal,
@@ -113,7 +121,9 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
         name="DateTime",
         description=(
             'A date and time in ISO 8601 with an offset, e.g. "2026-11-29T08:00:00Z". '
-            "Output is always UTC."
+            "Output is always UTC, with a Z, and microseconds when there are any "
+            '("2026-11-29T08:00:00.123456Z"). As input, a time without an offset is '
+            "BAD_USER_INPUT."
         ),
         serialize=serialize_datetime,
         parse_value=parse_datetime,

@@ -1,0 +1,149 @@
+"""The `graph` command as operators run it: a real process, its exit status and its stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graph.settings import Settings
+
+
+def graph(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "AUTH_API_KEYS_FILE"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "graph", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def fails_with_one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    return result.stderr
+
+
+CORRUPT = {
+    "not-json": b"not json {",
+    "not-utf8": b"\xff\x00\xfe",
+    "a-list": b"[]",
+    "keys-an-object": b'{"keys": {}}',
+    "a-string-key": b'{"keys": ["x"]}',
+    "scopes-a-string": (
+        b'{"keys": [{"id": "a", "tenant": "t", "scopes": "read", "hash": "h", "created": "c"}]}'
+    ),
+    "id-a-number": (
+        b'{"keys": [{"id": 1, "tenant": "t", "scopes": ["read"], "hash": "h", "created": "c"}]}'
+    ),
+}
+CASES = [(name, ["list"]) for name in CORRUPT] + [
+    ("not-json", ["create", "--tenant", "acme"]),
+    ("scopes-a-string", ["create", "--tenant", "acme"]),
+    ("not-json", ["revoke", "abc"]),
+    ("a-list", ["revoke", "abc"]),
+]
+
+
+@pytest.mark.parametrize(("content", "action"), CASES, ids=[f"{c}-{a[0]}" for c, a in CASES])
+def test_a_corrupt_key_file_is_one_line_and_status_1(
+    tmp_path: Path, content: str, action: list[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_bytes(CORRUPT[content])
+    stderr = fails_with_one_line(graph("keys", "--file", str(path), *action), str(path))
+    assert stderr.startswith(f"graph keys {action[0]}: ")
+    assert path.read_bytes() == CORRUPT[content]  # nothing written
+
+
+def test_file_goes_before_or_after_the_action(tmp_path: Path) -> None:
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    created = graph("keys", "--file", str(before), "create", "--tenant", "acme")
+    assert created.returncode == 0, created.stderr
+    created = graph("keys", "create", "--tenant", "globex", "--file", str(after))
+    assert created.returncode == 0, created.stderr
+    assert [k["tenant"] for k in json.loads(before.read_text())["keys"]] == ["acme"]
+    assert [k["tenant"] for k in json.loads(after.read_text())["keys"]] == ["globex"]
+    listed = graph("keys", "list", "--file", str(before))
+    assert listed.returncode == 0 and "\tacme\tread\t" in listed.stdout
+    listed = graph("keys", "--file", str(after), "list")
+    assert listed.returncode == 0 and "\tglobex\tread\t" in listed.stdout
+    # Given on both sides, the one after the action wins, as the later option does.
+    listed = graph("keys", "--file", str(before), "list", "--file", str(after))
+    assert "globex" in listed.stdout and "acme" not in listed.stdout
+
+
+def test_file_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    env = {"AUTH_API_KEYS_FILE": str(path)}
+    assert graph("keys", "create", "--tenant", "acme", env=env).returncode == 0
+    assert "\tacme\t" in graph("keys", "list", env=env).stdout
+
+
+def test_no_key_file_named() -> None:
+    fails_with_one_line(
+        graph("keys", "list"), "graph keys list: set AUTH_API_KEYS_FILE or pass --file"
+    )
+
+
+@pytest.mark.parametrize("action", [["list"], ["revoke", "abc"]])
+def test_a_missing_key_file_is_said_so(tmp_path: Path, action: list[str]) -> None:
+    path = tmp_path / "absent.json"
+    fails_with_one_line(
+        graph("keys", "--file", str(path), *action),
+        f"graph keys {action[0]}: no key file at {path}",
+    )
+    assert not path.exists()
+
+
+def test_an_unreadable_key_file_is_one_line(tmp_path: Path) -> None:
+    # A directory where the file should be: the same error for root, which reads anything.
+    fails_with_one_line(graph("keys", "--file", str(tmp_path), "list"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("scopes", "message"),
+    [
+        ("foo", "unknown scope 'foo'; scopes are read, write, admin"),
+        ("read,foo,bar", "unknown scopes 'foo', 'bar'; scopes are read, write, admin"),
+        (",", "no scope given; scopes are read, write, admin"),
+    ],
+)
+def test_scope_errors_name_the_scopes_in_words(tmp_path: Path, scopes: str, message: str) -> None:
+    path = tmp_path / "keys.json"
+    result = graph("keys", "--file", str(path), "create", "--tenant", "acme", "--scopes", scopes)
+    stderr = fails_with_one_line(result, f"graph keys create: {message}")
+    assert "[" not in stderr
+    assert not path.exists()
+
+
+def test_revoking_an_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    assert graph("keys", "--file", str(path), "create", "--tenant", "acme").returncode == 0
+    fails_with_one_line(graph("keys", "--file", str(path), "revoke", "nope"), "no key nope")
+
+
+def test_serve_help_lists_every_setting_with_default_and_meaning() -> None:
+    result = graph("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name, default, meaning in Settings.described():
+        row = [line for line in lines if line.split()[:1] == [name]]
+        assert len(row) == 1, (name, result.stdout)
+        assert meaning and meaning in row[0] and f"(default: {default})" in row[0], row
+    assert "  PORT " in result.stdout and "(default: 8000)" in result.stdout
+    assert "(default: unset)" in result.stdout
+
+
+def test_every_setting_has_a_description() -> None:
+    assert [name for name, _, meaning in Settings.described() if not meaning.strip()] == []
