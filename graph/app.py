@@ -26,6 +26,7 @@ from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.gate import GatedApp
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.http.protocol import PREFLIGHT_HEADERS
 from graph.http.responses import JSONResponse
 from graph.mcp.server import StreamableHTTP, build_server
 from graph.mcp.tools import MemoryTools
@@ -135,7 +136,8 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
+            # The preflight headers let a browser app send queries over GET.
+            allow_headers=["authorization", "content-type", "x-request-id", *PREFLIGHT_HEADERS],
             expose_headers=["x-request-id", "retry-after"],
             max_age=600,
         )

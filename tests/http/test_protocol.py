@@ -354,6 +354,25 @@ def test_get_goes_through_the_same_credentials_scopes_and_rate_limit(tmp_path: P
     assert 'graphql_errors_total{code="FORBIDDEN"}' in metrics
 
 
+def test_a_browser_app_may_send_the_preflight_header_cross_origin(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, cors_allow_origins="https://app.example")
+    with TestClient(create_app(settings)) as client:
+        preflight = client.options(
+            "/graphql",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "graphql-require-preflight",
+            },
+        )
+        assert preflight.status_code == 200
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "graphql-require-preflight" in allowed
+        response = get(client, {"query": HEALTH}, origin="https://app.example")
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        assert response.json() == {"data": {"health": {"status": "OK"}}}
+
+
 def test_graphiql_is_still_served_to_a_browser(client: TestClient) -> None:
     page = client.get("/graphql", headers={"accept": "text/html,*/*;q=0.8"})
     assert page.status_code == 200
