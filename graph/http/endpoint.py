@@ -125,17 +125,22 @@ class GraphQLEndpoint:
             return self._refuse(
                 params.status, params.message, request_id, params.headers, media_type
             )
-        return await self._run(params, media_type, request, principal)
+        over_get = request.method == "GET"
+        return await self._run(params, media_type, over_get, request_id, principal)
 
     async def _run(
-        self, params: GraphQLParams, media_type: str, request: Request, principal: Principal
+        self,
+        params: GraphQLParams,
+        media_type: str,
+        over_get: bool,
+        request_id: str,
+        principal: Principal,
     ) -> Response:
-        request_id = request_id_of(request.scope)
         started = time.perf_counter()
         prepared = await self.preparer.prepare(params.query, params.operation_name)
         if isinstance(prepared, Refusal):
             return self._refused(prepared, media_type, principal, request_id, started)
-        if request.method == "GET" and prepared.operation_type != "query":
+        if over_get and prepared.operation_type != "query":
             # The spec: a mutation over GET is 405, and nothing runs.
             return self._refuse(
                 405, "Send mutations as POST", request_id, {"Allow": "POST"}, media_type

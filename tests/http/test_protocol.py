@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from graph.app import create_app
@@ -341,17 +342,33 @@ def test_get_goes_through_the_same_credentials_scopes_and_rate_limit(tmp_path: P
     writer = bearer(token(scope="write", aud="memory"))
     reader = bearer(token(tenant="other", scope="read", aud="memory"))
     with TestClient(create_app(settings)) as client:
+        client.get("/metrics")  # records what earlier tests left waiting
+        before = successful_queries()
         assert_refused(get(client, {"query": HEALTH}), 401, "UNAUTHENTICATED")
         # A token without `read` may not query, over GET as over POST.
         assert_refused(get(client, {"query": COUNT}, **writer), 403, "FORBIDDEN")
         assert get(client, {"query": COUNT}, **reader).json() == {"data": {"count": 0}}
         for _ in range(2):
-            get(client, {"query": COUNT}, **reader)
+            assert get(client, {"query": COUNT}, **reader).status_code == 200
         limited = get(client, {"query": COUNT}, **reader)
         assert_refused(limited, 429, "RATE_LIMITED")
         assert "retry-after" in limited.headers
         metrics = client.get("/metrics").text
     assert 'graphql_errors_total{code="FORBIDDEN"}' in metrics
+    # The three served GETs are counted as operations, as POSTs are.
+    assert successful_queries() - before == 3
+
+
+def successful_queries() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "graphql_operations"
+        for sample in metric.samples
+        if sample.name == "graphql_operations_total"
+        and sample.labels["operation_type"] == "query"
+        and sample.labels["outcome"] == "success"
+    )
 
 
 def test_a_browser_app_may_send_the_preflight_header_cross_origin(tmp_path: Path) -> None:
