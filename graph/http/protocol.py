@@ -63,7 +63,8 @@ class Malformed:
 
 def response_media_type(accept: str | None) -> str | None:
     """The media type to answer with, or None when the client accepts neither (406).
-    No Accept header counts as application/json, as the spec asks until its watershed."""
+    No Accept header counts as application/json, which every client understands (the
+    spec's rule for clients that predate application/graphql-response+json)."""
     if accept is None or not accept.strip():
         return JSON
     if len(accept) > _CACHED_ACCEPT_CHARS:
