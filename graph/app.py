@@ -27,6 +27,7 @@ from graph.http.endpoint import GraphQLEndpoint
 from graph.http.gate import GatedApp
 from graph.http.graphiql import ASSETS_PATH, GraphiQL
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.http.protocol import PREFLIGHT_HEADERS
 from graph.http.responses import JSONResponse
 from graph.mcp.server import StreamableHTTP, build_server
 from graph.mcp.tools import MemoryTools
@@ -136,7 +137,8 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
+            # The preflight headers let a browser app send queries over GET.
+            allow_headers=["authorization", "content-type", "x-request-id", *PREFLIGHT_HEADERS],
             expose_headers=["x-request-id", "retry-after"],
             max_age=600,
         )
@@ -269,7 +271,9 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            # An ASGI app, so that every method reaches the endpoint, which answers the
+            # ones it does not serve with a coded 405.
+            Route("/graphql", graphql),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -50,3 +50,12 @@ class Executor:
         if isinstance(result, ExecutionResult):
             return result
         return await result
+
+
+def failed_before_execution(result: ExecutionResult) -> bool:
+    """Whether the operation failed before any field ran (its variables could not be
+    coerced): a request error, which has no data. An error raised by a field always has
+    the field's path; one raised before execution never has one."""
+    if result.data is not None or not result.errors:
+        return False
+    return all(error.path is None for error in result.errors)

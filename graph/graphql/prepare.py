@@ -78,7 +78,9 @@ class PreparedOperation:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A request error: nothing runs. `status` is the HTTP status to answer with."""
+    """A request error: nothing runs. `status` is the HTTP status to answer with under
+    application/json; under application/graphql-response+json every request error is
+    4xx (graph/http/endpoint.py)."""
 
     code: ErrorCode
     errors: tuple[GraphQLError, ...]

@@ -15,12 +15,14 @@ from graph.security.gate import Denial, Gate
 logger = logging.getLogger("graph.request")
 
 
-def denial_response(denial: Denial, request_id: str, route: str) -> JSONResponse:
+def denial_response(
+    denial: Denial, request_id: str, route: str, media_type: str = "application/json"
+) -> JSONResponse:
     logger.info(
         f"{route} request refused", extra={"status": denial.status, "code": denial.code.value}
     )
     return error_response(
-        denial.status, denial.code, denial.message, request_id, denial.headers or None
+        denial.status, denial.code, denial.message, request_id, denial.headers or None, media_type
     )
 
 

@@ -19,8 +19,13 @@ def dumps(content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":")).encode()
 
 
+def utf8(media_type: str) -> str:
+    """The Content-Type of a body of this media type: always UTF-8, and saying so."""
+    return f"{media_type}; charset=utf-8"
+
+
 class JSONResponse(Response):
-    media_type = "application/json"
+    media_type = utf8("application/json")
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
@@ -40,5 +45,11 @@ def error_response(
     message: str,
     request_id: str,
     headers: dict[str, str] | None = None,
+    media_type: str = "application/json",
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(code, message, request_id),
+        status_code=status,
+        headers=headers,
+        media_type=utf8(media_type),
+    )
