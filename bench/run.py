@@ -838,43 +838,54 @@ def running(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
-def index_phase(
-    args: argparse.Namespace, work: Path, cpus: set[int] | None, peer: ChromaServer | None
-) -> dict[str, Any]:
-    """Counting until indexed, on fresh, empty endpoints. The memory server builds its
+def index_servers(args: argparse.Namespace, work: Path, cpus: set[int] | None) -> list[Server]:
+    """Fresh, empty endpoints for counting until indexed. The memory server builds its
     index once the last point has landed (INDEX_THRESHOLD = the points written), as
-    the raw app optimizes once at the end."""
-    count = args.index_points
-    timed: dict[str, Any] = {}
-    fresh = [
+    the raw app optimizes once at the end. Started with the others, idle till then."""
+    if not args.index_points or args.instrumentation_only:
+        return []
+    return [
         Server(
-            "graphql",
+            "index-graphql",
             "graphql",
             work / "index-graphql",
             work / "index-graphql.log",
             args.dimension,
-            env={"INDEX_THRESHOLD": str(count)},
+            env={"INDEX_THRESHOLD": str(args.index_points)},
             cpus=cpus,
         ),
-        Server("raw", "raw", work / "index-raw", work / "index-raw.log", args.dimension, cpus=cpus),
+        Server(
+            "index-raw",
+            "raw",
+            work / "index-raw",
+            work / "index-raw.log",
+            args.dimension,
+            cpus=cpus,
+        ),
     ]
-    with running(fresh):
-        graphql, raw = fresh
-        log(f"counting until indexed: {count:,} points")
-        timed["graphql"] = recall.time_to_indexed(
-            recall.graphql_writer(graphql.upsert_url),
-            recall.wait_until(lambda: recall.server_indexed(graphql.base, count)),
-            count,
-            args.dimension,
-        )
-        log(f"  server {timed['graphql']}")
-        timed["raw"] = recall.time_to_indexed(
-            recall.plain_writer(raw.upsert_url),
-            lambda: raw.post("/optimize", {}) and None,
-            count,
-            args.dimension,
-        )
-        log(f"  raw    {timed['raw']}")
+
+
+def index_phase(
+    args: argparse.Namespace, fresh: list[Server], peer: ChromaServer | None
+) -> dict[str, Any]:
+    count = args.index_points
+    graphql, raw = fresh
+    log(f"counting until indexed: {count:,} points")
+    timed: dict[str, Any] = {}
+    timed["graphql"] = recall.time_to_indexed(
+        recall.graphql_writer(graphql.upsert_url),
+        recall.wait_until(lambda: recall.server_indexed(graphql.base, count)),
+        count,
+        args.dimension,
+    )
+    log(f"  server {timed['graphql']}")
+    timed["raw"] = recall.time_to_indexed(
+        recall.plain_writer(raw.upsert_url),
+        lambda: raw.post("/optimize", {}) and None,
+        count,
+        args.dimension,
+    )
+    log(f"  raw    {timed['raw']}")
     if peer is not None:
         ident = chroma.create(peer.base, chroma.INGEST_COLLECTION)
         timed["chroma"] = recall.time_to_indexed(
@@ -989,7 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
         queries.write_text(json.dumps(data.query_vectors(args.dimension)))
         k6 = K6(k6_path, work, args.dimension, cpus=k6_cpus, queries=queries)
         results = Results()
-        with running(servers):
+        fresh = index_servers(args, work, server_cpus)
+        with running(servers + fresh):
             log("warming up")
             for each in servers:
                 k6.run(
@@ -1001,8 +1013,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.instrumentation_only:
                 log("recall against exact search")
                 extra["recall"] = measure_recall(args, servers)
-                if args.index_points:
-                    extra["indexing"] = index_phase(args, work, server_cpus, peer)
+                if fresh:
+                    extra["indexing"] = index_phase(args, fresh, peer)
         info["load_end"] = load_average()
         if args.instrumentation_only:
             report = "\n".join(
