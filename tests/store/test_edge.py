@@ -631,3 +631,70 @@ def test_query_leaves_out_an_empty_fresh_shard_but_not_points_that_just_moved(
         assert [(h.id, h.payload) for h in hits] == [(5, {"i": 5, "moved": True})]
 
     with_store(tmp_path, body, index_threshold=20)
+
+
+def test_a_collection_alone_in_its_shape_is_searched_unfiltered_and_stays_isolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection alone in its physical collection is searched without the partition
+    filter (the engine's search is then several times cheaper) and gives the filtered
+    answer. When the guess is wrong (another tenant's points rank first) the search runs
+    again with the filter: no other tenant's point ever comes back."""
+    unscoped: list[int] = []
+    real = views.query_owned
+
+    def counted(*args: Any) -> Any:
+        unscoped.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(views, "query_owned", counted)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(TENANT, "c", [Point(i, [1.0, i, 0, 0], {"i": i}) for i in range(20)])
+        await store.wait_for_indexing()
+        hits = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3)
+        assert len(unscoped) == 1
+        assert [h.id for h in hits] == [5, 6, 4] and hits[0].payload == {"i": 5}
+        # Paged, or with a filter: the filtered search, as before.
+        await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3, offset=1)
+        await store.query(
+            TENANT, "c", [1.0, 5, 0, 0], limit=3, filter=Filter(must=[key("i", value=5)])
+        )
+        assert len(unscoped) == 1
+
+        # Another tenant's collection of the same shape, with points nearer the query.
+        await store.create_collection("t2", "c", 4, Distance.COSINE)
+        await store.upsert("t2", "c", [Point(i, [1.0, 5, 0, 0], {"other": i}) for i in range(5)])
+        hits = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3)
+        assert len(unscoped) == 1  # no longer alone: filtered
+        assert [h.id for h in hits] == [5, 6, 4]
+        # The guess made stale on purpose: the unfiltered hits are t2's, so it searches
+        # again with the filter.
+        logical = store._logical(TENANT, "c")
+        view = logical.coll.view
+
+        def request(flt: Any) -> Any:
+            return nearest_request(
+                [1.0, 5, 0, 0],
+                flt,
+                limit=3,
+                offset=0,
+                shards=len(view.shards),
+                score_threshold=None,
+                with_vector=False,
+                params=None,
+            )
+
+        hits = real(
+            view.shards,
+            request(None),
+            lambda: request(logical.only),
+            logical.entry.partition,
+            True,
+            3,
+            False,
+        )
+        assert [(h.id, h.payload) for h in hits] == [(5, {"i": 5}), (6, {"i": 6}), (4, {"i": 4})]
+
+    with_store(tmp_path, body, index_threshold=20)

@@ -88,12 +88,41 @@ def query(
     there from an older shard may have been missed, and the query runs on every shard."""
     if len(shards) == 1:
         return [from_edge_scored(h, with_vector) for h in shards[0].query(request)]
+    hits = _nearest(shards, request, descending)
+    return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
+
+
+def query_owned(
+    shards: tuple[EdgeShard, ...],
+    unscoped: QueryRequest,
+    scoped: Callable[[], QueryRequest],
+    partition: str,
+    descending: bool,
+    limit: int,
+    with_vector: bool,
+) -> list[ScoredPoint]:
+    """The first page of a nearest-neighbour query, searched without the partition
+    filter (which, over a collection that is almost all one partition's, makes the
+    engine's search several times dearer). When every hit is the partition's, they are
+    its best points; when any is not, the search runs again with the filter, so no
+    other partition's point is ever returned."""
+    hits = _nearest(shards, unscoped, descending)[:limit]
+    if not all(owns(partition, h.payload) for h in hits):
+        hits = _nearest(shards, scoped(), descending)[:limit]
+    return [from_edge_scored(h, with_vector) for h in hits]
+
+
+def _nearest(
+    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool
+) -> list[EdgeScoredPoint]:
+    if len(shards) == 1:
+        return list(shards[0].query(request))
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
     hits = _merged(holding, request, descending)
     fresh = shards[-1]
     if all(s is not fresh for s in holding) and fresh.info().points_count:
         hits = _merged(shards, request, descending)
-    return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
+    return hits
 
 
 def _merged(
