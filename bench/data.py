@@ -35,6 +35,25 @@ QUERY_POOL = 512
 SEED = 20240501
 
 
+# Data shaped like embeddings: a Gaussian mixture of many tight clusters (topics),
+# where the nearest neighbours are a query's cluster-mates and an approximate index
+# can miss some of them. Uniform noise has no neighbours worth the name.
+CLUSTERS = 1_000
+SPREAD = 0.5  # per-dimension noise around a centre whose coordinates are N(0, 1)
+DATA_VERSION = "mixture-1"  # in the preload cache key: bump when the data changes
+
+
+def centres(dimension: int, seed: int = SEED) -> np.ndarray:
+    rng = np.random.default_rng([seed, 123_456_789])
+    return rng.standard_normal((CLUSTERS, dimension), dtype=np.float32)
+
+
+def mixture(rng: np.random.Generator, count: int, dimension: int, seed: int) -> np.ndarray:
+    picked = centres(dimension, seed)[rng.integers(0, CLUSTERS, count)]
+    drawn: np.ndarray = picked + SPREAD * rng.standard_normal((count, dimension), dtype=np.float32)
+    return drawn
+
+
 def vectors(count: int, dimension: int, seed: int = SEED, start: int = 0) -> np.ndarray:
     """Rows start..start+count of one fixed, seeded matrix (generated in fixed blocks, so
     a row is the same whatever slice it is asked in)."""
@@ -42,18 +61,16 @@ def vectors(count: int, dimension: int, seed: int = SEED, start: int = 0) -> np.
     rows = []
     first, last = start // block, (start + count - 1) // block
     for b in range(first, last + 1):
-        rng = np.random.default_rng([seed, b])
-        rows.append(rng.standard_normal((block, dimension), dtype=np.float32))
+        rows.append(mixture(np.random.default_rng([seed, b]), block, dimension, seed))
     matrix = np.concatenate(rows)
     offset = start - first * block
     return matrix[offset : offset + count]
 
 
 def query_vectors(dimension: int, count: int = QUERY_POOL) -> list[list[float]]:
+    """Queries from the same mixture as the data (new draws, not stored points)."""
     rng = np.random.default_rng([SEED, 999_999])
-    rows: list[list[float]] = (
-        rng.standard_normal((count, dimension), dtype=np.float32).round(5).tolist()
-    )
+    rows: list[list[float]] = mixture(rng, count, dimension, SEED).round(5).tolist()
     return rows
 
 

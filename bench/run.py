@@ -46,7 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import data, instrumentation
+import numpy as np
+
+from bench import chroma, data, instrumentation, raw_app, recall
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -145,7 +147,7 @@ class Server:
     """A server process on 127.0.0.1 with its own copy of the store."""
 
     name: str
-    kind: str  # "graphql" or "plain"
+    kind: str  # "graphql", "plain" (bench/plain_app.py) or "raw" (bench/raw_app.py)
     data_dir: Path
     log_path: Path
     dimension: int
@@ -159,12 +161,30 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def mode(self) -> str:
+        """How k6 speaks to it (bench/k6/query.js)."""
+        return "plain" if self.kind == "raw" else self.kind
+
+    @property
     def query_url(self) -> str:
         return f"{self.base}/graphql" if self.kind == "graphql" else f"{self.base}/query"
 
     @property
     def upsert_url(self) -> str:
         return f"{self.base}/graphql" if self.kind == "graphql" else f"{self.base}/upsert"
+
+    def command(self) -> list[str]:
+        module = {"graphql": "graph", "plain": "bench.plain_app", "raw": "bench.raw_app"}
+        return [sys.executable, "-m", module[self.kind]]
+
+    @property
+    def ready_path(self) -> str:
+        return "/readyz"
+
+    def recall_search(self) -> Callable[[list[float]], list[int]]:
+        if self.kind == "graphql":
+            return recall.graphql_search(self.query_url)
+        return recall.plain_search(self.query_url)
 
     def start(self) -> None:
         self.port = free_port()
@@ -181,10 +201,9 @@ class Server:
             ),
             **self.env,
         }
-        module = "graph" if self.kind == "graphql" else "bench.plain_app"
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", module],
+                self.command(),
                 env=env,
                 stdout=out,
                 stderr=out,
@@ -200,7 +219,7 @@ class Server:
                 raise RuntimeError(f"{self.name} exited; see {self.log_path}")
             with (
                 contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as response,
+                urllib.request.urlopen(f"{self.base}{self.ready_path}", timeout=2) as response,
             ):
                 if response.status == 200:
                     return
@@ -230,7 +249,7 @@ class Server:
 
     def reset_ingest(self) -> None:
         """An empty ingest collection, so every ingest run starts from the same state."""
-        if self.kind == "plain":
+        if self.kind in ("plain", "raw"):
             self.post("/reset", {"collection": data.INGEST_COLLECTION})
             return
         self.drop_collection(data.INGEST_COLLECTION)
@@ -264,12 +283,51 @@ class Server:
 
 
 @dataclass
+class ChromaServer(Server):
+    """The Chroma peer (bench/chroma.py): its own executable, API and collections."""
+
+    executable: Path = Path("chroma")
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        return chroma.command(self.executable, self.data_dir, self.port)
+
+    @property
+    def ready_path(self) -> str:
+        return "/api/v2/heartbeat"
+
+    def start(self) -> None:
+        self.env = {**chroma.ENV, **self.env}
+        super().start()
+
+    def wait_ready(self) -> None:
+        super().wait_ready()
+        self.ids[chroma.COLLECTION] = chroma.collection_id(self.base, chroma.COLLECTION)
+
+    @property
+    def query_url(self) -> str:
+        return f"{self.base}{chroma.API}/{self.ids[chroma.COLLECTION]}/query"
+
+    @property
+    def upsert_url(self) -> str:
+        return f"{self.base}{chroma.API}/{self.ids[chroma.INGEST_COLLECTION]}/add"
+
+    def reset_ingest(self) -> None:
+        self.ids[chroma.INGEST_COLLECTION] = chroma.create(self.base, chroma.INGEST_COLLECTION)
+
+    def recall_search(self) -> Callable[[list[float]], list[int]]:
+        ident = self.ids[chroma.COLLECTION]
+        return lambda vector: chroma.search(self.base, ident, vector, recall.K)
+
+
+@dataclass
 class K6:
     binary: str
     work: Path
     dimension: int
     cpus: set[int] | None = None
     runs: int = 0
+    queries: Path | None = None  # a JSON file of query vectors (bench/k6/query.js)
 
     def run(self, script: str, env: dict[str, str], seconds: float) -> dict[str, Any]:
         self.runs += 1
@@ -289,6 +347,7 @@ class K6:
                 "K6_NO_USAGE_REPORT": "true",
                 "VECTOR_SIZE": str(self.dimension),
                 "DURATION": f"{seconds}s",
+                **({"QUERIES": str(self.queries)} if self.queries else {}),
                 **env,
             },
             capture_output=True,
@@ -341,7 +400,7 @@ def measure(servers: list[Server], k6: K6, args: argparse.Namespace, results: Re
                 cpu_before = server.cpu_seconds()
                 run = k6.run(
                     "query.js",
-                    {"URL": server.query_url, "MODE": server.kind, "VUS": str(vus)},
+                    {"URL": server.query_url, "MODE": server.mode, "VUS": str(vus)},
                     args.seconds,
                 )
                 cpu_after = server.cpu_seconds()
@@ -360,7 +419,7 @@ def measure(servers: list[Server], k6: K6, args: argparse.Namespace, results: Re
                     "ingest.js",
                     {
                         "URL": server.upsert_url,
-                        "MODE": server.kind,
+                        "MODE": server.mode,
                         "VUS": str(args.ingest_vus),
                         "BATCH": str(batch),
                         "COLLECTION": data.INGEST_COLLECTION,
@@ -396,62 +455,121 @@ def preamble(args: argparse.Namespace, info: dict[str, str]) -> list[str]:
     ]
 
 
+# The memory server, then what it is compared with, in the tables' column order.
+BASELINES = {"raw": "raw", "plain": "adapter", "chroma": "Chroma"}
+
+
+def compared(results: Results) -> list[str]:
+    return [n for n in BASELINES if any(k[0] == n for k in results.query)]
+
+
 def table(
     args: argparse.Namespace,
     info: dict[str, str],
     results: Results,
-    floor: dict[str, Any],
+    extra: dict[str, Any],
     in_process: dict[str, float],
 ) -> str:
     med = results.median
+    others = compared(results)
     lines = [
         *preamble(args, info),
         "",
-        "| query, VUs | GraphQL req/s | plain req/s | ratio | GraphQL p50 / p95 / p99 ms "
-        "| plain p50 / p95 / p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "Endpoints: **server** is the memory server (GraphQL, default settings); **raw** a "
+        "hand-written Starlette app on one qdrant-edge shard (bench/raw_app.py); "
+        "**adapter** the same app shape on the server's store adapter "
+        "(bench/plain_app.py)" + ("; **Chroma** a Chroma server." if "chroma" in others else "."),
+        "",
+        "| query, VUs | server req/s | "
+        + " | ".join(f"{BASELINES[n]} req/s" for n in others)
+        + " | "
+        + " | ".join(f"server/{BASELINES[n]}" for n in others)
+        + " | server p50 / p99 ms | "
+        + " | ".join(f"{BASELINES[n]} p50 / p99 ms" for n in others)
+        + " |",
+        "| --- | ---: |" + " ---: |" * (len(others) * 3 + 1),
     ]
 
     def latencies(name: str, vus: int) -> str:
-        return " / ".join(
-            f"{med('query', (name, vus), s):.1f}" for s in ("p50_ms", "p95_ms", "p99_ms")
-        )
+        return " / ".join(f"{med('query', (name, vus), s):.2f}" for s in ("p50_ms", "p99_ms"))
 
     for vus in args.vus:
         g = med("query", ("graphql", vus), "per_second")
-        p = med("query", ("plain", vus), "per_second")
-        failed = results.failed("query", ("graphql", vus)) or results.failed(
-            "query", ("plain", vus)
-        )
+        rates = [med("query", (n, vus), "per_second") for n in others]
+        failed = [
+            results.failed("query", ("graphql", vus)) or results.failed("query", (n, vus))
+            for n in others
+        ]
         lines.append(
-            f"| {vus} | {g:,.0f} | {p:,.0f} | {mark(ratio(g, p), failed)} | "
-            f"{latencies('graphql', vus)} | {latencies('plain', vus)} |"
+            f"| {vus} | {g:,.0f} | "
+            + " | ".join(f"{r:,.0f}" for r in rates)
+            + " | "
+            + " | ".join(mark(ratio(g, r), f) for r, f in zip(rates, failed, strict=True))
+            + f" | {latencies('graphql', vus)} | "
+            + " | ".join(latencies(n, vus) for n in others)
+            + " |"
         )
     lines += [
         "",
-        f"| ingest, batch ({args.ingest_vus} VUs) | GraphQL vectors/s | plain vectors/s | ratio |",
-        "| --- | ---: | ---: | ---: |",
+        f"| ingest, batch ({args.ingest_vus} VUs) | server vectors/s | "
+        + " | ".join(f"{BASELINES[n]} vectors/s" for n in others)
+        + " | "
+        + " | ".join(f"server/{BASELINES[n]}" for n in others)
+        + " |",
+        "| --- | ---: |" + " ---: |" * (len(others) * 2),
     ]
     for batch in args.batches:
         g = med("ingest", ("graphql", batch), "vectors_per_second")
-        p = med("ingest", ("plain", batch), "vectors_per_second")
-        failed = results.failed("ingest", ("graphql", batch)) or results.failed(
-            "ingest", ("plain", batch)
+        rates = [med("ingest", (n, batch), "vectors_per_second") for n in others]
+        lines.append(
+            f"| {batch} | {g:,.0f} | "
+            + " | ".join(f"{r:,.0f}" for r in rates)
+            + " | "
+            + " | ".join(
+                mark(ratio(g, r), results.failed("ingest", (n, batch)))
+                for r, n in zip(rates, others, strict=True)
+            )
+            + " |"
         )
-        lines.append(f"| {batch} | {g:,.0f} | {p:,.0f} | {mark(ratio(g, p), failed)} |")
-    lines += ["", *instrumentation_table(args, results, in_process)]
+    names = ["graphql", *others]
+    label = {"graphql": "server", **BASELINES}
+    got = extra.get("recall", {})
     lines += [
         "",
-        "| floor: the engine through the store adapter, in process, one caller | |",
-        "| --- | ---: |",
-        f"| query p50 / p99 | {floor['query_p50_ms']:.2f} / {floor['query_p99_ms']:.2f} ms "
-        f"({floor['query_per_second']:,.0f} queries/s) |",
+        f"| recall@{recall.K} against exact search ({recall.QUERIES} queries from the "
+        "data's mixture) | " + " | ".join(label[n] for n in names) + " |",
+        "| --- |" + " ---: |" * len(names),
+        "| recall | " + " | ".join(f"{got[n]:.3f}" if n in got else "n/a" for n in names) + " |",
     ]
-    for batch in args.batches:
-        lines.append(
-            f"| ingest, batch {batch} | {floor[f'ingest_{batch}_per_second']:,.0f} vectors/s |"
-        )
-    lines += ["", *targets(args, results, in_process)]
+    timed = extra.get("indexing", {})
+    if timed:
+        lines += [
+            "",
+            f"| counting until HNSW-indexed: {args.index_points:,} points in batches of "
+            f"{recall.INDEX_BATCH}, {recall.INDEX_CLIENTS} writers | acknowledged s "
+            "| indexed s |",
+            "| --- | ---: | ---: |",
+        ]
+        for n, t in timed.items():
+            lines.append(
+                f"| {label[n]} | {t['acknowledged_seconds']:.1f} | {t['indexed_seconds']:.1f} |"
+            )
+    floor = extra.get("floor", {})
+    if floor:
+        lines += [
+            "",
+            "| floor: the engine through the store adapter, in process, one caller | |",
+            "| --- | ---: |",
+            f"| query p50 / p99 | {floor['query_p50_ms']:.2f} / {floor['query_p99_ms']:.2f} ms "
+            f"({floor['query_per_second']:,.0f} queries/s) |",
+        ]
+        for batch in args.batches:
+            lines.append(
+                f"| ingest, batch {batch} | {floor[f'ingest_{batch}_per_second']:,.0f} vectors/s |"
+            )
+    if in_process:
+        lines += ["", *instrumentation_table(args, results, in_process)]
+    lines += ["", *targets(args, results, extra, in_process)]
     return "\n".join(lines)
 
 
@@ -514,30 +632,52 @@ def instrumentation_table(
     return lines
 
 
-def targets(args: argparse.Namespace, results: Results, in_process: dict[str, float]) -> list[str]:
+def targets(
+    args: argparse.Namespace,
+    results: Results,
+    extra: dict[str, Any],
+    in_process: dict[str, float],
+) -> list[str]:
     """The performance targets, each held or missed in this run."""
     med = results.median
+    others = compared(results)
     out = ["Targets:", ""]
 
     def line(ok: bool, text: str) -> None:
-        out.append(f"- [{'x' if ok else ' '}] {text}")
+        out.append(f"- [{'x' if ok else ' '}] {'held' if ok else 'MISSED'}: {text}")
 
-    for vus in (10, 50):
-        if vus in args.vus:
-            r = med("query", ("graphql", vus), "per_second") / med(
-                "query", ("plain", vus), "per_second"
-            )
-            line(r >= 0.7, f"query throughput at {vus} VUs ≥ 0.7x plain: {r:.2f}x")
+    def rate(name: str, vus: int) -> float:
+        return med("query", (name, vus), "per_second")
+
+    for vus in args.vus:
+        if "raw" in others:
+            r = rate("graphql", vus) / rate("raw", vus)
+            line(r >= 0.85, f"query throughput at {vus} VUs >= 0.85x raw: {r:.2f}x")
+    if 1 in args.vus and "raw" in others:
+        gap = med("query", ("graphql", 1), "p50_ms") - med("query", ("raw", 1), "p50_ms")
+        line(gap <= 0.5, f"p50 at 1 VU within 0.5 ms of raw: {gap:+.2f} ms")
     for batch in args.batches:
-        r = med("ingest", ("graphql", batch), "vectors_per_second") / med(
-            "ingest", ("plain", batch), "vectors_per_second"
-        )
-        line(r >= 0.6, f"ingest (batch {batch}) ≥ 0.6x plain: {r:.2f}x")
-    if 1 in args.vus:
-        p50 = med("query", ("graphql", 1), "p50_ms")
-        p99 = med("query", ("graphql", 1), "p99_ms")
-        line(p50 <= 3 and p99 <= 10, f"1 VU: p50 ≤ 3 ms, p99 ≤ 10 ms: {p50:.1f} / {p99:.1f} ms")
-    out.append(instrumentation_target(args, results, in_process))
+        if "raw" in others:
+            r = med("ingest", ("graphql", batch), "vectors_per_second") / med(
+                "ingest", ("raw", batch), "vectors_per_second"
+            )
+            line(r >= 0.7, f"ingest (batch {batch}) >= 0.7x raw: {r:.2f}x")
+    timed = extra.get("indexing", {})
+    if "graphql" in timed and "raw" in timed:
+        g, r = timed["graphql"]["indexed_seconds"], timed["raw"]["indexed_seconds"]
+        line(g <= r, f"ahead of raw counting until indexed: {g:.1f} s against {r:.1f} s")
+    if "chroma" in others:
+        for vus in args.vus:
+            r = rate("graphql", vus) / rate("chroma", vus)
+            line(r >= 1.0, f"query throughput at {vus} VUs >= 1.0x Chroma: {r:.2f}x")
+    got = extra.get("recall", {})
+    shown = ", ".join(f"{BASELINES.get(n, 'server')} {v:.3f}" for n, v in got.items())
+    line(
+        bool(got) and all(n in got for n in ["graphql", *others]),
+        f"recall@10 printed for all: {shown}",
+    )
+    if in_process:
+        out.append(instrumentation_target(args, results, in_process))
     return out
 
 
@@ -560,23 +700,68 @@ def instrumentation_target(
     )
 
 
-def prepared_store(args: argparse.Namespace, work: Path) -> Path:
-    """A preloaded, fully indexed store directory (from the cache when it has one)."""
-    key = f"{args.points}-{args.dimension}-{data.store_fingerprint()}"
+def cached(args: argparse.Namespace, work: Path, name: str, build: Callable[[Path], Any]) -> Path:
+    """A preloaded directory (from the cache when it has one); build(path) fills one."""
+    key = f"{args.points}-{args.dimension}-{data.DATA_VERSION}-{name}"
     cache_root = work if args.no_cache else args.cache_dir
     ready = cache_root / key / "data"
     marker = cache_root / key / "complete.json"
     if marker.exists() and ready.is_dir():
-        log(f"preloaded store from the cache: {ready}")
+        log(f"preloaded {name} from the cache: {ready}")
         return ready
     shutil.rmtree(cache_root / key, ignore_errors=True)
     building = cache_root / key / "building"
     building.mkdir(parents=True)
     log(f"preloading {args.points:,} points of {args.dimension} dims into {building}")
-    done = asyncio.run(data.preload(building, args.points, args.dimension, log))
+    done = build(building)
     building.rename(ready)
     data.write_json(marker, done)
     return ready
+
+
+def prepared_store(args: argparse.Namespace, work: Path) -> Path:
+    """A preloaded, fully indexed store directory for the memory server."""
+    return cached(
+        args,
+        work,
+        f"store-{data.store_fingerprint()}",
+        lambda path: asyncio.run(data.preload(path, args.points, args.dimension, log)),
+    )
+
+
+def prepared_raw(args: argparse.Namespace, work: Path) -> Path:
+    """A preloaded, indexed directory for bench/raw_app.py."""
+    return cached(
+        args, work, "raw", lambda path: raw_app.preload(path, args.points, args.dimension, log)
+    )
+
+
+def prepared_chroma(args: argparse.Namespace, work: Path, executable: Path) -> Path:
+    """A preloaded Chroma directory, loaded through its own server's HTTP API."""
+
+    def build(path: Path) -> dict[str, Any]:
+        peer = ChromaServer(
+            "chroma",
+            "chroma",
+            path,
+            work / "chroma-load.log",
+            args.dimension,
+            executable=executable,
+        )
+        peer.start()
+        try:
+            deadline = time.monotonic() + READY_SECONDS
+            while not chroma.ready(peer.base):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"chroma not ready; see {peer.log_path}")
+                time.sleep(0.2)
+            started = time.perf_counter()
+            chroma.load(peer.base, args.points, args.dimension, log)
+            return {"points": args.points, "load_seconds": round(time.perf_counter() - started, 1)}
+        finally:
+            peer.stop()
+
+    return cached(args, work, f"chroma-{chroma.CHROMADB}", build)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -586,7 +771,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--vus", default="1,10,50", help="query concurrency levels")
-    parser.add_argument("--batches", default="100,500", help="ingest batch sizes")
+    parser.add_argument("--batches", default="250", help="ingest batch sizes")
     parser.add_argument("--ingest-vus", type=int, default=4)
     parser.add_argument(
         "--quick", action="store_true", help="20k points, 2 rounds of 5 s (unless given)"
@@ -599,6 +784,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, copies)")
     parser.add_argument(
         "--pin", action="store_true", help="k6 on a CPU of its own, the servers on the others"
+    )
+    parser.add_argument(
+        "--peers", default="", help="comma-separated peers to include: chroma (installs once)"
+    )
+    parser.add_argument(
+        "--index-points",
+        type=int,
+        default=50_000,
+        help="points written for 'counting until indexed' (0: skip that part)",
+    )
+    parser.add_argument(
+        "--no-instrumentation",
+        action="store_true",
+        help="skip the instrumentation's cost (in process and the bare server)",
     )
     parser.add_argument(
         "--instrumentation-only",
@@ -614,8 +813,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.seconds = 5
         if "--rounds" not in given:
             args.rounds = 2
+        if "--index-points" not in given:
+            args.index_points = 20_000
     args.vus = [int(v) for v in str(args.vus).split(",")]
-    args.batches = [int(b) for b in str(args.batches).split(",")]
+    args.batches = [int(b) for b in str(args.batches).split(",") if b]
+    args.peers = [p for p in str(args.peers).split(",") if p]
+    if set(args.peers) - {"chroma"}:
+        parser.error("--peers: only chroma is known")
     if args.instrumentation_only:
         args.batches = []
     return args
@@ -634,6 +838,81 @@ def running(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
+def index_servers(args: argparse.Namespace, work: Path, cpus: set[int] | None) -> list[Server]:
+    """Fresh, empty endpoints for counting until indexed. The memory server builds its
+    index once the last point has landed (INDEX_THRESHOLD = the points written), as
+    the raw app optimizes once at the end. Started with the others, idle till then."""
+    if not args.index_points or args.instrumentation_only:
+        return []
+    return [
+        Server(
+            "index-graphql",
+            "graphql",
+            work / "index-graphql",
+            work / "index-graphql.log",
+            args.dimension,
+            env={"INDEX_THRESHOLD": str(args.index_points)},
+            cpus=cpus,
+        ),
+        Server(
+            "index-raw",
+            "raw",
+            work / "index-raw",
+            work / "index-raw.log",
+            args.dimension,
+            cpus=cpus,
+        ),
+    ]
+
+
+def index_phase(
+    args: argparse.Namespace, fresh: list[Server], peer: ChromaServer | None
+) -> dict[str, Any]:
+    count = args.index_points
+    graphql, raw = fresh
+    log(f"counting until indexed: {count:,} points")
+    timed: dict[str, Any] = {}
+    timed["graphql"] = recall.time_to_indexed(
+        recall.graphql_writer(graphql.upsert_url),
+        recall.wait_until(lambda: recall.server_indexed(graphql.base, count)),
+        count,
+        args.dimension,
+    )
+    log(f"  server {timed['graphql']}")
+    timed["raw"] = recall.time_to_indexed(
+        recall.plain_writer(raw.upsert_url),
+        lambda: raw.post("/optimize", {}) and None,
+        count,
+        args.dimension,
+    )
+    log(f"  raw    {timed['raw']}")
+    if peer is not None:
+        ident = chroma.create(peer.base, chroma.INGEST_COLLECTION)
+        timed["chroma"] = recall.time_to_indexed(
+            lambda start, rows: chroma.call(
+                peer.base,
+                f"{chroma.API}/{ident}/add",
+                chroma.add_body(list(range(start, start + len(rows))), rows),
+            ),
+            lambda: None,
+            count,
+            args.dimension,
+        )
+        log(f"  chroma {timed['chroma']}")
+    return timed
+
+
+def measure_recall(args: argparse.Namespace, servers: list[Server]) -> dict[str, float]:
+    queries = recall.recall_queries(args.dimension)
+    truth = recall.exact(args.points, args.dimension, np.asarray(queries, dtype=np.float32))
+    found: dict[str, float] = {}
+    for server in servers:
+        if server.name != "graphql-bare":
+            found[server.name] = recall.measure(server.recall_search(), queries, truth)
+            log(f"  recall@{recall.K} {server.name}: {found[server.name]:.3f}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
@@ -645,37 +924,49 @@ def main(argv: list[str] | None = None) -> int:
         else "not pinned"
     )
     k6_path = k6_binary()
+    chroma_executable = chroma.venv(args.cache_dir, log) if "chroma" in args.peers else None
     work = Path(tempfile.mkdtemp(prefix="graph-bench-"))
     log(f"work dir: {work}")
+    instrumented = not args.no_instrumentation
     try:
-        source = prepared_store(args, work)
-        names = ["in-process-on", "in-process-off", "graphql", "graphql-bare"]
+        sources = {"store": prepared_store(args, work)}
+        names = {"graphql": "store"}
+        if instrumented:
+            names.update(
+                {"in-process-on": "store", "in-process-off": "store", "graphql-bare": "store"}
+            )
         if not args.instrumentation_only:
-            names += ["floor", "plain"]
+            sources["raw"] = prepared_raw(args, work)
+            names.update({"floor": "store", "plain": "store", "raw": "raw"})
+            if chroma_executable is not None:
+                sources["chroma"] = prepared_chroma(args, work, chroma_executable)
+                names["chroma"] = "chroma"
         copies = {}
-        for name in names:
+        for name, source in names.items():
             copies[name] = work / f"data-{name}"
-            shutil.copytree(source, copies[name])
-        floor: dict[str, Any] = {}
+            shutil.copytree(sources[source], copies[name])
+        extra: dict[str, Any] = {}
         if not args.instrumentation_only:
             log("floor: the engine through the store adapter, in process")
-            floor = asyncio.run(
+            extra["floor"] = asyncio.run(
                 data.floor(copies["floor"], args.dimension, args.seconds, args.rounds, args.batches)
             )
             shutil.rmtree(copies["floor"])
-            log(f"  {floor}")
-        log("instrumentation in process: on and off, alternating")
-        in_process = asyncio.run(
-            instrumentation.measure(
-                (copies["in-process-on"], copies["in-process-off"]),
-                args.dimension,
-                args.seconds * args.rounds,
-                work / "in-process.log",
+            log(f"  {extra['floor']}")
+        in_process: dict[str, float] = {}
+        if instrumented:
+            log("instrumentation in process: on and off, alternating")
+            in_process = asyncio.run(
+                instrumentation.measure(
+                    (copies["in-process-on"], copies["in-process-off"]),
+                    args.dimension,
+                    args.seconds * args.rounds,
+                    work / "in-process.log",
+                )
             )
-        )
-        shutil.rmtree(copies["in-process-on"])
-        shutil.rmtree(copies["in-process-off"])
-        log(f"  {in_process}")
+            shutil.rmtree(copies["in-process-on"])
+            shutil.rmtree(copies["in-process-off"])
+            log(f"  {in_process}")
 
         def server(name: str, kind: str, env: dict[str, str] | None = None) -> Server:
             return Server(
@@ -688,19 +979,42 @@ def main(argv: list[str] | None = None) -> int:
                 cpus=server_cpus,
             )
 
-        servers = [
-            server("graphql", "graphql"),
-            server("graphql-bare", "graphql", INSTRUMENTATION_OFF),
-        ]
+        servers = [server("graphql", "graphql")]
+        if instrumented:
+            servers.append(server("graphql-bare", "graphql", INSTRUMENTATION_OFF))
+        peer: ChromaServer | None = None
         if not args.instrumentation_only:
-            servers.append(server("plain", "plain"))
-        k6 = K6(k6_path, work, args.dimension, cpus=k6_cpus)
+            servers += [server("raw", "raw"), server("plain", "plain")]
+            if chroma_executable is not None:
+                peer = ChromaServer(
+                    "chroma",
+                    "chroma",
+                    copies["chroma"],
+                    work / "chroma.log",
+                    args.dimension,
+                    cpus=server_cpus,
+                    executable=chroma_executable,
+                )
+                servers.append(peer)
+        queries = work / "queries.json"
+        queries.write_text(json.dumps(data.query_vectors(args.dimension)))
+        k6 = K6(k6_path, work, args.dimension, cpus=k6_cpus, queries=queries)
         results = Results()
-        with running(servers):
+        fresh = index_servers(args, work, server_cpus)
+        with running(servers + fresh):
             log("warming up")
             for each in servers:
-                k6.run("query.js", {"URL": each.query_url, "MODE": each.kind, "VUS": "10"}, 3)
+                k6.run(
+                    "query.js",
+                    {"URL": each.query_url, "MODE": each.mode, "VUS": "10"},
+                    min(3.0, args.seconds),
+                )
             measure(servers, k6, args, results)
+            if not args.instrumentation_only:
+                log("recall against exact search")
+                extra["recall"] = measure_recall(args, servers)
+                if fresh:
+                    extra["indexing"] = index_phase(args, fresh, peer)
         info["load_end"] = load_average()
         if args.instrumentation_only:
             report = "\n".join(
@@ -715,7 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
         else:
-            report = table(args, info, results, floor, in_process)
+            report = table(args, info, results, extra, in_process)
         print(report)
         if args.json:
             data.write_json(
@@ -723,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "machine": info,
-                    "floor": floor,
+                    **extra,
                     "instrumentation_in_process": in_process,
                     "query": {f"{n}@{v}": runs for (n, v), runs in results.query.items()},
                     "ingest": {f"{n}@{b}": runs for (n, b), runs in results.ingest.items()},

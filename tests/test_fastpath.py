@@ -95,6 +95,25 @@ CORPUS: list[tuple[str, dict[str, Any] | None]] = [
         "{ upsert(points: $p, collection: $c) { upserted } }",
         {"p": [{"id": UUID, "vector": [0, 1, 0, 0], "payload": None}], "c": None},
     ),
+    # The compiled coercion of Scalar! variables and graphql-core's, for what it gives up on.
+    *(
+        (
+            "query Q($vector: Vector!, $limit: Int!) "
+            "{ query(vector: $vector, limit: $limit) { id } }",
+            {"vector": vector, "limit": limit},
+        )
+        for vector, limit in (
+            ([0, 1, 0, 0], 2**31),
+            ([0, 1, 0, 0], -(2**31) - 1),
+            ([0, 1, 0, 0], True),
+            ([0, 1, 0, 0], 2.0),
+            ([0, 1, 0, 0], None),
+            ([0, 1, 0, 0], "3"),
+            (None, 3),
+            ([0, 1, 0, True], 3),
+            ([0, 1e40, 0, 0], 3),
+        )
+    ),
     # The compiled coercion of [PointInput!]! and graphql-core's, for what it gives up on.
     (
         "mutation M($p: [PointInput!]!) { upsert(points: $p) { upserted } }",
@@ -466,3 +485,17 @@ def test_a_rule_added_to_the_policy_holds_on_both_executors(
             assert body["errors"][0]["message"] == "Three is not allowed"
             other = gql(client, document, {"v": [0, 1, 0.5, 2]})
             assert "Three is not allowed" not in str(other.body), document
+
+
+def test_non_null_int_variables_are_coerced_in_one_step_or_left_to_graphql_core() -> None:
+    from graphql import GraphQLInt, GraphQLNonNull, GraphQLString
+
+    from graph.graphql.compiled.coercion import GIVE_UP, compile_coercion
+
+    coerce = compile_coercion(GraphQLNonNull(GraphQLInt))
+    assert coerce is not None
+    assert coerce(5) == 5 and coerce(2**31 - 1) == 2**31 - 1
+    for refused in (2**31, -(2**31) - 1, True, 2.0, "3", None):
+        assert coerce(refused) is GIVE_UP
+    assert compile_coercion(GraphQLNonNull(GraphQLString)) is None  # graphql-core's own
+    assert compile_coercion(GraphQLInt) is None  # nullable: graphql-core's own

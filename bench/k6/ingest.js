@@ -1,5 +1,5 @@
 // Benchmark load: upserts of BATCH points per request as fast as VUS users get answers.
-// Driven by bench/run.py; MODE=graphql or plain as in query.js. The vectors are
+// Driven by bench/run.py; MODE=graphql, plain or chroma as in query.js. The vectors are
 // serialised once per VU; each request splices fresh ids in.
 
 import http from 'k6/http';
@@ -34,13 +34,7 @@ export const options = {
 const params = { headers: { 'Content-Type': 'application/json' }, timeout: '120s' };
 let vectors = null;
 
-export default function () {
-  if (vectors === null) {
-    const random = rng(exec.vu.idInTest * 7919 + 1);
-    vectors = [];
-    for (let i = 0; i < BATCH; i++) vectors.push(JSON.stringify(vector(random, DIMENSION)));
-  }
-  const base = exec.vu.idInTest * 1e9 + exec.vu.iterationInScenario * BATCH;
+function body(base) {
   const parts = new Array(BATCH);
   for (let i = 0; i < BATCH; i++) {
     const id = base + i;
@@ -48,13 +42,34 @@ export default function () {
   }
   const points = `[${parts.join(',')}]`;
   const collection = JSON.stringify(COLLECTION);
-  const body =
-    MODE === 'graphql'
-      ? `{"query":${UPSERT},"operationName":"Upsert","variables":{"collection":${collection},"points":${points}}}`
-      : `{"collection":${collection},"points":${points}}`;
-  const res = http.post(URL, body, params);
+  return MODE === 'graphql'
+    ? `{"query":${UPSERT},"operationName":"Upsert","variables":{"collection":${collection},"points":${points}}}`
+    : `{"collection":${collection},"points":${points}}`;
+}
+
+function chromaBody(base) {
+  const ids = new Array(BATCH);
+  const metadatas = new Array(BATCH);
+  for (let i = 0; i < BATCH; i++) {
+    const id = base + i;
+    ids[i] = `"${id}"`;
+    metadatas[i] = `{"user":"user-${id % 10}","n":${id}}`;
+  }
+  return `{"ids":[${ids.join(',')}],"embeddings":[${vectors.join(',')}],"metadatas":[${metadatas.join(',')}]}`;
+}
+
+export default function () {
+  if (vectors === null) {
+    const random = rng(exec.vu.idInTest * 7919 + 1);
+    vectors = [];
+    for (let i = 0; i < BATCH; i++) vectors.push(JSON.stringify(vector(random, DIMENSION)));
+  }
+  const base = exec.vu.idInTest * 1e9 + exec.vu.iterationInScenario * BATCH;
+  const res = http.post(URL, MODE === 'chroma' ? chromaBody(base) : body(base), params);
   let upserted = 0;
-  if (res.status === 200) {
+  if (MODE === 'chroma') {
+    if (res.status === 200 || res.status === 201) upserted = BATCH;
+  } else if (res.status === 200) {
     const m = /"upserted":\s*(\d+)/.exec(res.body);
     if (m && res.body.indexOf('"errors"') === -1) upserted = parseInt(m[1], 10);
   }

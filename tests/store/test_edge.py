@@ -13,13 +13,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
 
 from graph.errors import BadUserInput, NotFound
 from graph.settings import Distance, Settings
-from graph.store.edge import EdgeStore
+from graph.store.edge import EdgeStore, views
+from graph.store.edge.translate import nearest_request
 from graph.store.models import Condition, Filter, Match, Point, PointId, Range
 from tests.store.conftest import TENANT
 
@@ -564,3 +566,135 @@ def test_a_shape_left_by_a_crash_mid_delete_is_removed_on_open(tmp_path: Path) -
     assert len(list((tmp_path / "data/collections").iterdir())) == 2
     with_store(tmp_path, lambda s: s.list_collections(TENANT))
     assert [p.name for p in (tmp_path / "data/collections").iterdir()] == ["d4-cosine"]
+
+
+class _Watched:
+    """A shard whose searches are counted; with empty_first it reports itself empty the
+    first time it is asked, as if its points arrived while an older shard was read."""
+
+    def __init__(self, shard: Any, empty_first: bool = False) -> None:
+        self.shard = shard
+        self.empty_first = empty_first
+        self.searches = 0
+
+    def info(self) -> Any:
+        if self.empty_first:
+            self.empty_first = False
+            return SimpleNamespace(points_count=0)
+        return self.shard.info()
+
+    def query(self, request: Any) -> Any:
+        self.searches += 1
+        return self.shard.query(request)
+
+
+def test_query_leaves_out_an_empty_fresh_shard_but_not_points_that_just_moved(
+    tmp_path: Path,
+) -> None:
+    """Just after an index build the fresh shard is empty and is not searched; the
+    answer (paged by offset) is the one the store gives. A point written to the fresh
+    shard while the indexed one was searched is still found, in its new version."""
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(TENANT, "c", [Point(i, [1.0, i, 0, 0], {"i": i}) for i in range(20)])
+        await store.wait_for_indexing()
+        coll = store._collections["d4-cosine"]
+        indexed, fresh = coll.view.shards
+        assert (indexed.info().points_count, fresh.info().points_count) == (20, 0)
+        scoped = store._logical(TENANT, "c").scoped(None)
+
+        def request(limit: int, offset: int) -> Any:
+            return nearest_request(
+                [1.0, 5, 0, 0],
+                scoped,
+                limit=limit,
+                offset=offset,
+                shards=2,
+                score_threshold=None,
+                with_vector=False,
+                params=None,
+            )
+
+        watched = _Watched(fresh)
+        hits = views.query((indexed, watched), request(3, 1), True, 1, 3, False)  # type: ignore[arg-type]
+        assert watched.searches == 0
+        expected = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3, offset=1)
+        assert [h.id for h in hits] == [h.id for h in expected] and len(hits) == 3
+
+        await store.upsert(TENANT, "c", [Point(5, [1.0, 5, 0, 0], {"i": 5, "moved": True})])
+        indexed, fresh = coll.view.shards
+        assert fresh.info().points_count == 1
+        late = _Watched(fresh, empty_first=True)
+        hits = views.query((indexed, late), request(1, 0), True, 0, 1, False)  # type: ignore[arg-type]
+        assert late.searches == 1
+        assert [(h.id, h.payload) for h in hits] == [(5, {"i": 5, "moved": True})]
+
+    with_store(tmp_path, body, index_threshold=20)
+
+
+def test_a_collection_alone_in_its_shape_is_searched_unfiltered_and_stays_isolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection alone in its physical collection is searched without the partition
+    filter (the engine's search is then several times cheaper) and gives the filtered
+    answer. When the guess is wrong (another tenant's points rank first) the search runs
+    again with the filter: no other tenant's point ever comes back."""
+    unscoped: list[int] = []
+    real = views.query_owned
+
+    def counted(*args: Any) -> Any:
+        unscoped.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(views, "query_owned", counted)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        await store.upsert(TENANT, "c", [Point(i, [1.0, i, 0, 0], {"i": i}) for i in range(20)])
+        await store.wait_for_indexing()
+        hits = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3)
+        assert len(unscoped) == 1
+        assert [h.id for h in hits] == [5, 6, 4] and hits[0].payload == {"i": 5}
+        # Paged, or with a filter: the filtered search, as before.
+        await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3, offset=1)
+        await store.query(
+            TENANT, "c", [1.0, 5, 0, 0], limit=3, filter=Filter(must=[key("i", value=5)])
+        )
+        assert len(unscoped) == 1
+
+        # Another tenant's collection of the same shape, with points nearer the query.
+        await store.create_collection("t2", "c", 4, Distance.COSINE)
+        await store.upsert("t2", "c", [Point(i, [1.0, 5, 0, 0], {"other": i}) for i in range(5)])
+        hits = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=3)
+        assert len(unscoped) == 1  # no longer alone: filtered
+        assert [h.id for h in hits] == [5, 6, 4]
+        # The guess made stale on purpose: the unfiltered hits are t2's, so it searches
+        # again with the filter.
+        logical = store._logical(TENANT, "c")
+        view = logical.coll.view
+
+        def request(flt: Any) -> Any:
+            return nearest_request(
+                [1.0, 5, 0, 0],
+                flt,
+                limit=3,
+                offset=0,
+                shards=len(view.shards),
+                score_threshold=None,
+                with_vector=False,
+                params=None,
+            )
+
+        hits = real(
+            view.shards,
+            request(None),
+            lambda: request(logical.only),
+            logical.entry.partition,
+            True,
+            3,
+            False,
+        )
+        assert [(h.id, h.payload) for h in hits] == [(5, {"i": 5}), (6, {"i": 6}), (4, {"i": 4})]
+
+    with_store(tmp_path, body, index_threshold=20)

@@ -8,6 +8,9 @@ only is compiled here into one loop. It handles the valid values only: at the fi
 thing it is not sure of (a wrong type, a missing or unknown field, a scalar that
 refuses its value) it gives up, and the caller runs graphql-core's coercion instead,
 so every error keeps graphql-core's exact wording and path.
+
+A non-null scalar variable (a query's `Vector!` and `Int!`) is compiled too: one
+parse, the same give-up rule, and no pass through graphql-core's generic coercion.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from graphql import (
     GraphQLID,
     GraphQLInputObjectType,
     GraphQLInputType,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLScalarType,
@@ -40,6 +44,8 @@ def compile_coercion(type_: GraphQLInputType) -> Coerce | None:
     None for any other type (graphql-core's coercion is then used as it is)."""
     if isinstance(type_, GraphQLNonNull):
         type_ = type_.of_type
+        if isinstance(type_, GraphQLScalarType):
+            return _non_null_scalar(type_)
     if not isinstance(type_, GraphQLList):
         return None
     item_type = type_.of_type
@@ -108,6 +114,36 @@ def _scalar(scalar: GraphQLScalarType) -> Coerce | None:
         return parsed
 
     return coerce
+
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+def _coerce_int(value: Any) -> int:
+    if type(value) is int and INT_MIN <= value <= INT_MAX:
+        return value
+    raise _GiveUp  # floats, bools, out of range: graphql-core decides
+
+
+def _non_null_scalar(scalar: GraphQLScalarType) -> Coerce | None:
+    """A `Scalar!` variable: Int, ID and custom scalars; None for the others."""
+    if scalar is GraphQLInt:
+        coerce: Coerce | None = _coerce_int
+    else:
+        coerce = _scalar(scalar)
+    if coerce is None:
+        return None
+    one = coerce
+
+    def coerce_value(value: Any) -> Any:
+        if value is None:
+            return GIVE_UP
+        try:
+            return one(value)
+        except _GiveUp:
+            return GIVE_UP
+
+    return coerce_value
 
 
 def _coerce_id(value: Any) -> str:

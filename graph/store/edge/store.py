@@ -21,7 +21,7 @@ from typing import Any
 
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Point as EdgePoint
-from qdrant_edge import ScrollRequest, SearchParams
+from qdrant_edge import QueryRequest, ScrollRequest, SearchParams
 
 from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Settings
@@ -118,6 +118,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self._collections: dict[str, Collection] = {}  # physical, by name
         self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
+        self._alone_key: tuple[int, int] | None = None  # see _alone
+        self._alone_names: frozenset[str] = frozenset()
         self._collections_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
@@ -349,19 +351,54 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         coll = logical.coll
         common.check_query(vector, limit, offset, score_threshold, coll.manifest.dimension)
         view = coll.view
-        request = nearest_request(
-            vector,
-            logical.scoped(filter),
-            limit=limit,
-            offset=offset,
-            shards=len(view.shards),
-            score_threshold=score_threshold,
-            with_vector=with_vector,
-            params=self._search_params,
-        )
+
+        def request(flt: EdgeFilter | None) -> QueryRequest:
+            return nearest_request(
+                vector,
+                flt,
+                limit=limit,
+                offset=offset,
+                shards=len(view.shards),
+                score_threshold=score_threshold,
+                with_vector=with_vector,
+                params=self._search_params,
+            )
+
+        if filter is None and offset == 0 and self._alone(logical):
+            return await self._on_view(
+                view,
+                False,
+                views.query_owned,
+                request(None),
+                lambda: request(logical.only),
+                logical.entry.partition,
+                coll.descending,
+                limit,
+                with_vector,
+            )
         return await self._on_view(
-            view, False, views.query, request, coll.descending, offset, limit, with_vector
+            view,
+            False,
+            views.query,
+            request(logical.scoped(filter)),
+            coll.descending,
+            offset,
+            limit,
+            with_vector,
         )
+
+    def _alone(self, logical: _Logical) -> bool:
+        """Whether logical is the only collection its physical one holds (then a search
+        without the partition filter almost always finds its points only). A guess that
+        may be stale: views.query_owned checks every hit and searches again if wrong."""
+        key = (id(self._catalog), len(self._catalog))
+        if self._alone_key != key:
+            seen: dict[str, int] = {}
+            for each in self._catalog.values():
+                seen[each.coll.name] = seen.get(each.coll.name, 0) + 1
+            self._alone_names = frozenset(n for n, count in seen.items() if count == 1)
+            self._alone_key = key
+        return logical.coll.name in self._alone_names
 
     async def retrieve(
         self, tenant: str, collection: str, ids: Sequence[PointId], *, with_vector: bool = False

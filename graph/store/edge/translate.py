@@ -59,7 +59,7 @@ def _to_edge_condition(condition: Condition) -> FieldCondition | EdgeFilter:
 
 def nearest_request(
     vector: Sequence[float],
-    flt: EdgeFilter,
+    flt: EdgeFilter | None,
     *,
     limit: int,
     offset: int,

@@ -81,16 +81,62 @@ def query(
     limit: int,
     with_vector: bool,
 ) -> list[ScoredPoint]:
+    """request is built for len(shards) (translate.nearest_request). Shards holding no
+    point are left out: an empty fresh shard (just after an index build) costs an engine
+    search as dear as a small one. Only the fresh shard (the last) is ever written to, so
+    it alone is looked at again afterwards: if it took points meanwhile, a point moving
+    there from an older shard may have been missed, and the query runs on every shard."""
     if len(shards) == 1:
         return [from_edge_scored(h, with_vector) for h in shards[0].query(request)]
+    hits = _nearest(shards, request, descending)
+    return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
+
+
+def query_owned(
+    shards: tuple[EdgeShard, ...],
+    unscoped: QueryRequest,
+    scoped: Callable[[], QueryRequest],
+    partition: str,
+    descending: bool,
+    limit: int,
+    with_vector: bool,
+) -> list[ScoredPoint]:
+    """The first page of a nearest-neighbour query, searched without the partition
+    filter (which, over a collection that is almost all one partition's, makes the
+    engine's search several times dearer). When every hit is the partition's, they are
+    its best points; when any is not, the search runs again with the filter, so no
+    other partition's point is ever returned."""
+    hits = _nearest(shards, unscoped, descending)[:limit]
+    if not all(owns(partition, h.payload) for h in hits):
+        hits = _nearest(shards, scoped(), descending)[:limit]
+    return [from_edge_scored(h, with_vector) for h in hits]
+
+
+def _nearest(
+    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool
+) -> list[EdgeScoredPoint]:
+    if len(shards) == 1:
+        return list(shards[0].query(request))
+    holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
+    hits = _merged(holding, request, descending)
+    fresh = shards[-1]
+    if all(s is not fresh for s in holding) and fresh.info().points_count:
+        hits = _merged(shards, request, descending)
+    return hits
+
+
+def _merged(
+    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool
+) -> list[EdgeScoredPoint]:
+    if len(shards) == 1:
+        return list(shards[0].query(request))
     # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
     # newer version.
     newest: dict[EdgeId, EdgeScoredPoint] = {}
     for shard in shards:
         for hit in shard.query(request):
             newest[hit.id] = hit
-    hits = sorted(newest.values(), key=lambda h: h.score, reverse=descending)
-    return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
+    return sorted(newest.values(), key=lambda h: h.score, reverse=descending)
 
 
 def scroll(
