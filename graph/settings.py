@@ -65,6 +65,10 @@ class StoreSettings(_Group):
     min_free_disk_mb: int = Field(default=100, ge=0)
     # Unindexed points in the embedded store before a background index build starts.
     index_threshold: int = Field(default=20_000, ge=1)
+    # Unindexed points a collection may hold while an index build runs: past it, writes
+    # wait for the build (STORE_UNAVAILABLE after a minute), so that queries never search
+    # more than this many points by brute force and indexing keeps up with ingest.
+    index_backlog_max_points: int = Field(default=100_000, ge=1)
     # Vector shapes (dimension and distance) in use at once, the default collection's
     # included: each is a physical collection with its own threads, mappings and files.
     max_vector_shapes: int = Field(default=8, ge=1, le=1_000)
