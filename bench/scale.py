@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from bench.data import points, query_vectors, vectors
-from bench.run import log, machine
+from bench.run import load_average, log, machine
+from graph.errors import StoreUnavailable
 from graph.settings import Distance, StoreSettings
 from graph.store.edge import EdgeStore
 from graph.store.tenancy import DEFAULT_TENANT
@@ -105,7 +106,12 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
                     log("  --max-seconds reached: ingest stopped early")
                     break
                 count = min(args.batch, args.points - start)
-                await store.upsert(DEFAULT_TENANT, COLLECTION, points(start, count, args.dimension))
+                batch = points(start, count, args.dimension)
+                try:
+                    await store.upsert(DEFAULT_TENANT, COLLECTION, batch)
+                except StoreUnavailable:
+                    log("  a write waited --max-seconds for the index: ingest stopped early")
+                    break
                 written += count
         finally:
             done.set()
@@ -289,7 +295,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
         results = asyncio.run(run(args, Path(tmp) / "data"))
-    results["machine"] = machine()
+    results["machine"] = {**machine(), "load average": load_average()}
     print(report(args, results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
