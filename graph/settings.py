@@ -115,6 +115,17 @@ class StoreSettings(_Group):
         ge=1,
         description="embedded store: new points before a background index build",
     )
+    # Past this many unindexed points while a build runs, writes wait for the build
+    # (STORE_UNAVAILABLE after a minute), so queries never search more than this many
+    # points by brute force and indexing keeps up with ingest.
+    index_backlog_max_points: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "embedded store: unindexed points while an index build runs; past it, "
+            "writes wait for the build"
+        ),
+    )
     # Vector shapes (dimension and distance) in use at once, the default collection's
     # included: each is a physical collection with its own threads, mappings and files.
     max_vector_shapes: int = Field(

@@ -37,9 +37,9 @@ _model = Bm25(
 
 def document_keywords(text: str) -> SparseVector:
     vector = _model.embed_document(text)
-    return SparseVector(list(vector.indices), list(vector.values))
+    return SparseVector(vector.indices, vector.values)  # new lists on each read
 
 
 def query_keywords(text: str) -> SparseVector:
     vector = _model.embed_query(text)
-    return SparseVector(list(vector.indices), list(vector.values))
+    return SparseVector(vector.indices, vector.values)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,12 @@ def partition_of(tenant: str, collection: str) -> str:
 
 
 def stored_id(partition: str, point_id: PointId) -> str:
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{partition}\x00{point_id}"))
+    return str(stored_uuid(partition, point_id))
+
+
+def stored_uuid(partition: str, point_id: PointId) -> uuid.UUID:
+    """stored_id as a UUID object, which the embedded engine reads faster than its text."""
+    return uuid.uuid5(_ID_NAMESPACE, f"{partition}\x00{point_id}")
 
 
 def stored_payload(partition: str, point_id: PointId, payload: Payload | None) -> Payload:
@@ -92,13 +98,17 @@ def stored_payload(partition: str, point_id: PointId, payload: Payload | None) -
     return stored
 
 
-def stored_memory(partition: str, memory: MemoryPoint) -> Payload:
+def stored_memory(
+    partition: str, memory: MemoryPoint, to_iso: Callable[[datetime], str] | None = None
+) -> Payload:
+    """to_iso: iso() memoised over a batch, whose memories mostly share their times."""
+    to_iso = to_iso or iso
     stored = stored_payload(partition, memory.id, memory.metadata)
     stored[TEXT_FIELD] = memory.text
-    stored[CREATED_FIELD] = iso(memory.created_at)
-    stored[UPDATED_FIELD] = iso(memory.updated_at)
+    stored[CREATED_FIELD] = to_iso(memory.created_at)
+    stored[UPDATED_FIELD] = to_iso(memory.updated_at)
     if memory.expires_at is not None:
-        stored[EXPIRES_FIELD] = iso(memory.expires_at)
+        stored[EXPIRES_FIELD] = to_iso(memory.expires_at)
     return stored
 
 

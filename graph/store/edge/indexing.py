@@ -33,12 +33,14 @@ from typing import Any
 from qdrant_edge import EdgeShard
 
 import graph
-from graph.errors import NotFound
+from graph.errors import NotFound, StoreUnavailable
 from graph.store.edge import views
 from graph.store.edge.layout import Collection, create_shard, remove
 from graph.store.edge.views import ShardRunner, View
 
 logger = logging.getLogger(__name__)
+
+INDEX_BEHIND_MESSAGE = "Indexing is behind the writes; retry later"
 
 
 @dataclass(slots=True)
@@ -55,6 +57,8 @@ class BackgroundIndexing(ShardRunner):
     """The index builds of EdgeStore's physical collections (a part of EdgeStore)."""
 
     index_threshold: int
+    index_backlog_max_points: int
+    backlog_wait_seconds: float
     retry_delay_seconds: float
     _collections: dict[str, Collection]
 
@@ -113,6 +117,23 @@ class BackgroundIndexing(ShardRunner):
         due = coll.manifest.sealed is not None or coll.fresh_points >= self.index_threshold
         if due and time.monotonic() >= coll.retry_at:
             coll.build = asyncio.create_task(self._build(coll), name=f"index-build-{coll.name}")
+
+    async def _wait_for_backlog(self, coll: Collection) -> None:
+        """Hold a write while the collection's unindexed points (fresh and sealed) reach
+        index_backlog_max_points and a build is under way to index some: queries then
+        never search more than that by brute force, and ingest slows to the pace of
+        indexing (Qdrant's prevent_unoptimized). StoreUnavailable after
+        backlog_wait_seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.backlog_wait_seconds
+        while (
+            coll.build is not None
+            and coll.fresh_points + coll.sealed_points >= self.index_backlog_max_points
+        ):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StoreUnavailable(INDEX_BEHIND_MESSAGE)
+            await asyncio.wait([coll.build], timeout=remaining)
 
     async def _stop_build(self, coll: Collection) -> None:
         coll.closing = True
@@ -201,7 +222,7 @@ class BackgroundIndexing(ShardRunner):
         sealed = replace(coll.manifest, sealed=m.fresh, fresh=fresh)
         await self._run(sealed.write, coll.path)
         coll.set_manifest(sealed)
-        coll.fresh_points = 0
+        coll.sealed_points, coll.fresh_points = coll.fresh_points, 0
 
     @staticmethod
     def _copy_sources(coll: Collection, plan: BuildPlan) -> None:
@@ -288,6 +309,7 @@ class BackgroundIndexing(ShardRunner):
             for name in plan.replaces:
                 del coll.shards[name]
             coll.journal = None
+            coll.sealed_points = 0
             return coll.set_manifest(final)
 
     @staticmethod

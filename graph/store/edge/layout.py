@@ -201,6 +201,7 @@ class Collection:
         self.descending = manifest.distance is not Distance.EUCLID
         self.lock = asyncio.Lock()
         self.fresh_points = 0
+        self.sealed_points = 0
         self.journal: list[JournalEntry] | None = None
         self.build: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -267,6 +268,8 @@ def load_collection(path: Path) -> Collection:
         raise
     coll = Collection(path.name, path, manifest, shards)
     coll.fresh_points = shards[manifest.fresh].info().points_count
+    if manifest.sealed is not None:
+        coll.sealed_points = shards[manifest.sealed].info().points_count
     return coll
 
 

@@ -24,6 +24,7 @@ metadata, "has text" and "not expired at now".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -78,6 +79,7 @@ from graph.store.tenancy import (
     owns,
     stored_id,
     stored_memory,
+    stored_uuid,
 )
 
 
@@ -86,6 +88,7 @@ def memory_points(
 ) -> list[EdgePoint]:
     """The whole batch checked and converted before anything is written."""
     converted: list[EdgePoint] = []
+    to_iso = functools.lru_cache(maxsize=64)(iso)
     for i, memory in enumerate(memories):
         vectors: dict[str, list[float] | EdgeSparseVector] = {
             KEYWORDS_VECTOR: EdgeSparseVector(memory.keywords.indices, memory.keywords.values)
@@ -99,9 +102,9 @@ def memory_points(
         try:
             converted.append(
                 EdgePoint(
-                    stored_id(partition, point_id),
+                    stored_uuid(partition, point_id),
                     vectors,  # type: ignore[arg-type]
-                    stored_memory(partition, memory),
+                    stored_memory(partition, memory, to_iso),
                 )
             )
         except (TypeError, ValueError, OverflowError):

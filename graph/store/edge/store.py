@@ -101,6 +101,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         data_dir: Path,
         index_threshold: int = 20_000,
         *,
+        index_backlog_max_points: int = 100_000,
+        backlog_wait_seconds: float = 60.0,
         hnsw_ef: int | None = 128,
         retry_delay_seconds: float = 60.0,
         workers: int = 4,
@@ -111,6 +113,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             raise ValueError("index_threshold must be at least 1")
         self.data_dir = Path(data_dir)
         self.index_threshold = index_threshold
+        self.index_backlog_max_points = index_backlog_max_points
+        self.backlog_wait_seconds = backlog_wait_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.max_vector_shapes = max_vector_shapes
         self._workers = workers
@@ -129,6 +133,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         return cls(
             settings.store.data_dir,
             index_threshold=settings.store.index_threshold,
+            index_backlog_max_points=settings.store.index_backlog_max_points,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
             max_vector_shapes=settings.store.max_vector_shapes,
         )
@@ -331,6 +336,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             return 0
         coll = logical.coll
         batch = await self._run(convert, items, coll.manifest.dimension, logical.entry.partition)
+        await self._wait_for_backlog(coll)
         coll.fresh_points = await self._write(logical, views.write_points, batch)
         self._maybe_start_build(coll)
         return len(items)

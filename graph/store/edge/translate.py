@@ -30,7 +30,7 @@ from graph.store.models import (
     check_vector_dimension,
     normalize_point_id,
 )
-from graph.store.tenancy import client_record, client_scored, stored_id, stored_payload
+from graph.store.tenancy import client_record, client_scored, stored_payload, stored_uuid
 
 EdgeId = int | str | uuid.UUID
 # The unnamed dense vector's name among a point's vectors (a memory has named ones too).
@@ -140,7 +140,7 @@ def edge_points(points: Sequence[Point], dimension: int, partition: str) -> list
         try:
             converted.append(
                 EdgePoint(
-                    stored_id(partition, point_id),
+                    stored_uuid(partition, point_id),
                     point.vector,
                     stored_payload(partition, point_id, point.payload),
                 )

@@ -1,0 +1,306 @@
+"""Sustained ingest at scale on the embedded store: does indexing keep up?
+
+    .venv/bin/python -m bench.scale --points 1000000     # on demand, not in CI
+    .venv/bin/python -m bench.scale --points 200000 --backlog 50000
+
+In this process, through the store adapter (no HTTP): one writer upserts --points
+vectors (bench.data's deterministic ones) in batches of --batch as fast as the store
+takes them, while one reader sends a nearest-neighbour query (limit 10) every
+--query-interval seconds and a sampler records, every second, the unindexed backlog
+(fresh and sealed shards) and the resident memory of this process and its children
+(the index builds). Then it waits until nothing is unindexed, closes the store, opens
+it again (restart-to-ready: open() and the first query answered) and measures query
+latency and recall@10 against exact search over every stored vector.
+
+Prints: sustained ingest rate, backlog (max and over time), peak RSS, query p50/p99
+during ingest, time to caught-up after ingest, restart-to-ready, query p50 and recall
+after, next to the targets. Every loop is bounded (--max-seconds, --catch-up-wait).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import points, query_vectors, vectors
+from bench.run import load_average, log, machine
+from graph.errors import StoreUnavailable
+from graph.settings import Distance, StoreSettings
+from graph.store.edge import EdgeStore
+from graph.store.tenancy import DEFAULT_TENANT
+
+COLLECTION = "scale"
+LIMIT = 10
+RECALL_QUERIES = 50
+AFTER_QUERIES = 200
+# Targets at 1M points on 2 cores.
+TARGET_RATE = 4_000.0
+TARGET_P99_MS = 50.0
+TARGET_CATCH_UP_S = 180.0
+TARGET_RSS_GB = 2.5
+TARGET_RESTART_S = 10.0
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss() -> int:
+    """This process's resident memory and its direct children's (the index builds)."""
+    me = os.getpid()
+    total = rss_bytes(me)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == me:
+            total += rss_bytes(int(entry))
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def backlog(store: EdgeStore) -> tuple[int, bool]:
+    unindexed, building = 0, False
+    for physical in await store.physical_collections():
+        status = await store.index_status(physical.name)
+        unindexed += int(status["unindexed_points"])
+        building = building or bool(status["building"])
+    return unindexed, building
+
+
+async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
+    queries = query_vectors(args.dimension, 256)
+    latencies: list[float] = []
+    samples: list[tuple[float, int, int]] = []  # seconds, unindexed, rss
+    done = asyncio.Event()
+    started = time.perf_counter()
+
+    async def writer() -> int:
+        written = 0
+        try:
+            for start in range(0, args.points, args.batch):
+                if time.perf_counter() - started > args.max_seconds:
+                    log("  --max-seconds reached: ingest stopped early")
+                    break
+                count = min(args.batch, args.points - start)
+                batch = points(start, count, args.dimension)
+                try:
+                    await store.upsert(DEFAULT_TENANT, COLLECTION, batch)
+                except StoreUnavailable:
+                    log("  a write waited --max-seconds for the index: ingest stopped early")
+                    break
+                written += count
+        finally:
+            done.set()
+        return written
+
+    async def reader() -> None:
+        i = 0
+        while not done.is_set():
+            t0 = time.perf_counter()
+            await store.query(DEFAULT_TENANT, COLLECTION, queries[i % len(queries)], limit=LIMIT)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            i += 1
+            await asyncio.sleep(args.query_interval)
+
+    async def sampler() -> None:
+        while not done.is_set():
+            unindexed, _ = await backlog(store)
+            seconds, rss = time.perf_counter() - started, tree_rss()
+            samples.append((seconds, unindexed, rss))
+            if len(samples) % 30 == 0:
+                log(f"  {seconds:.0f}s backlog {unindexed:,} rss {rss / 2**30:.2f} GB")
+            await asyncio.sleep(1.0)
+
+    written, _, _ = await asyncio.gather(writer(), reader(), sampler())
+    seconds = time.perf_counter() - started
+    return {
+        "written": written,
+        "seconds": round(seconds, 1),
+        "vectors_per_second": round(written / seconds),
+        "query_p50_ms": round(percentile(latencies, 50), 2),
+        "query_p99_ms": round(percentile(latencies, 99), 2),
+        "queries": len(latencies),
+        "backlog_max": max((s[1] for s in samples), default=0),
+        "samples": samples,
+    }
+
+
+async def catch_up(store: EdgeStore, args: argparse.Namespace, peak: list[int]) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < args.catch_up_wait:
+        unindexed, building = await backlog(store)
+        peak.append(tree_rss())
+        if unindexed == 0 and not building:
+            return time.perf_counter() - started
+        await asyncio.sleep(1.0)
+    return float("nan")
+
+
+def exact_top(query: np.ndarray, total: int, dimension: int) -> list[int]:
+    """Ids of the LIMIT stored vectors nearest to query by cosine, over every vector."""
+    q = query / np.linalg.norm(query)
+    best_ids = np.empty(0, dtype=np.int64)
+    best_scores = np.empty(0, dtype=np.float32)
+    for start in range(0, total, 50_000):
+        block = vectors(min(50_000, total - start), dimension, start=start)
+        scores = (block @ q) / np.linalg.norm(block, axis=1)
+        ids = np.arange(start, start + len(block))
+        best_ids = np.concatenate([best_ids, ids])
+        best_scores = np.concatenate([best_scores, scores])
+        keep = np.argsort(-best_scores)[:LIMIT]
+        best_ids, best_scores = best_ids[keep], best_scores[keep]
+    return [int(i) for i in best_ids]
+
+
+async def after(store: EdgeStore, args: argparse.Namespace, total: int) -> dict[str, Any]:
+    queries = query_vectors(args.dimension, AFTER_QUERIES)
+    latencies = []
+    for vector in queries:
+        t0 = time.perf_counter()
+        await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    hits = 0
+    for vector in queries[:RECALL_QUERIES]:
+        found = await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
+        exact = exact_top(np.array(vector, dtype=np.float32), total, args.dimension)
+        hits += len({p.id for p in found} & set(exact))
+    return {
+        "query_p50_ms": round(percentile(latencies, 50), 2),
+        "query_p99_ms": round(percentile(latencies, 99), 2),
+        "recall_at_10": round(hits / (RECALL_QUERIES * LIMIT), 3),
+    }
+
+
+def make_store(path: Path, args: argparse.Namespace) -> EdgeStore:
+    return EdgeStore(
+        path,
+        index_threshold=args.threshold,
+        index_backlog_max_points=args.backlog,
+        backlog_wait_seconds=args.max_seconds,
+    )
+
+
+async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    store = make_store(data_dir, args)
+    await store.open()
+    try:
+        await store.create_collection(DEFAULT_TENANT, COLLECTION, args.dimension, Distance.COSINE)
+        log(f"ingest {args.points:,} points ...")
+        results: dict[str, Any] = {"ingest": await ingest(store, args)}
+        peak = [s[2] for s in results["ingest"]["samples"]]
+        log("waiting until nothing is unindexed ...")
+        results["catch_up_seconds"] = round(await catch_up(store, args, peak), 1)
+        results["peak_rss_gb"] = round(max(peak) / 2**30, 2)
+    finally:
+        await store.close()
+    started = time.perf_counter()
+    store = make_store(data_dir, args)
+    await store.open()
+    try:
+        await store.query(DEFAULT_TENANT, COLLECTION, [1.0] * args.dimension, limit=LIMIT)
+        results["restart_seconds"] = round(time.perf_counter() - started, 2)
+        log("queries and recall after ...")
+        results["after"] = await after(store, args, results["ingest"]["written"])
+    finally:
+        await store.close()
+    return results
+
+
+def mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    i, a = r["ingest"], r["after"]
+    over_time = ", ".join(
+        f"{s[0]:.0f}s: {s[1]:,}" for s in i["samples"][:: max(1, len(i["samples"]) // 12)]
+    )
+    rows = [
+        ("sustained ingest", f"{i['vectors_per_second']:,} vectors/s", f">= {TARGET_RATE:,.0f}",
+         i["vectors_per_second"] >= TARGET_RATE),
+        ("backlog, max sampled", f"{i['backlog_max']:,} points", f"< {args.backlog:,} + a batch",
+         i["backlog_max"] <= args.backlog + args.batch),
+        ("query during ingest, p50 / p99", f"{i['query_p50_ms']} / {i['query_p99_ms']} ms",
+         f"p99 <= {TARGET_P99_MS:.0f} ms", i["query_p99_ms"] <= TARGET_P99_MS),
+        ("caught up after ingest", f"{r['catch_up_seconds']} s", f"<= {TARGET_CATCH_UP_S:.0f} s",
+         r["catch_up_seconds"] <= TARGET_CATCH_UP_S),
+        ("peak RSS (with index builds)", f"{r['peak_rss_gb']} GB", f"<= {TARGET_RSS_GB} GB",
+         r["peak_rss_gb"] <= TARGET_RSS_GB),
+        ("restart to ready", f"{r['restart_seconds']} s", f"<= {TARGET_RESTART_S:.0f} s",
+         r["restart_seconds"] <= TARGET_RESTART_S),
+        ("query after, p50 / p99", f"{a['query_p50_ms']} / {a['query_p99_ms']} ms", "", None),
+        ("recall@10 after", f"{a['recall_at_10']}", "", None),
+    ]  # fmt: skip
+    lines = [
+        f"## Scale: {i['written']:,} points of {args.dimension} dims, batches of {args.batch}, "
+        f"INDEX_THRESHOLD {args.threshold:,}, INDEX_BACKLOG_MAX_POINTS {args.backlog:,}",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()),
+        "",
+        "| measure | value | target (1M, 2 cores) |",
+        "| --- | ---: | --- |",
+    ]
+    for name, value, target, ok in rows:
+        lines.append(f"| {name} | {value} | {target}{': ' + mark(ok) if ok is not None else ''} |")
+    lines += ["", f"Backlog over time: {over_time}."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    defaults = StoreSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--dimension", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--threshold", type=int, default=defaults.index_threshold)
+    parser.add_argument("--backlog", type=int, default=defaults.index_backlog_max_points)
+    parser.add_argument("--query-interval", type=float, default=0.05)
+    parser.add_argument("--max-seconds", type=float, default=3_600.0, help="ingest bound")
+    parser.add_argument("--catch-up-wait", type=float, default=1_800.0)
+    parser.add_argument("--data-dir", type=Path, help="default: a temporary directory")
+    parser.add_argument("--json", type=Path, help="write every number here")
+    args = parser.parse_args(argv)
+    if not 1_000 <= args.points <= 10_000_000:
+        parser.error("--points 1000..10000000")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
+        results = asyncio.run(run(args, Path(tmp) / "data"))
+    results["machine"] = {**machine(), "load average": load_average()}
+    print(report(args, results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
