@@ -1,4 +1,5 @@
-"""The `graph` command: `graph serve`, `graph mcp`, `graph schema`, `graph keys ...`."""
+"""The `graph` command: `graph serve`, `graph mcp`, `graph schema`, `graph keys ...`;
+`graph backup`, `graph restore` and `graph migrate` are in admin.py."""
 
 from __future__ import annotations
 
@@ -127,8 +128,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     actions.add_parser("list", help="the keys: id, tenant, scopes, created (never secrets)")
     revoke = actions.add_parser("revoke", help="delete a key by its id")
     revoke.add_argument("id")
+    from graph import admin
+
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "serve":
+    if args.command in {"backup", "restore", "migrate"}:
+        admin.run(args)
+    elif args.command == "serve":
         serve()
     elif args.command == "mcp":
         mcp()

@@ -68,6 +68,10 @@ class StoreSettings(_Group):
     # Vector shapes (dimension and distance) in use at once, the default collection's
     # included: each is a physical collection with its own threads, mappings and files.
     max_vector_shapes: int = Field(default=8, ge=1, le=1_000)
+    # Where the `backup` mutation may write archives (docs/backup.md), and the points read
+    # and written as one chunk of an archive.
+    backup_dir: Path = Path("./backups")
+    backup_page_points: int = Field(default=1_000, ge=1, le=10_000)
 
 
 class LimitSettings(_Group):
