@@ -215,18 +215,26 @@ class ArchiveReader:
         self.path = path
         try:
             self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115 (closed by close())
-            members = {m.name: m for m in self._tar.getmembers()}
         except FileNotFoundError:
             raise ArchiveError(f"no archive at {path}") from None
         except (tarfile.TarError, OSError, EOFError):
             raise ArchiveError(f"{path} is not a complete archive") from None
+        try:
+            members = {m.name: m for m in self._tar.getmembers()}
+        except (tarfile.TarError, OSError, EOFError):
+            self._tar.close()
+            raise ArchiveError(f"{path} is not a complete archive") from None
         self._members = members
-        if MANIFEST not in members:
-            raise ArchiveError(f"{path} is incomplete: it has no manifest (a backup cut short)")
-        self.manifest = Manifest.from_json(self._read(MANIFEST))
-        named = {c.name for part in self.manifest.collections for c in part.chunks}
-        if named != set(members) - {MANIFEST}:
-            raise ArchiveError(f"{path} does not hold exactly the chunks its manifest names")
+        try:
+            if MANIFEST not in members:
+                raise ArchiveError(f"{path} is incomplete: it has no manifest (a backup cut short)")
+            self.manifest = Manifest.from_json(self._read(MANIFEST))
+            named = {c.name for part in self.manifest.collections for c in part.chunks}
+            if named != set(members) - {MANIFEST}:
+                raise ArchiveError(f"{path} does not hold exactly the chunks its manifest names")
+        except BaseException:
+            self._tar.close()
+            raise
 
     def _read(self, name: str) -> bytes:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import re
 import time
@@ -223,22 +224,35 @@ class MigrateSummary:
 
 
 def point_digest(point: StoredPoint) -> str:
-    """A point's content, its dense vector to 5 decimals (a server may normalise a cosine
-    vector again, changing its last bits)."""
+    """A checksum of what a point is, but for its dense vector (a server may normalise a
+    cosine vector again, changing its last bits: same_points compares those)."""
     canonical: dict[str, Any] = {
         "id": point.id,
         "payload": point.payload,
-        "vector": None if point.vector is None else [round(x, 5) for x in point.vector],
-        "sparse": {
-            n: [s.indices, [round(v, 5) for v in s.values]] for n, s in sorted(point.sparse.items())
-        },
+        "dense": point.vector is not None and len(point.vector),
+        "sparse": {n: [s.indices, s.values] for n, s in sorted(point.sparse.items())},
     }
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def _digests(store: VectorStore, entry: CollectionEntry, limit: int) -> dict[str, str]:
-    points, _ = await store.export_points(entry.tenant, entry.name, limit=limit)
-    return {p.id: point_digest(p) for p in points}
+def same_points(one: list[StoredPoint], other: list[StoredPoint]) -> bool:
+    """The same points, by checksum, with dense vectors equal to within 1e-5."""
+    if [point_digest(p) for p in one] != [point_digest(p) for p in other]:
+        return False
+    return all(_close(a.vector, b.vector) for a, b in zip(one, other, strict=True))
+
+
+def _close(one: list[float] | None, other: list[float] | None) -> bool:
+    if one is None or other is None:
+        return one is other
+    return len(one) == len(other) and all(
+        math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6) for x, y in zip(one, other, strict=True)
+    )
+
+
+async def _sample(store: VectorStore, entry: CollectionEntry) -> list[StoredPoint]:
+    points, _ = await store.export_points(entry.tenant, entry.name, limit=SAMPLE_POINTS)
+    return points
 
 
 async def migrate(
@@ -251,7 +265,7 @@ async def migrate(
 ) -> MigrateSummary:
     """Copy every collection of source into target, resuming from checkpoint; idempotent
     (points are written by their stored ids). Verified by counts per collection and by the
-    digests of the first SAMPLE_POINTS points of each."""
+    first SAMPLE_POINTS points of each (in stored-id order) compared."""
     entries = await source.all_collections()
     resumed_at = checkpoint.copied
     if progress is not None and resumed_at:
@@ -287,9 +301,8 @@ async def migrate(
                 f"collection {entry.name!r} of tenant {entry.tenant!r}: {have} points in the "
                 f"source, {got} in the target"
             )
-        expected = await _digests(source, entry, SAMPLE_POINTS)
-        found = await _digests(target, entry, SAMPLE_POINTS)
-        if expected != found:
+        expected = await _sample(source, entry)
+        if not same_points(expected, await _sample(target, entry)):
             raise MigrateMismatch(
                 f"collection {entry.name!r} of tenant {entry.tenant!r}: sampled points differ"
             )
