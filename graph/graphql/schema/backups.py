@@ -48,6 +48,7 @@ class BackupResult:
 
 @timed_resolver("Mutation", "backup")
 async def backup(
+    root: None,
     info: Info[RequestContext, Any],
     path: PathArg = None,
 ) -> BackupResult:

@@ -218,12 +218,12 @@ class ArchiveReader:
         except FileNotFoundError:
             raise ArchiveError(f"no archive at {path}") from None
         except (tarfile.TarError, OSError, EOFError):
-            raise ArchiveError(f"{path} is not a complete archive") from None
+            raise ArchiveError(f"{path} is incomplete or not an archive") from None
         try:
             members = {m.name: m for m in self._tar.getmembers()}
         except (tarfile.TarError, OSError, EOFError):
             self._tar.close()
-            raise ArchiveError(f"{path} is not a complete archive") from None
+            raise ArchiveError(f"{path} is incomplete or not an archive") from None
         self._members = members
         try:
             if MANIFEST not in members:
