@@ -22,9 +22,11 @@ from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.security.auth import ApiKeyFile
+from graph.settings import Distance
 from graph.store.backup.archive import PARTIAL_SUFFIX
 from graph.store.base import VectorStore
 from graph.store.edge import EdgeStore
+from graph.store.models import Point
 from graph.store.remote import RemoteStore
 from tests.conftest import make_settings
 from tests.helpers import UPSERT, gql
@@ -69,6 +71,11 @@ def filled(data_dir: Path) -> Any:
         await store.open()
         try:
             await fill(store, points=150, memories=60)
+            # The open tenant's default collection, which a server answers for.
+            await store.create_collection("default", "memories", 4, Distance.COSINE)
+            await store.upsert(
+                "default", "memories", [Point(i, [1.0, i, 2.0, 3.0]) for i in range(40)]
+            )
             return await everything(store)
         finally:
             await store.close()
@@ -110,14 +117,31 @@ def migrate_killed_then_resumed(
         assert again.returncode == 0 and "resumed" not in again.stderr, again.stderr
 
 
+NEAREST = "query { query(vector: [1, 7, 2, 3], limit: 5) { id score payload } }"
+
+
+def nearest(tmp_path: Path, data_dir: Path, **env: str) -> list[tuple[str, float]]:
+    """What a server started on this store answers to NEAREST."""
+    server = ServerProcess(data_dir, tmp_path / "server.log", **env).start()
+    try:
+        hits = server.gql(NEAREST)["data"]["query"]
+    finally:
+        server.stop()
+    assert len(hits) == 5
+    return [(hit["id"], round(hit["score"], 4)) for hit in hits]
+
+
 def test_migrate_both_ways_survives_kill_9_and_resumes(tmp_path: Path) -> None:
     source = filled(tmp_path / "data")
+    before = nearest(tmp_path, tmp_path / "data")
     server = tmp_path / "qdrant"
     migrate_killed_then_resumed(tmp_path, "--to", f"path:{server}", tmp_path / "data")
     assert same(snapshot(RemoteStore.local(str(server))), source)
+    assert nearest(tmp_path, tmp_path / "unused", QDRANT_URL=f"path:{server}") == before
     back = tmp_path / "back"
     migrate_killed_then_resumed(tmp_path, "--from", f"path:{server}", back, twice=True)
     assert same(snapshot(EdgeStore(back)), source)
+    assert nearest(tmp_path, back) == before
 
 
 def test_restore_refuses_in_one_line(tmp_path: Path) -> None:
