@@ -131,7 +131,7 @@ def test_schemathesis_finds_no_failure(server: ServerProcess) -> None:
 
     fuzz()
     print(f"schemathesis: {len(ran)} requests over {len(set(ran))} root fields")
-    assert len(set(ran)) == 14
+    assert len(set(ran)) == 15
     assert server.process is not None and server.process.poll() is None
     assert server.gql("{ health { status } }") == {"data": {"health": {"status": "OK"}}}
 
