@@ -1,4 +1,5 @@
-"""The `graph` command: `graph serve`, `graph mcp`, `graph schema`, `graph keys ...`."""
+"""The `graph` command: `graph serve`, `graph mcp`, `graph schema`, `graph keys ...`;
+`graph backup`, `graph restore` and `graph migrate` are in admin.py."""
 
 from __future__ import annotations
 
@@ -163,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for action in (create, listing, revoke):
         # Also after the action; SUPPRESS keeps a --file given before it.
         action.add_argument("--file", default=argparse.SUPPRESS, help=file_help)
+    from graph import admin
+
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         args.run(args)

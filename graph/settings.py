@@ -137,6 +137,18 @@ class StoreSettings(_Group):
             "at once; a new one past it is BAD_USER_INPUT"
         ),
     )
+    # Where the `backup` mutation may write archives (docs/backup.md), and the points read
+    # and written as one chunk of an archive.
+    backup_dir: Path = Field(
+        default=Path("./backups"),
+        description="where the backup mutation writes archives; clients name only the file",
+    )
+    backup_page_points: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="points per page and per chunk of a backup, restore or migrate",
+    )
 
 
 class LimitSettings(_Group):

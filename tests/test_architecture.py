@@ -32,6 +32,7 @@ LAYERS = {
     "graph.http": 7,
     "graph.app": 8,
     "graph.serving": 8,  # uvicorn only
+    "graph.admin": 8.5,  # backup, restore and migrate commands, under the CLI
     "graph.cli": 9,
     "graph.__main__": 10,
 }

@@ -69,7 +69,7 @@ def parse_scopes(raw: Iterable[str]) -> frozenset[Scope]:
     return frozenset(Scope(s) for s in raw if s in known)
 
 
-_ADMIN_FIELDS = frozenset({"createCollection", "deleteCollection"})
+_ADMIN_FIELDS = frozenset({"createCollection", "deleteCollection", "backup"})
 _OPEN_FIELDS = frozenset({"health"})
 
 

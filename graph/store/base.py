@@ -38,7 +38,9 @@ from graph.store.models import (
     Record,
     ScoredPoint,
     ScrollPage,
+    StoredPoint,
 )
+from graph.store.tenancy import CollectionEntry
 
 
 class VectorStore(ABC):
@@ -166,3 +168,25 @@ class VectorStore(ABC):
     async def sweep_expired_all_tenants(self, now: datetime, limit: int) -> int:
         """Delete up to limit memories expired at now, across every tenant and collection:
         the one call that is not confined to a tenant (for the expiry sweep only)."""
+
+    # Backup, restore and migrate (graph/store/backup/): points as stored, all tenants.
+
+    @abstractmethod
+    async def all_collections(self) -> list[CollectionEntry]:
+        """Every tenant's logical collections, sorted by tenant and name (for backup and
+        migrate only: never shown to a client)."""
+
+    @abstractmethod
+    async def export_points(
+        self, tenant: str, collection: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[StoredPoint], str | None]:
+        """Up to limit points of the collection as stored, in stored-id order from cursor
+        on (None: the start), and the next cursor (None after the last page)."""
+
+    @abstractmethod
+    async def import_points(
+        self, tenant: str, collection: str, points: Sequence[StoredPoint]
+    ) -> int:
+        """Insert or replace points as stored (an export of the same logical collection),
+        all or nothing: a point of another partition, with a stored id not derived from its
+        own, or of the wrong dimension is BadUserInput and nothing is written."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from graph.errors import AlreadyExists, BadUserInput
 from graph.settings import Distance
@@ -13,6 +15,15 @@ from graph.store.models import check_finite, check_limit, check_vector_dimension
 from graph.store.tenancy import CollectionEntry
 
 logger = logging.getLogger(__name__)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in path durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_query(

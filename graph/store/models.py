@@ -74,6 +74,18 @@ class SparseVector:
 
 
 @dataclass(slots=True)
+class StoredPoint:
+    """A point exactly as a store keeps it, for backup, restore and migrate: its stored id,
+    its whole stored payload (the internal fields of graph/store/tenancy.py included), its
+    dense vector (None for a memory without one) and its sparse vectors by name."""
+
+    id: str
+    payload: Payload
+    vector: list[float] | None = None
+    sparse: dict[str, SparseVector] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class MemoryPoint:
     """A memory as written: the service has checked it and set its times."""
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +44,10 @@ from graph.store.models import (
     PointId,
     Record,
     ScoredPoint,
+    StoredPoint,
+    check_finite,
+    check_payload,
+    check_vector_dimension,
     validate_filter,
 )
 
@@ -197,6 +201,31 @@ def client_scored(stored: Payload | None, score: float, vector: list[float] | No
     return ScoredPoint(
         id=client_id(stored), score=score, payload=client_payload(stored), vector=vector
     )
+
+
+def check_stored(points: Sequence[StoredPoint], partition: str, dimension: int) -> None:
+    """Points as stored (an export) that may go into the logical collection of partition:
+    each of it, under the stored id its own client id gives there, with vectors the
+    collection takes. A point of another tenant or collection is refused, so an archive
+    can never move points across tenants."""
+    for i, point in enumerate(points):
+        payload = point.payload
+        if not isinstance(payload, dict) or payload.get(PARTITION_FIELD) != partition:
+            raise BadUserInput(f"Stored point {i} belongs to another collection")
+        if point.id != stored_id(partition, client_id(payload)):
+            raise BadUserInput(f"Stored point {i} has an id not derived from its own")
+        check_payload(client_payload(payload))
+        if point.vector is not None:
+            check_vector_dimension(point.vector, dimension, f"Vector of stored point {i}")
+            check_finite(point.vector, f"Vector of stored point {i}")
+        if set(point.sparse) - {KEYWORDS_VECTOR}:
+            raise BadUserInput(f"Stored point {i} has an unknown sparse vector")
+        if point.vector is None and not point.sparse:
+            raise BadUserInput(f"Stored point {i} has no vector")
+        for sparse in point.sparse.values():
+            if len(sparse.indices) != len(sparse.values):
+                raise BadUserInput(f"Stored point {i} has a malformed sparse vector")
+            check_finite(sparse.values, f"Sparse vector of stored point {i}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,9 @@ def register_scalars() -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("fuzz")
-    process = ServerProcess(base / "data", base / "server.log", LOG_LEVEL="WARNING")
+    process = ServerProcess(
+        base / "data", base / "server.log", LOG_LEVEL="WARNING", BACKUP_DIR=str(base / "backups")
+    )
     try:
         yield process.start()
     finally:
@@ -107,7 +109,7 @@ def test_schemathesis_finds_no_failure(server: ServerProcess) -> None:
     register_scalars()
     schema = schemathesis.graphql.from_url(f"{server.url}/graphql")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14, [op.label for op in operations]  # 8 queries, 6 mutations
+    assert len(operations) == 15, [op.label for op in operations]  # 8 queries, 7 mutations
     cases = st.one_of(*(operation.as_strategy() for operation in operations))
     deadline = time.monotonic() + FUZZ_SECONDS
     ran: list[str] = []
@@ -129,7 +131,7 @@ def test_schemathesis_finds_no_failure(server: ServerProcess) -> None:
 
     fuzz()
     print(f"schemathesis: {len(ran)} requests over {len(set(ran))} root fields")
-    assert len(set(ran)) == 14
+    assert len(set(ran)) == 15
     assert server.process is not None and server.process.poll() is None
     assert server.gql("{ health { status } }") == {"data": {"health": {"status": "OK"}}}
 

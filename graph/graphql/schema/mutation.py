@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.errors import BadUserInput
-from graph.graphql.schema import memory, types
+from graph.graphql.schema import backups, memory, types
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.inputs import Filter, PointInput, to_filter, to_ids, to_points
 from graph.graphql.schema.query import to_collection
@@ -41,6 +41,7 @@ class Mutation:
         resolver=memory.remember, description=memory.REMEMBER_DESCRIPTION
     )
     forget = strawberry.mutation(resolver=memory.forget, description=memory.FORGET_DESCRIPTION)
+    backup = strawberry.mutation(resolver=backups.backup, description=backups.BACKUP_DESCRIPTION)
 
     @strawberry.mutation(
         description=root_description(

@@ -41,6 +41,7 @@ from qdrant_edge import Distance as EdgeDistance
 
 from graph.errors import StoreUnavailable
 from graph.settings import Distance
+from graph.store.common import fsync_dir
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
 from graph.store.tenancy import (
@@ -103,14 +104,6 @@ def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
         shard.close()
         raise
     return shard
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove(path: Path) -> None:

@@ -45,7 +45,12 @@ from graph.store.edge.layout import (
     take_lock,
     write_catalog,
 )
-from graph.store.edge.translate import edge_points, nearest_request, to_edge_filter
+from graph.store.edge.translate import (
+    edge_points,
+    from_stored_points,
+    nearest_request,
+    to_edge_filter,
+)
 from graph.store.models import (
     CollectionInfo,
     Filter,
@@ -57,6 +62,7 @@ from graph.store.models import (
     Record,
     ScoredPoint,
     ScrollPage,
+    StoredPoint,
     check_finite,
     check_limit,
     check_vector_dimension,
@@ -326,7 +332,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self,
         logical: _Logical,
         convert: Callable[..., list[EdgePoint]],
-        items: Sequence[Point | MemoryPoint],
+        items: Sequence[Point | MemoryPoint | StoredPoint],
     ) -> int:
         """convert(items, dimension, partition) -> engine points, then one write: points or
         memories. The batch is checked and converted (the costly part for large payloads)
@@ -514,3 +520,28 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                     coll.view, True, memory.sweep, flt, limit - deleted, coll.journal
                 )
         return deleted
+
+    # Backup, restore and migrate
+
+    async def all_collections(self) -> list[CollectionEntry]:
+        return [self._catalog[key].entry for key in sorted(self._catalog)]
+
+    async def export_points(
+        self, tenant: str, collection: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[StoredPoint], str | None]:
+        logical = self._logical(tenant, collection)
+        check_limit(limit)
+        request = ScrollRequest(
+            offset=normalize_point_id(cursor) if cursor is not None else None,
+            limit=limit + 1,
+            filter=logical.only,
+            with_payload=True,
+            with_vector=True,
+        )
+        return await self._on_view(logical.coll.view, False, views.export, request, limit)
+
+    async def import_points(
+        self, tenant: str, collection: str, points: Sequence[StoredPoint]
+    ) -> int:
+        logical = self._logical(tenant, collection)
+        return await self._write_batch(logical, from_stored_points, points)

@@ -16,6 +16,7 @@ from qdrant_edge import MatchValue as EdgeMatchValue
 from qdrant_edge import Point as EdgePoint
 from qdrant_edge import Record as EdgeRecord
 from qdrant_edge import ScoredPoint as EdgeScoredPoint
+from qdrant_edge import SparseVector as EdgeSparseVector
 
 from graph.errors import BadUserInput
 from graph.store.models import (
@@ -26,11 +27,19 @@ from graph.store.models import (
     PointId,
     Record,
     ScoredPoint,
+    SparseVector,
+    StoredPoint,
     check_finite,
     check_vector_dimension,
     normalize_point_id,
 )
-from graph.store.tenancy import client_record, client_scored, stored_payload, stored_uuid
+from graph.store.tenancy import (
+    check_stored,
+    client_record,
+    client_scored,
+    stored_payload,
+    stored_uuid,
+)
 
 EdgeId = int | str | uuid.UUID
 # The unnamed dense vector's name among a point's vectors (a memory has named ones too).
@@ -122,6 +131,40 @@ def from_edge_scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
 
 def from_edge_record(rec: EdgeRecord, with_vector: bool) -> Record:
     return client_record(rec.payload, vector_of(rec.vector) if with_vector else None)
+
+
+def to_stored_point(rec: EdgeRecord) -> StoredPoint:
+    sparse: dict[str, SparseVector] = {}
+    if isinstance(rec.vector, dict):
+        for name, value in rec.vector.items():
+            if isinstance(value, EdgeSparseVector):
+                sparse[name] = SparseVector(list(value.indices), list(value.values))
+    return StoredPoint(str(from_edge_id(rec.id)), rec.payload or {}, vector_of(rec.vector), sparse)
+
+
+def from_stored_points(
+    points: Sequence[StoredPoint], dimension: int, partition: str
+) -> list[EdgePoint]:
+    """The whole batch checked (tenancy.check_stored) and converted."""
+    check_stored(points, partition, dimension)
+    converted: list[EdgePoint] = []
+    for point in points:
+        vectors: dict[str, list[float] | EdgeSparseVector] = {
+            name: EdgeSparseVector(s.indices, s.values) for name, s in point.sparse.items()
+        }
+        if point.vector is not None:
+            vectors[DENSE] = point.vector
+        try:
+            converted.append(
+                EdgePoint(
+                    point.id,
+                    vectors if point.sparse else point.vector,  # type: ignore[arg-type]
+                    point.payload,
+                )
+            )
+        except (TypeError, ValueError, OverflowError):
+            raise BadUserInput("A stored point's payload is not JSON the store takes") from None
+    return converted
 
 
 # Checks on input

@@ -29,8 +29,9 @@ from graph.store.edge.translate import (
     from_edge_record,
     from_edge_scored,
     id_order,
+    to_stored_point,
 )
-from graph.store.models import PointId, Record, ScoredPoint, ScrollPage
+from graph.store.models import PointId, Record, ScoredPoint, ScrollPage, StoredPoint
 from graph.store.tenancy import owns, stored_id
 
 logger = logging.getLogger(__name__)
@@ -139,16 +140,31 @@ def _merged(
     return sorted(newest.values(), key=lambda h: h.score, reverse=descending)
 
 
-def scroll(
-    shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int, with_vector: bool
-) -> ScrollPage:
+def _scroll_page(
+    shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int
+) -> tuple[list[EdgeRecord], PointId | None]:
+    """Up to limit records in id order, the newest copy of each, and the next cursor."""
     newest: dict[EdgeId, EdgeRecord] = {}
     for shard in shards:
         for rec in shard.scroll(request)[0]:
             newest[rec.id] = rec
     ordered = heapq.nsmallest(limit + 1, newest.values(), key=lambda r: id_order(r.id))
     next_cursor = from_edge_id(ordered[limit].id) if len(ordered) > limit else None
-    return ScrollPage([from_edge_record(r, with_vector) for r in ordered[:limit]], next_cursor)
+    return ordered[:limit], next_cursor
+
+
+def scroll(
+    shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int, with_vector: bool
+) -> ScrollPage:
+    records, next_cursor = _scroll_page(shards, request, limit)
+    return ScrollPage([from_edge_record(r, with_vector) for r in records], next_cursor)
+
+
+def export(
+    shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int
+) -> tuple[list[StoredPoint], str | None]:
+    records, next_cursor = _scroll_page(shards, request, limit)
+    return [to_stored_point(r) for r in records], None if next_cursor is None else str(next_cursor)
 
 
 def retrieve(

@@ -326,14 +326,17 @@ class Catalog:
             if c.name.startswith(PHYSICAL_PREFIX) and c.name != CATALOG_COLLECTION
         )
 
-    async def entries_of(self, tenant: str) -> list[CollectionEntry]:
-        """The tenant's logical collections, as the catalog has them."""
+    async def entries_of(self, tenant: str | None) -> list[CollectionEntry]:
+        """The tenant's logical collections (every tenant's with None), as the catalog has
+        them."""
         mine = models.Filter(
             must=[
                 models.FieldCondition(
                     key=CATALOG_TENANT_FIELD, match=models.MatchValue(value=tenant)
                 )
             ]
+            if tenant is not None
+            else None
         )
         entries: list[CollectionEntry] = []
         offset: models.ExtendedPointId | None = None

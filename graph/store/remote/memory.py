@@ -24,6 +24,7 @@ from graph.store.models import (
     check_finite,
     normalize_point_id,
 )
+from graph.store.remote.translate import DENSE
 from graph.store.tenancy import (
     CREATED_FIELD,
     EXPIRES_FIELD,
@@ -39,7 +40,6 @@ KEYWORDS_CONFIG = {KEYWORDS_VECTOR: models.SparseVectorParams(modifier=models.Mo
 NEW_KEYWORDS_VECTOR = models.SparseVectorNameConfig(
     sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)
 )
-DENSE = ""
 
 
 def memory_structs(memories: Sequence[MemoryPoint], partition: str) -> list[models.PointStruct]:

@@ -32,6 +32,7 @@ from graph.store.models import (
     Record,
     ScoredPoint,
     ScrollPage,
+    StoredPoint,
     check_finite,
     check_limit,
     expired,
@@ -49,9 +50,16 @@ from graph.store.remote.client import (
     local_client,
     within_one_deadline,
 )
-from graph.store.remote.translate import from_qdrant_id, from_qdrant_vector, to_point_structs
+from graph.store.remote.translate import (
+    from_qdrant_id,
+    from_qdrant_vector,
+    from_stored_points,
+    to_point_structs,
+    to_stored_point,
+)
 from graph.store.tenancy import (
     CollectionEntry,
+    check_stored,
     client_record,
     client_scored,
     is_memory,
@@ -62,6 +70,11 @@ from graph.store.tenancy import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# QDRANT_URL=path:<directory>: qdrant-client's local mode persisted there, no server (for
+# tests and trials; one process at a time).
+LOCAL_PREFIX = "path:"
 
 
 class RemoteStore(VectorStore):
@@ -103,6 +116,11 @@ class RemoteStore(VectorStore):
     def from_settings(cls, settings: Settings) -> RemoteStore:
         if not settings.store.qdrant_url:
             raise ValueError("QDRANT_URL is not set")
+        if settings.store.qdrant_url.startswith(LOCAL_PREFIX):
+            return cls.local(
+                settings.store.qdrant_url.removeprefix(LOCAL_PREFIX),
+                timeout_seconds=settings.store.store_timeout_seconds,
+            )
         api_key = (
             settings.store.qdrant_api_key.get_secret_value()
             if settings.store.qdrant_api_key
@@ -445,6 +463,42 @@ class RemoteStore(VectorStore):
                 collection=physical,
             )
         return len(ids)
+
+    # Backup, restore and migrate
+
+    async def all_collections(self) -> list[CollectionEntry]:
+        entries = await self._catalog.entries_of(None)
+        return sorted(entries, key=lambda e: (e.tenant, e.name))
+
+    async def export_points(
+        self, tenant: str, collection: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[StoredPoint], str | None]:
+        check_limit(limit)
+        offset = normalize_point_id(cursor) if cursor is not None else None
+        logical = await self._catalog.lookup(tenant, collection, fresh=True)
+        records, next_offset = await self._client.call(
+            "scroll",
+            lambda c: c.scroll(
+                logical.physical,
+                scroll_filter=logical.only,
+                limit=limit,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            ),
+            collection=collection,
+        )
+        points = [to_stored_point(str(from_qdrant_id(r.id)), r.payload, r.vector) for r in records]
+        return points, None if next_offset is None else str(from_qdrant_id(next_offset))
+
+    async def import_points(
+        self, tenant: str, collection: str, points: Sequence[StoredPoint]
+    ) -> int:
+        logical = await self._catalog.lookup(tenant, collection, fresh=True)
+        check_stored(points, logical.entry.partition, logical.entry.dimension)
+        if any(p.sparse for p in points):
+            await self._catalog.ensure_physical(logical)
+        return await self._write(logical, from_stored_points(points))
 
 
 for _name in VectorStore.__abstractmethods__ - {"open", "close"}:

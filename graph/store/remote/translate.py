@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from qdrant_client import models
 
@@ -20,10 +21,15 @@ from graph.store.models import (
     Payload,
     Point,
     PointId,
+    SparseVector,
+    StoredPoint,
     check_finite,
     normalize_point_id,
 )
 from graph.store.tenancy import stored_id, stored_payload
+
+# The unnamed dense vector's name among a point's vectors (a memory has named ones too).
+DENSE = ""
 
 TO_QDRANT_DISTANCE: dict[Distance, models.Distance] = {
     Distance.COSINE: models.Distance.COSINE,
@@ -121,4 +127,31 @@ def to_point_structs(points: Sequence[Point], partition: str) -> list[models.Poi
                 payload=stored_payload(partition, point_id, point.payload),
             )
         )
+    return structs
+
+
+def to_stored_point(point_id: str, payload: Payload | None, raw: object) -> StoredPoint:
+    sparse: dict[str, SparseVector] = {}
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            if isinstance(value, models.SparseVector):
+                sparse[name] = SparseVector(list(value.indices), list(value.values))
+        raw = raw.get(DENSE)
+    return StoredPoint(point_id, payload or {}, from_qdrant_vector(raw), sparse)
+
+
+def from_stored_points(points: Sequence[StoredPoint]) -> list[models.PointStruct]:
+    """Checked by tenancy.check_stored first."""
+    structs: list[models.PointStruct] = []
+    for point in points:
+        vector: Any = [float(x) for x in point.vector] if point.vector is not None else None
+        if point.sparse:
+            vectors: dict[str, Any] = {
+                name: models.SparseVector(indices=s.indices, values=s.values)
+                for name, s in point.sparse.items()
+            }
+            if vector is not None:
+                vectors[DENSE] = vector
+            vector = vectors
+        structs.append(models.PointStruct(id=point.id, vector=vector, payload=point.payload))
     return structs
