@@ -8,17 +8,20 @@ import strawberry
 from strawberry.types import Info
 
 from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.resolvers import root_description
 from graph.store.backup.archive import FORMAT_VERSION
 from graph.store.backup.transfer import backup_once
 from graph.telemetry.metrics import timed_resolver
 
-BACKUP_DESCRIPTION = (
+BACKUP_DESCRIPTION = root_description(
     "Write a backup archive of every tenant's collections and points into the server's "
     "BACKUP_DIR (never elsewhere, and never sent to the client); returns when the archive "
     "is complete, under its name, with its manifest of counts and checksums. Reads and "
     "writes go on meanwhile; every point acknowledged before the call began is in the "
-    "archive. Needs the `admin` scope. One backup at a time: a second while one runs is "
-    "BAD_USER_INPUT. `graph restore` restores an archive (docs/backup.md)."
+    "archive. One backup at a time. `graph restore` restores an archive (docs/backup.md).",
+    "admin",
+    "BAD_USER_INPUT (a bad file name, or a backup already running), ALREADY_EXISTS (the "
+    "name is taken), STORE_UNAVAILABLE, STORE_TIMEOUT",
 )
 
 
