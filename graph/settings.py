@@ -72,7 +72,10 @@ class StoreSettings(_Group):
 
     qdrant_url: str | None = Field(
         default=None,
-        description="use a Qdrant server or cluster at this URL instead of the embedded store",
+        description=(
+            "use a Qdrant server or cluster at this URL instead of the embedded store; "
+            "path:<dir>: qdrant-client's local mode (no server; tests, migrate)"
+        ),
     )
     qdrant_api_key: SecretStr | None = Field(
         default=None, description="API key of that Qdrant server (never logged)"
