@@ -280,12 +280,15 @@ def test_restore_drill(tmp_path: Path) -> None:
             server.kill9()
             out, err = backup.communicate(timeout=COMMAND_SECONDS)
             acked_before_kill = [i for _, i in load.acked]
+            sent_before_kill = load.next_id - 100_000
         assert backup.returncode == 1 and "Traceback" not in err, (out, err)
         assert not (backups / "cut.tar").exists()
         # Restarted, the server has every point it acknowledged.
         server = ServerProcess(data, tmp_path / "server.log", **env).start()
         count = server.gql("query { count }")["data"]["count"]
-        assert count == 3_000 + len(set(acked_before_kill)), count
+        # Every acknowledged write is there (checked id by id in the archive below); the
+        # write in flight at the kill may be there too, durable but never acknowledged.
+        assert 3_000 + len(set(acked_before_kill)) <= count <= 3_000 + sent_before_kill, count
         # The half-written archive is refused as incomplete, and nothing is written.
         one_line_failure(
             graph("restore", str(partial), DATA_DIR=str(tmp_path / "cut")), "incomplete"
