@@ -9,7 +9,8 @@
    Zipf-like over a 20,000-word vocabulary) into a collection of their own (distance
    DOT, so the engine stores it apart from the vector collection), in batches of
    --batch from --writers concurrent clients. Texts per second over the whole load.
-3. remember with client vectors: the same N texts, each with a random vector of the
+3. remember with client vectors: the same N texts, each with a vector shaped like an
+   embedding (drawn from bench/data.py's mixture of 1,000 tight clusters) of the
    collection's dimension, into the default collection. Texts per second.
 4. Drops the keyword-only collection and restarts the server on the same data with
    INDEX_THRESHOLD 1,000, so the vector collection gets its HNSW index in the
@@ -43,6 +44,7 @@ import httpx
 import numpy as np
 import orjson
 
+from bench import data
 from bench.run import K6, Server, k6_binary, log, machine
 
 TEXT_COLLECTION = "bench_text"
@@ -91,16 +93,32 @@ class Texts:
 
 
 def vectors(start: int, count: int, dimension: int) -> list[list[float]]:
-    rng = np.random.default_rng([SEED, 1, start])
-    rows: list[list[float]] = (
-        rng.standard_normal((count, dimension), dtype=np.float32).round(4).tolist()
-    )
+    """Rows start..start+count of a mixture of tight clusters (bench/data.py): isotropic
+    random vectors have no near neighbours and make every HNSW search a worst case. Rows
+    beyond the memories written are fresh draws, used as queries. Four decimals in
+    float64, so that a vector's JSON is as short as a client's would be."""
+    drawn = data.vectors(count, dimension, seed=SEED, start=start)
+    rows: list[list[float]] = drawn.astype(np.float64).round(4).tolist()
     return rows
 
 
 def batches(total: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, total, size):
         yield start, min(size, total - start)
+
+
+def body(
+    texts: Texts, start: int, count: int, collection: str | None, dimension: int | None
+) -> bytes:
+    """One remember of memories start..start+count, with vectors when dimension is set."""
+    memories: list[dict[str, Any]] = [
+        {"id": start + i + 1, "text": text, "metadata": {"user": f"u{(start + i) % 10}"}}
+        for i, text in enumerate(texts.batch(start, count))
+    ]
+    if dimension is not None:
+        for memory, vector in zip(memories, vectors(start, count, dimension), strict=True):
+            memory["vector"] = vector
+    return orjson.dumps({"query": REMEMBER, "variables": {"m": memories, "c": collection}})
 
 
 async def remember_all(
@@ -112,22 +130,18 @@ async def remember_all(
     collection: str | None,
     dimension: int | None,
 ) -> dict[str, float]:
-    """Writes `total` memories; texts/s over the whole load, and the client's CPU share."""
-    work = iter(list(batches(total, batch)))
+    """Writes `total` memories; texts/s over the whole load, and the client's CPU share.
+    Every request body is made before the clock starts, so that the client's own work
+    (which shares the machine's cores with the server) is only sending and reading."""
+    bodies = iter(
+        [body(texts, start, count, collection, dimension) for start, count in batches(total, batch)]
+    )
     errors: list[str] = []
 
     async def writer(client: httpx.AsyncClient) -> None:
-        for start, count in work:
-            memories: list[dict[str, Any]] = [
-                {"id": start + i + 1, "text": text, "metadata": {"user": f"u{(start + i) % 10}"}}
-                for i, text in enumerate(texts.batch(start, count))
-            ]
-            if dimension is not None:
-                for memory, vector in zip(memories, vectors(start, count, dimension), strict=True):
-                    memory["vector"] = vector
-            body = orjson.dumps({"query": REMEMBER, "variables": {"m": memories, "c": collection}})
+        for content in bodies:
             response = await client.post(
-                url, content=body, headers={"content-type": "application/json"}
+                url, content=content, headers={"content-type": "application/json"}
             )
             answer = response.json()
             if response.status_code != 200 or answer.get("errors"):
