@@ -341,7 +341,9 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         if not items:
             return 0
         coll = logical.coll
-        batch = await self._run(convert, items, coll.manifest.dimension, logical.entry.partition)
+        batch = await self._run(
+            views.converted, convert, items, coll.manifest.dimension, logical.entry.partition
+        )
         await self._wait_for_backlog(coll)
         coll.fresh_points = await self._write(logical, views.write_points, batch)
         self._maybe_start_build(coll)
