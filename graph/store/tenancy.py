@@ -227,12 +227,14 @@ def client_scored(stored: Payload | None, score: float, vector: list[float] | No
     )
 
 
-def check_stored(points: Sequence[StoredPoint], partition: str, dimension: int) -> None:
+def check_stored(
+    points: Sequence[StoredPoint], partition: str, dimension: int, first: int = 0
+) -> None:
     """Points as stored (an export) that may go into the logical collection of partition:
     each of it, under the stored id its own client id gives there, with vectors the
     collection takes. A point of another tenant or collection is refused, so an archive
-    can never move points across tenants."""
-    for i, point in enumerate(points):
+    can never move points across tenants. first: the position of points[0] in the batch."""
+    for i, point in enumerate(points, start=first):
         payload = point.payload
         if not isinstance(payload, dict) or payload.get(PARTITION_FIELD) != partition:
             raise BadUserInput(f"Stored point {i} belongs to another collection")

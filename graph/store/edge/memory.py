@@ -84,12 +84,13 @@ from graph.store.tenancy import (
 
 
 def memory_points(
-    memories: Sequence[MemoryPoint], dimension: int, partition: str
+    memories: Sequence[MemoryPoint], dimension: int, partition: str, first: int = 0
 ) -> list[EdgePoint]:
-    """The whole batch checked and converted before anything is written."""
+    """memories checked and converted (first: the position of memories[0] in the client's
+    batch, for error messages)."""
     converted: list[EdgePoint] = []
     to_iso = functools.lru_cache(maxsize=64)(iso)
-    for i, memory in enumerate(memories):
+    for i, memory in enumerate(memories, start=first):
         vectors: dict[str, list[float] | EdgeSparseVector] = {
             KEYWORDS_VECTOR: EdgeSparseVector(memory.keywords.indices, memory.keywords.values)
         }

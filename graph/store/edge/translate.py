@@ -143,10 +143,10 @@ def to_stored_point(rec: EdgeRecord) -> StoredPoint:
 
 
 def from_stored_points(
-    points: Sequence[StoredPoint], dimension: int, partition: str
+    points: Sequence[StoredPoint], dimension: int, partition: str, first: int = 0
 ) -> list[EdgePoint]:
-    """The whole batch checked (tenancy.check_stored) and converted."""
-    check_stored(points, partition, dimension)
+    """points checked (tenancy.check_stored) and converted."""
+    check_stored(points, partition, dimension, first)
     converted: list[EdgePoint] = []
     for point in points:
         vectors: dict[str, list[float] | EdgeSparseVector] = {
@@ -170,10 +170,13 @@ def from_stored_points(
 # Checks on input
 
 
-def edge_points(points: Sequence[Point], dimension: int, partition: str) -> list[EdgePoint]:
-    """The whole batch checked and converted before anything is written."""
+def edge_points(
+    points: Sequence[Point], dimension: int, partition: str, first: int = 0
+) -> list[EdgePoint]:
+    """points checked and converted (first: the position of points[0] in the client's
+    batch, for error messages)."""
     converted: list[EdgePoint] = []
-    for i, point in enumerate(points):
+    for i, point in enumerate(points, start=first):
         what = f"Vector of point {i}"
         check_vector_dimension(point.vector, dimension, what)
         check_finite(point.vector, what)
