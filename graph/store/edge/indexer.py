@@ -5,9 +5,10 @@ shards: optimize() holds the GIL for the whole build, so in the server process i
 would stop every request. The copies sit at paths of their own, so the engine's
 per-directory lock never meets the shards the server has open.
 
-The target is either a copy of the collection's indexed shard or (with --create) a
-new shard; the points of the sealed copy are moved into it, then it is optimized,
-flushed and closed. One JSON line on stdout reports what was done; any failure
+The target is a copy of the collection's indexed shard, into which the points of the
+sealed copy (--sealed) are moved, or, for a collection with no index yet, a copy of the
+sealed shard itself, optimized where it is (nothing to move); then it is flushed and
+closed. One JSON line on stdout reports what was done; any failure
 exits non-zero and the server throws the build away.
 """
 
@@ -27,7 +28,7 @@ from qdrant_edge import EdgeShard, ScrollRequest, UpdateOperation
 from qdrant_edge import Point as EdgePoint
 
 from graph.settings import Distance
-from graph.store.edge.layout import create_shard, edge_config
+from graph.store.edge.layout import edge_config
 
 MOVE_BATCH = 1_000
 _PR_SET_PDEATHSIG = 1
@@ -54,18 +55,13 @@ def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -
 
 
 def build(
-    target_path: str, sealed_path: str, dimension: int, distance: Distance, create: bool
+    target_path: str, sealed_path: str | None, dimension: int, distance: Distance
 ) -> dict[str, float | int]:
     started = time.monotonic()
-    config = edge_config(dimension, distance)
-    target = (
-        create_shard(target_path, dimension, distance)
-        if create
-        else EdgeShard.load(target_path, config)
-    )
-    sealed = EdgeShard.load(sealed_path)
+    target = EdgeShard.load(target_path, edge_config(dimension, distance))
+    sealed = EdgeShard.load(sealed_path) if sealed_path is not None else None
     try:
-        moved = move_points(sealed, target)
+        moved = move_points(sealed, target) if sealed is not None else 0
         moved_at = time.monotonic()
         target.optimize()
         target.flush()
@@ -78,7 +74,8 @@ def build(
             "optimize_seconds": round(time.monotonic() - moved_at, 3),
         }
     finally:
-        sealed.close()
+        if sealed is not None:
+            sealed.close()
         target.close()
 
 
@@ -93,10 +90,9 @@ def _die_with_parent(parent_pid: int) -> None:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m graph.store.edge.indexer")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--sealed", required=True)
+    parser.add_argument("--sealed", help="moved into the target; none: optimize the target")
     parser.add_argument("--dimension", type=int, required=True)
     parser.add_argument("--distance", type=Distance, choices=list(Distance), required=True)
-    parser.add_argument("--create", action="store_true")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--nice", type=int, default=10)
     return parser.parse_args(argv)
@@ -108,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _die_with_parent(args.parent_pid)
     with contextlib.suppress(OSError):
         os.nice(args.nice)  # the server's requests come first on a small machine
-    stats = build(args.target, args.sealed, args.dimension, args.distance, args.create)
+    stats = build(args.target, args.sealed, args.dimension, args.distance)
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -49,7 +49,7 @@ class BuildPlan:
 
     target: str
     scratch: str
-    create: bool
+    in_place: bool  # no index yet: the sealed shard's copy is optimized, nothing moved
     replaces: tuple[str, ...]
 
 
@@ -206,7 +206,7 @@ class BackgroundIndexing(ShardRunner):
             plan = BuildPlan(
                 target=coll.new_shard_name(),
                 scratch=coll.new_shard_name(),
-                create=m.indexed is None,
+                in_place=m.indexed is None,
                 replaces=tuple(n for n in (m.indexed, m.sealed) if n is not None),
             )
             await self._run(self._copy_sources, coll, plan)
@@ -230,8 +230,11 @@ class BackgroundIndexing(ShardRunner):
         assert m.sealed is not None
         for name in plan.replaces:
             coll.shards[name].flush()
-        if m.indexed is not None:
-            shutil.copytree(coll.path / m.indexed, coll.path / plan.target)
+        if m.indexed is None:
+            # The first index: the sealed shard's copy is optimized where it is.
+            shutil.copytree(coll.path / m.sealed, coll.path / plan.target)
+            return
+        shutil.copytree(coll.path / m.indexed, coll.path / plan.target)
         shutil.copytree(coll.path / m.sealed, coll.path / plan.scratch)
 
     async def _run_indexer(self, coll: Collection, plan: BuildPlan) -> dict[str, Any]:
@@ -241,15 +244,13 @@ class BackgroundIndexing(ShardRunner):
             "graph.store.edge.indexer",
             "--target",
             str(coll.path / plan.target),
-            "--sealed",
-            str(coll.path / plan.scratch),
             "--dimension",
             str(m.dimension),
             "--distance",
             m.distance.value,
             "--parent-pid",
             str(os.getpid()),
-            *(["--create"] if plan.create else []),
+            *([] if plan.in_place else ["--sealed", str(coll.path / plan.scratch)]),
         ]
         process = await asyncio.create_subprocess_exec(
             sys.executable,
