@@ -762,6 +762,7 @@ KEYS = settings(API, max_examples=200)
 @given(st.lists(key_segments, min_size=1, max_size=3))
 @example([("a\u0301", False, [])])
 @example([("a", False, ["[]"]), ("b\\c", True, ["[2]"])])
+@example([("", True, [])])  # `""`: the engine takes it and matches nothing
 def test_a_filter_key_matches_the_payload_stored_under_it_or_is_bad_user_input(
     api: TestClient, segments: list[tuple[str, bool, list[str]]]
 ) -> None:

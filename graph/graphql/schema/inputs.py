@@ -213,10 +213,11 @@ def _to_match(match: Match) -> models.Match:
 # "letters and digits" are what Python's str.isalnum() says: a subset of what the engine
 # takes (it also takes the combining marks Unicode counts as alphabetic, which Python
 # cannot tell from the others: a name with a combining mark must be quoted). A quoted
-# name is any text but a quote or a backslash. Anything else makes the engine raise, which
+# name is any non-empty text but a quote or a backslash (the engine takes `""` but it
+# matches nothing, not even a payload key ""). Anything else makes the engine raise, which
 # must reach the client as BAD_USER_INPUT. Checked against the engine for every code
 # point by tests/resilience/test_properties.py.
-_KEY_SEGMENT = r'(?:[\w-]+|"[^"\\\ud800-\udfff]*")(?:\[[0-9]{0,18}\])*'
+_KEY_SEGMENT = r'(?:[\w-]+|"[^"\\\ud800-\udfff]+")(?:\[[0-9]{0,18}\])*'
 _FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
 
 
@@ -225,7 +226,7 @@ def check_filter_key(key: str) -> str:
         raise BadUserInput(
             f"Filter key {shown(repr(key))} is not a payload path: dotted names of letters, "
             "digits, '_' and '-', each optionally followed by [] or [N]; quote a name made of "
-            'other characters ("my key"; any but a quote or a backslash)'
+            'other characters ("my key"; one or more of any but a quote or a backslash)'
         )
     return key
 
