@@ -717,7 +717,9 @@ def test_filter_keys_are_refused_exactly_when_the_engine_cannot_parse_them_or_ac
 
 path_segments = st.one_of(
     st.from_regex(r"[A-Za-z0-9_\-é日٣]{1,6}", fullmatch=True),
-    st.text(max_size=6).filter(lambda t: '"' not in t and "\\" not in t).map(lambda t: f'"{t}"'),
+    st.text(min_size=1, max_size=6)
+    .filter(lambda t: '"' not in t and "\\" not in t)
+    .map(lambda t: f'"{t}"'),
 ).flatmap(lambda seg: st.sampled_from(["", "[]", "[0]", "[12][]"]).map(lambda s: seg + s))
 
 

@@ -49,3 +49,23 @@ def test_an_error_names_the_point_by_its_place_in_the_whole_batch() -> None:
     with pytest.raises(BadUserInput, match=f"point {CHUNK + 2}\\b"):
         views.converted(edge_points, points, 2, "t/c")
     assert len(views.converted(edge_points, points[: CHUNK + 2], 2, "t/c")) == CHUNK + 2
+
+
+def test_a_small_write_does_not_queue_behind_a_large_one() -> None:
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow(items: list[int], first: int) -> list[int]:
+        inside.set()
+        assert release.wait(10)  # holds the conversion lock until the small write is done
+        return list(items)
+
+    with ThreadPoolExecutor(1) as pool:
+        large = pool.submit(views.converted, slow, list(range(2 * CHUNK)))  # type: ignore[arg-type]
+        assert inside.wait(10)
+        started = time.monotonic()
+        small: list[object] = list(views.converted(lambda items, first: list(items), [1, 2]))
+        assert small == [1, 2] and time.monotonic() - started < 5
+        release.set()
+        converted: list[object] = list(large.result(10))
+        assert converted == list(range(2 * CHUNK))
