@@ -97,7 +97,10 @@ def vectors(start: int, count: int, dimension: int) -> list[list[float]]:
     random vectors have no near neighbours and make every HNSW search a worst case. Rows
     beyond the memories written are fresh draws, used as queries. Four decimals in
     float64, so that a vector's JSON is as short as a client's would be."""
-    drawn = data.vectors(count, dimension, seed=SEED, start=start)
+    return json_rows(data.vectors(count, dimension, seed=SEED, start=start))
+
+
+def json_rows(drawn: np.ndarray) -> list[list[float]]:
     rows: list[list[float]] = drawn.astype(np.float64).round(4).tolist()
     return rows
 
@@ -108,15 +111,17 @@ def batches(total: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def body(
-    texts: Texts, start: int, count: int, collection: str | None, dimension: int | None
+    texts: Texts, start: int, count: int, collection: str | None, drawn: np.ndarray | None
 ) -> bytes:
-    """One remember of memories start..start+count, with vectors when dimension is set."""
+    """One remember of memories start..start+count, with rows start..start+count of
+    drawn (vectors(0, total, dimension)) as their vectors when given."""
     memories: list[dict[str, Any]] = [
         {"id": start + i + 1, "text": text, "metadata": {"user": f"u{(start + i) % 10}"}}
         for i, text in enumerate(texts.batch(start, count))
     ]
-    if dimension is not None:
-        for memory, vector in zip(memories, vectors(start, count, dimension), strict=True):
+    if drawn is not None:
+        rows = json_rows(drawn[start : start + count])
+        for memory, vector in zip(memories, rows, strict=True):
             memory["vector"] = vector
     return orjson.dumps({"query": REMEMBER, "variables": {"m": memories, "c": collection}})
 
@@ -133,8 +138,10 @@ async def remember_all(
     """Writes `total` memories; texts/s over the whole load, and the client's CPU share.
     Every request body is made before the clock starts, so that the client's own work
     (which shares the machine's cores with the server) is only sending and reading."""
+    # The mixture is drawn in blocks: once for all, not once per batch.
+    drawn = data.vectors(total, dimension, seed=SEED) if dimension is not None else None
     bodies = iter(
-        [body(texts, start, count, collection, dimension) for start, count in batches(total, batch)]
+        [body(texts, start, count, collection, drawn) for start, count in batches(total, batch)]
     )
     errors: list[str] = []
 
