@@ -82,13 +82,15 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def backlog(store: EdgeStore) -> tuple[int, bool]:
-    unindexed, building = 0, False
+async def backlog(store: EdgeStore) -> tuple[int, bool, int]:
+    """Unindexed points, whether a build (or merge) runs, indexed segments."""
+    unindexed, building, segments = 0, False, 0
     for physical in await store.physical_collections():
         status = await store.index_status(physical.name)
         unindexed += int(status["unindexed_points"])
         building = building or bool(status["building"])
-    return unindexed, building
+        segments += int(status["segments"])
+    return unindexed, building, segments
 
 
 async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
@@ -128,11 +130,14 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
 
     async def sampler() -> None:
         while not done.is_set():
-            unindexed, _ = await backlog(store)
+            unindexed, _, segments = await backlog(store)
             seconds, rss = time.perf_counter() - started, tree_rss()
             samples.append((seconds, unindexed, rss))
             if len(samples) % 30 == 0:
-                log(f"  {seconds:.0f}s backlog {unindexed:,} rss {rss / 2**30:.2f} GB")
+                log(
+                    f"  {seconds:.0f}s backlog {unindexed:,} segments {segments} "
+                    f"rss {rss / 2**30:.2f} GB"
+                )
             await asyncio.sleep(1.0)
 
     written, _, _ = await asyncio.gather(writer(), reader(), sampler())
@@ -149,15 +154,23 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def catch_up(store: EdgeStore, args: argparse.Namespace, peak: list[int]) -> float:
+async def catch_up(
+    store: EdgeStore, args: argparse.Namespace, peak: list[int]
+) -> tuple[float, float, int]:
+    """Seconds until nothing is unindexed, until the merges are done too, and the
+    segments then (nan: not within --catch-up-wait)."""
     started = time.perf_counter()
+    indexed_at = float("nan")
     while time.perf_counter() - started < args.catch_up_wait:
-        unindexed, building = await backlog(store)
+        unindexed, building, segments = await backlog(store)
         peak.append(tree_rss())
+        if unindexed == 0 and indexed_at != indexed_at:
+            indexed_at = time.perf_counter() - started
+            log(f"  nothing unindexed after {indexed_at:.1f}s ({segments} segments)")
         if unindexed == 0 and not building:
-            return time.perf_counter() - started
+            return indexed_at, time.perf_counter() - started, segments
         await asyncio.sleep(1.0)
-    return float("nan")
+    return indexed_at, float("nan"), segments
 
 
 def exact_top(query: np.ndarray, total: int, dimension: int) -> list[int]:
@@ -200,6 +213,8 @@ def make_store(path: Path, args: argparse.Namespace) -> EdgeStore:
         path,
         index_threshold=args.threshold,
         index_backlog_max_points=args.backlog,
+        merge_max_points=args.merge_max_points,
+        max_segments=args.max_segments,
         backlog_wait_seconds=args.max_seconds,
     )
 
@@ -213,7 +228,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         results: dict[str, Any] = {"ingest": await ingest(store, args)}
         peak = [s[2] for s in results["ingest"]["samples"]]
         log("waiting until nothing is unindexed ...")
-        results["catch_up_seconds"] = round(await catch_up(store, args, peak), 1)
+        indexed, merged, segments = await catch_up(store, args, peak)
+        results["catch_up_seconds"], results["merged_seconds"] = round(indexed, 1), round(merged, 1)
+        results["segments"] = segments
         results["peak_rss_gb"] = round(max(peak) / 2**30, 2)
     finally:
         await store.close()
@@ -248,6 +265,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
          f"p99 <= {TARGET_P99_MS:.0f} ms", i["query_p99_ms"] <= TARGET_P99_MS),
         ("caught up after ingest", f"{r['catch_up_seconds']} s", f"<= {TARGET_CATCH_UP_S:.0f} s",
          r["catch_up_seconds"] <= TARGET_CATCH_UP_S),
+        ("merges done after ingest", f"{r['merged_seconds']} s, {r['segments']} segments", "",
+         None),
         ("peak RSS (with index builds)", f"{r['peak_rss_gb']} GB", f"<= {TARGET_RSS_GB} GB",
          r["peak_rss_gb"] <= TARGET_RSS_GB),
         ("restart to ready", f"{r['restart_seconds']} s", f"<= {TARGET_RESTART_S:.0f} s",
@@ -257,7 +276,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
     ]  # fmt: skip
     lines = [
         f"## Scale: {i['written']:,} points of {args.dimension} dims, batches of {args.batch}, "
-        f"INDEX_THRESHOLD {args.threshold:,}, INDEX_BACKLOG_MAX_POINTS {args.backlog:,}",
+        f"INDEX_THRESHOLD {args.threshold:,}, INDEX_BACKLOG_MAX_POINTS {args.backlog:,}, "
+        f"INDEX_MERGE_MAX_POINTS {args.merge_max_points:,}, "
+        f"INDEX_MAX_SEGMENTS {args.max_segments}",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()),
         "",
@@ -280,6 +301,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--threshold", type=int, default=defaults.index_threshold)
     parser.add_argument("--backlog", type=int, default=defaults.index_backlog_max_points)
+    parser.add_argument("--merge-max-points", type=int, default=defaults.index_merge_max_points)
+    parser.add_argument("--max-segments", type=int, default=defaults.index_max_segments)
     parser.add_argument("--query-interval", type=float, default=0.05)
     parser.add_argument("--max-seconds", type=float, default=3_600.0, help="ingest bound")
     parser.add_argument("--catch-up-wait", type=float, default=1_800.0)

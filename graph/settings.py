@@ -129,6 +129,22 @@ class StoreSettings(_Group):
             "writes wait for the build"
         ),
     )
+    # Index builds cover only new points, each becoming an indexed segment; segments are
+    # merged in the background up to this size (a merge's process holds the largest in
+    # memory), and every query searches each one.
+    index_merge_max_points: int = Field(
+        default=200_000,
+        ge=1,
+        description="embedded store: indexed segments are merged up to this many points",
+    )
+    index_max_segments: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "embedded store: indexed segments past which merging comes before indexing "
+            "new points"
+        ),
+    )
     # Vector shapes (dimension and distance) in use at once, the default collection's
     # included: each is a physical collection with its own threads, mappings and files.
     max_vector_shapes: int = Field(

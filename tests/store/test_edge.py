@@ -336,7 +336,7 @@ def test_background_build_indexes_everything_once(tmp_path: Path) -> None:
     # The built shard is what a restart loads; the sealed and old shards are gone.
     shards = sorted(p.name for p in (tmp_path / "data/collections/d64-cosine").glob("shard-*"))
     manifest = json.loads((tmp_path / "data/collections/d64-cosine/manifest.json").read_text())
-    assert shards == sorted([manifest["indexed"], manifest["fresh"]])
+    assert shards == sorted([*manifest["indexed"], manifest["fresh"]])
     assert manifest["sealed"] is None
 
     async def reopened(store: EdgeStore) -> None:

@@ -129,7 +129,7 @@ def test_acknowledged_upserts_survive_kill_9_during_an_index_build(tmp_path: Pat
     def live_entries() -> set[str]:
         manifest = json.loads((collection / "manifest.json").read_text())
         assert manifest["sealed"] is not None  # the build never got to replace it
-        return {"manifest.json", manifest["indexed"], manifest["sealed"], manifest["fresh"]}
+        return {"manifest.json", *manifest["indexed"], manifest["sealed"], manifest["fresh"]}
 
     # Killed mid-build: the build's copies are still on disk next to the live shards.
     assert {p.name for p in collection.iterdir()} > live_entries() - {None}

@@ -5,11 +5,12 @@ shards: optimize() holds the GIL for the whole build, so in the server process i
 would stop every request. The copies sit at paths of their own, so the engine's
 per-directory lock never meets the shards the server has open.
 
-The target is a copy of the collection's indexed shard, into which the points of the
-sealed copy (--sealed) are moved, or, for a collection with no index yet, a copy of the
-sealed shard itself, optimized where it is (nothing to move); then it is flushed and
-closed. One JSON line on stdout reports what was done; any failure
-exits non-zero and the server throws the build away.
+The target is a copy of one shard: a sealed shard, optimized where it is (a new
+indexed segment), or, for a merge, the largest of the segments merged, into which the
+points of the others' copies (--source) are moved; the engine then inserts them into
+the graph it already has instead of building it anew. Then the target is flushed and
+closed. One JSON line on stdout reports what was done; any failure exits non-zero and
+the server throws the build away.
 """
 
 from __future__ import annotations
@@ -55,13 +56,18 @@ def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -
 
 
 def build(
-    target_path: str, sealed_path: str | None, dimension: int, distance: Distance
+    target_path: str, source_paths: Sequence[str], dimension: int, distance: Distance
 ) -> dict[str, float | int]:
     started = time.monotonic()
     target = EdgeShard.load(target_path, edge_config(dimension, distance))
-    sealed = EdgeShard.load(sealed_path) if sealed_path is not None else None
     try:
-        moved = move_points(sealed, target) if sealed is not None else 0
+        moved = 0
+        for path in source_paths:
+            source = EdgeShard.load(path)
+            try:
+                moved += move_points(source, target)
+            finally:
+                source.close()
         moved_at = time.monotonic()
         target.optimize()
         target.flush()
@@ -74,8 +80,6 @@ def build(
             "optimize_seconds": round(time.monotonic() - moved_at, 3),
         }
     finally:
-        if sealed is not None:
-            sealed.close()
         target.close()
 
 
@@ -90,7 +94,9 @@ def _die_with_parent(parent_pid: int) -> None:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m graph.store.edge.indexer")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--sealed", help="moved into the target; none: optimize the target")
+    parser.add_argument(
+        "--source", action="append", default=[], help="moved into the target (repeatable)"
+    )
     parser.add_argument("--dimension", type=int, required=True)
     parser.add_argument("--distance", type=Distance, choices=list(Distance), required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
@@ -104,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _die_with_parent(args.parent_pid)
     with contextlib.suppress(OSError):
         os.nice(args.nice)  # the server's requests come first on a small machine
-    stats = build(args.target, args.sealed, args.dimension, args.distance)
+    stats = build(args.target, args.source, args.dimension, args.distance)
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -1,19 +1,26 @@
 """Background indexing of the embedded store's collections.
 
-A collection is made of up to three live shards, and a point lives in at most one:
+A collection is made of live shards, and a point lives in at most one:
 
 - fresh: receives every upsert; searched by brute force (the engine has no index
   until optimize() runs);
 - sealed: a former fresh shard waiting for its background index build;
-- indexed: the HNSW-indexed bulk of the collection.
+- indexed segments: HNSW-indexed shards holding the bulk of the collection.
 
 When the fresh shard reaches index_threshold points it is sealed (a new fresh shard
-takes the writes) and a build starts: the sealed and indexed shards are copied, and
-a separate process (graph.store.edge.indexer) merges the copies and runs optimize(),
-which holds the GIL for its whole duration and so must not run in this process.
-Deletes that touch the sealed or indexed shard meanwhile are journaled and replayed
-on the new shard, which then replaces both in the manifest (the commit point, see
-layout.py).
+takes the writes) and a build starts: a separate process (graph.store.edge.indexer)
+optimizes a copy of the sealed shard, which becomes a new indexed segment. optimize()
+holds the GIL for its whole duration and so must not run in this process. A build
+covers only what was sealed, never the points indexed before, so its cost stays
+bounded however large the collection grows.
+
+Segments are merged in the background, as Qdrant's own optimizers merge segments:
+the smallest ones, into a copy of the largest of them, up to merge_max_points in all
+(the engine extends the largest one's graph rather than building it anew). A merge
+runs when there is no chunk to index, or first when there are more than max_segments
+segments: every query searches each segment. Deletes that touch the shards a build
+replaces are journaled meanwhile and replayed on the new shard, which then replaces
+them in the manifest (the commit point, see layout.py).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from qdrant_edge import EdgeShard
 import graph
 from graph.errors import NotFound, StoreUnavailable
 from graph.store.edge import views
-from graph.store.edge.layout import Collection, create_shard, remove
+from graph.store.edge.layout import Collection, Manifest, create_shard, remove
 from graph.store.edge.views import ShardRunner, View
 
 logger = logging.getLogger(__name__)
@@ -47,10 +54,25 @@ INDEX_BEHIND_MESSAGE = "Indexing is behind the writes; retry later"
 class BuildPlan:
     """One index build: where the child process works and what it will replace."""
 
-    target: str
-    scratch: str
-    in_place: bool  # no index yet: the sealed shard's copy is optimized, nothing moved
-    replaces: tuple[str, ...]
+    target: str  # the new segment: a copy of replaces[0], optimized
+    replaces: tuple[str, ...]  # a sealed shard, or the segments merged (largest first)
+    scratch: tuple[str, ...]  # copies of replaces[1:], moved into the target
+    merge: bool
+
+
+def merge_group(segment_points: dict[str, int], max_points: int) -> tuple[str, ...]:
+    """The segments the next merge combines, largest first (the one copied, the others
+    moved into it): the smallest segments while their total stays within max_points;
+    none when fewer than two fit. Merging the smallest first moves the fewest points
+    for each segment fewer, as tiered merging does."""
+    group: list[str] = []
+    total = 0
+    for name, points in sorted(segment_points.items(), key=lambda item: item[1]):
+        if total + points > max_points:
+            break
+        group.append(name)
+        total += points
+    return tuple(reversed(group)) if len(group) >= 2 else ()
 
 
 class BackgroundIndexing(ShardRunner):
@@ -58,6 +80,8 @@ class BackgroundIndexing(ShardRunner):
 
     index_threshold: int
     index_backlog_max_points: int
+    merge_max_points: int
+    max_segments: int
     backlog_wait_seconds: float
     retry_delay_seconds: float
     _collections: dict[str, Collection]
@@ -75,18 +99,19 @@ class BackgroundIndexing(ShardRunner):
         """What the background indexing has done for a physical collection (named as by
         physical_collections()), for metrics, logs and tests."""
         coll = self._get(collection)
-        has_indexed = coll.manifest.indexed is not None  # then it is the view's first shard
+        segments = len(coll.manifest.indexed)  # the view's first shards
 
         def counts(shards: tuple[EdgeShard, ...]) -> dict[str, int]:
             infos = [shard.info() for shard in shards]
             points = sum(i.points_count for i in infos)
-            indexed = infos[0].points_count if has_indexed else 0
+            indexed = sum(i.points_count for i in infos[:segments])
             return {
                 "points": points,
                 "indexed_points": indexed,
                 "unindexed_points": points - indexed,
                 "indexed_vectors": sum(i.indexed_vectors_count for i in infos),
                 "shards": len(shards),
+                "segments": segments,
             }
 
         result: dict[str, Any] = await self._on_view(coll.view, False, counts)
@@ -114,9 +139,21 @@ class BackgroundIndexing(ShardRunner):
     def _maybe_start_build(self, coll: Collection) -> None:
         if coll.build is not None or coll.closing or self._executor is None:
             return
-        due = coll.manifest.sealed is not None or coll.fresh_points >= self.index_threshold
-        if due and time.monotonic() >= coll.retry_at:
+        if self._next_build(coll) is not None and time.monotonic() >= coll.retry_at:
             coll.build = asyncio.create_task(self._build(coll), name=f"index-build-{coll.name}")
+
+    def _next_build(self, coll: Collection) -> tuple[str, ...] | None:
+        """What to build next: the segments to merge, () to index the sealed or fresh
+        shard, None for nothing. A sealed shard comes first (it is searched by brute
+        force); then a merge when segments are too many, or when nothing is waiting."""
+        m = coll.manifest
+        if m.sealed is not None:
+            return ()
+        chunk_due = coll.fresh_points >= self.index_threshold
+        group = merge_group(coll.segment_points, self.merge_max_points)
+        if group and (not chunk_due or len(m.indexed) > self.max_segments):
+            return group
+        return () if chunk_due else None
 
     async def _wait_for_backlog(self, coll: Collection) -> None:
         """Hold a write while the collection's unindexed points (fresh and sealed) reach
@@ -165,7 +202,7 @@ class BackgroundIndexing(ShardRunner):
             coll.journal = None
             coll.process = None
             if plan is not None:
-                leftovers = [plan.scratch] if installed else [plan.scratch, plan.target]
+                leftovers = [*plan.scratch, *([] if installed else [plan.target])]
                 with contextlib.suppress(Exception):
                     await self._run(self._remove_all, [coll.path / n for n in leftovers])
             coll.build = None
@@ -193,21 +230,21 @@ class BackgroundIndexing(ShardRunner):
             remove(path)
 
     async def _prepare_build(self, coll: Collection) -> BuildPlan | None:
-        """Seal the fresh shard if needed and copy what the build merges; from here on,
-        deletes that touch those shards are journaled."""
+        """Seal the fresh shard if a chunk is due, and copy what the build reads; from
+        here on, deletes that touch those shards are journaled."""
         async with coll.lock:
-            if coll.closing:
+            group = self._next_build(coll)
+            if coll.closing or group is None:
                 return None
             await self._drain(coll.view, writers_only=True)
-            if coll.manifest.sealed is None:
+            if not group and coll.manifest.sealed is None:
                 await self._seal(coll)
-            m = coll.manifest
-            assert m.sealed is not None
+            replaces = group or (coll.manifest.sealed,)
             plan = BuildPlan(
                 target=coll.new_shard_name(),
-                scratch=coll.new_shard_name(),
-                in_place=m.indexed is None,
-                replaces=tuple(n for n in (m.indexed, m.sealed) if n is not None),
+                replaces=tuple(n for n in replaces if n is not None),
+                scratch=tuple(coll.new_shard_name() for _ in replaces[1:]),
+                merge=bool(group),
             )
             await self._run(self._copy_sources, coll, plan)
             coll.journal = []
@@ -226,16 +263,10 @@ class BackgroundIndexing(ShardRunner):
 
     @staticmethod
     def _copy_sources(coll: Collection, plan: BuildPlan) -> None:
-        m = coll.manifest
-        assert m.sealed is not None
         for name in plan.replaces:
             coll.shards[name].flush()
-        if m.indexed is None:
-            # The first index: the sealed shard's copy is optimized where it is.
-            shutil.copytree(coll.path / m.sealed, coll.path / plan.target)
-            return
-        shutil.copytree(coll.path / m.indexed, coll.path / plan.target)
-        shutil.copytree(coll.path / m.sealed, coll.path / plan.scratch)
+        for name, copy in zip(plan.replaces, (plan.target, *plan.scratch), strict=True):
+            shutil.copytree(coll.path / name, coll.path / copy)
 
     async def _run_indexer(self, coll: Collection, plan: BuildPlan) -> dict[str, Any]:
         m = coll.manifest
@@ -250,7 +281,7 @@ class BackgroundIndexing(ShardRunner):
             m.distance.value,
             "--parent-pid",
             str(os.getpid()),
-            *([] if plan.in_place else ["--sealed", str(coll.path / plan.scratch)]),
+            *(arg for name in plan.scratch for arg in ("--source", str(coll.path / name))),
         ]
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -278,6 +309,7 @@ class BackgroundIndexing(ShardRunner):
     async def _install_build(self, coll: Collection, plan: BuildPlan) -> bool:
         """Replay the journal on the built shard and make it the indexed one."""
         built = await self._run(EdgeShard.load, str(coll.path / plan.target))
+        retired = [coll.shards[n] for n in plan.replaces]
         try:
             old_view = await self._swap_in(coll, plan, built)
         except BaseException:
@@ -287,7 +319,6 @@ class BackgroundIndexing(ShardRunner):
             await self._run(built.close)
             return False
         await self._drain(old_view)
-        retired = [old_view.shards[i] for i in range(len(plan.replaces))]
         await self._run(self._retire, retired, [coll.path / n for n in plan.replaces])
         return True
 
@@ -304,13 +335,16 @@ class BackgroundIndexing(ShardRunner):
                 return None
             await self._drain(coll.view, writers_only=True)
             await self._run(views.replay, built, coll.journal[replayed:])
-            final = replace(coll.manifest, indexed=plan.target, sealed=None)
+            final = installed(coll.manifest, plan)
             await self._run(final.write, coll.path)
             coll.shards[plan.target] = built
             for name in plan.replaces:
                 del coll.shards[name]
+                coll.segment_points.pop(name, None)
+            coll.segment_points[plan.target] = (await self._run(built.info)).points_count
             coll.journal = None
-            coll.sealed_points = 0
+            if not plan.merge:
+                coll.sealed_points = 0
             return coll.set_manifest(final)
 
     @staticmethod
@@ -319,6 +353,16 @@ class BackgroundIndexing(ShardRunner):
             shard.close()
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def installed(manifest: Manifest, plan: BuildPlan) -> Manifest:
+    """The manifest with plan's target in place of the shards it replaces: a merge's in
+    the place of its largest segment, a new segment after the others."""
+    if not plan.merge:
+        return replace(manifest, indexed=(*manifest.indexed, plan.target), sealed=None)
+    base, *merged = plan.replaces
+    indexed = tuple(plan.target if n == base else n for n in manifest.indexed if n not in merged)
+    return replace(manifest, indexed=indexed)
 
 
 def child_env() -> dict[str, str]:

@@ -149,13 +149,13 @@ class Manifest:
     dimension: int
     distance: Distance
     fresh: str
-    indexed: str | None = None
+    indexed: tuple[str, ...] = ()  # the HNSW-indexed segments
     sealed: str | None = None
     next_shard: int = 1
 
     def live(self) -> list[str]:
-        """Oldest first; the fresh shard is always last."""
-        return [n for n in (self.indexed, self.sealed, self.fresh) if n is not None]
+        """The indexed segments first; the fresh shard is always last."""
+        return [*self.indexed, *(n for n in (self.sealed, self.fresh) if n is not None)]
 
     def write(self, directory: Path) -> None:
         """Atomically: a crash leaves the old manifest or the new one, never a mix."""
@@ -170,7 +170,10 @@ class Manifest:
     @classmethod
     def read(cls, directory: Path) -> Manifest:
         raw = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        return cls(**{**raw, "distance": Distance(raw["distance"])})
+        indexed = raw.get("indexed") or ()
+        # Stores written before segments name one indexed shard (or none).
+        indexed = (indexed,) if isinstance(indexed, str) else tuple(indexed)
+        return cls(**{**raw, "distance": Distance(raw["distance"]), "indexed": indexed})
 
 
 @dataclass(slots=True)
@@ -195,6 +198,9 @@ class Collection:
         self.lock = asyncio.Lock()
         self.fresh_points = 0
         self.sealed_points = 0
+        # Points per indexed segment when it was installed (deletes since are not
+        # counted): what the merges are chosen by.
+        self.segment_points: dict[str, int] = {}
         self.journal: list[JournalEntry] | None = None
         self.build: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -263,6 +269,7 @@ def load_collection(path: Path) -> Collection:
     coll.fresh_points = shards[manifest.fresh].info().points_count
     if manifest.sealed is not None:
         coll.sealed_points = shards[manifest.sealed].info().points_count
+    coll.segment_points = {n: shards[n].info().points_count for n in manifest.indexed}
     return coll
 
 

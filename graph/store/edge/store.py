@@ -108,6 +108,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         index_threshold: int = 20_000,
         *,
         index_backlog_max_points: int = 100_000,
+        merge_max_points: int = 200_000,
+        max_segments: int = 4,
         backlog_wait_seconds: float = 60.0,
         hnsw_ef: int | None = 128,
         retry_delay_seconds: float = 60.0,
@@ -120,6 +122,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self.data_dir = Path(data_dir)
         self.index_threshold = index_threshold
         self.index_backlog_max_points = index_backlog_max_points
+        self.merge_max_points = merge_max_points
+        self.max_segments = max_segments
         self.backlog_wait_seconds = backlog_wait_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.max_vector_shapes = max_vector_shapes
@@ -140,6 +144,8 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             settings.store.data_dir,
             index_threshold=settings.store.index_threshold,
             index_backlog_max_points=settings.store.index_backlog_max_points,
+            merge_max_points=settings.store.index_merge_max_points,
+            max_segments=settings.store.index_max_segments,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
             max_vector_shapes=settings.store.max_vector_shapes,
         )

@@ -1,0 +1,192 @@
+"""Bounded index builds: each build indexes only the points sealed since the last one
+(a new indexed segment), and segments are merged in the background, as Qdrant's own
+optimizers merge segments, up to INDEX_MERGE_MAX_POINTS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from graph.settings import Distance
+from graph.store.edge import EdgeStore
+from graph.store.edge.indexing import BuildPlan, installed, merge_group
+from graph.store.edge.layout import Manifest
+from graph.store.models import Point
+from tests.store.conftest import TENANT
+from tests.store.test_edge import (
+    DIM,
+    build_running,
+    fill,
+    index_status,
+    physical,
+    scroll_ids,
+    vectors,
+    wait_until_building,
+    with_store,
+)
+
+CHUNK = 600
+
+
+async def wait_until_merging(store: EdgeStore, name: str) -> None:
+    """Until a merge's child process runs (two segments, nothing sealed)."""
+    coll = physical(store, name)
+    deadline = time.monotonic() + 30
+    while not (coll.manifest.sealed is None and len(coll.manifest.indexed) == 2):
+        assert time.monotonic() < deadline, "no merge started"
+        await asyncio.sleep(0.005)
+    await wait_until_building(store, name)
+
+
+def manifest_of(tmp_path: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads(
+        (tmp_path / "data/collections/d64-cosine/manifest.json").read_text()
+    )
+    return data
+
+
+@pytest.mark.parametrize(
+    ("sizes", "cap", "expected"),
+    [
+        ({"a": 10, "b": 5}, 100, ("a", "b")),
+        ({"a": 10}, 100, ()),
+        ({"big": 90, "s1": 5, "s2": 8, "s3": 30}, 50, ("s3", "s2", "s1")),
+        ({"big": 90, "s1": 5}, 50, ()),  # the big one does not fit: nothing to merge
+        ({"a": 0, "b": 0}, 1, ("b", "a")),  # emptied by deletes: merged away
+    ],
+)
+def test_merge_group_takes_the_smallest_within_the_cap(
+    sizes: dict[str, int], cap: int, expected: tuple[str, ...]
+) -> None:
+    group = merge_group(sizes, cap)
+    assert set(group) == set(expected) and len(group) == len(expected)
+    if group:  # the largest first: it is the one copied, the others are moved into it
+        assert sizes[group[0]] == max(sizes[n] for n in group)
+
+
+def test_installed_manifest_keeps_every_other_shard() -> None:
+    m = Manifest(4, Distance.COSINE, fresh="f", indexed=("s1", "s2", "s3"), sealed="x")
+    chunk = installed(m, BuildPlan(target="t", replaces=("x",), scratch=(), merge=False))
+    assert (chunk.indexed, chunk.sealed, chunk.fresh) == (("s1", "s2", "s3", "t"), None, "f")
+    m = Manifest(4, Distance.COSINE, fresh="f", indexed=("s1", "s2", "s3"))
+    merged = installed(m, BuildPlan(target="t", replaces=("s2", "s3"), scratch=("c",), merge=True))
+    assert (merged.indexed, merged.fresh) == (("s1", "t"), "f")
+
+
+def test_each_build_indexes_only_new_points_and_idle_segments_merge(tmp_path: Path) -> None:
+    vecs = vectors(4 * CHUNK)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        for chunk in range(4):
+            await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
+            await store.wait_for_indexing()
+        status = await index_status(store, "c")
+        assert (status["points"], status["indexed_points"]) == (4 * CHUNK, 4 * CHUNK)
+        assert status["builds_failed"] == 0
+        # Every build after the first either indexed one new chunk alone (moved nothing)
+        # or merged segments: 4 chunk builds and at least one merge, down to one segment.
+        assert status["builds_run"] >= 5
+        assert status["segments"] == 1
+        assert status["indexed_vectors"] >= 4 * CHUNK
+        for i in (0, CHUNK, 3 * CHUNK + 7):
+            [hit] = await store.query(TENANT, "c", vecs[i], limit=1)
+            assert hit.id == i
+        assert sorted(await scroll_ids(store, "c")) == list(range(4 * CHUNK))
+
+    with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+    manifest = manifest_of(tmp_path)
+    assert isinstance(manifest["indexed"], list) and len(manifest["indexed"]) == 1
+    shards = sorted(p.name for p in (tmp_path / "data/collections/d64-cosine").glob("shard-*"))
+    assert shards == sorted([*manifest["indexed"], manifest["fresh"]])  # type: ignore[misc]
+
+    async def reopened(store: EdgeStore) -> None:
+        status = await index_status(store, "c")
+        assert (status["points"], status["indexed_points"], status["segments"]) == (
+            4 * CHUNK,
+            4 * CHUNK,
+            1,
+        )
+        [hit] = await store.query(TENANT, "c", vecs[5], limit=1)
+        assert hit.id == 5
+
+    with_store(tmp_path, reopened, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+
+
+def test_segments_are_not_merged_past_the_cap(tmp_path: Path) -> None:
+    vecs = vectors(3 * CHUNK)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        for chunk in range(3):
+            await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
+            await store.wait_for_indexing()
+        status = await index_status(store, "c")
+        # Two chunks fit under the cap, a third does not: one merge, two segments.
+        assert (status["segments"], status["builds_run"]) == (2, 4)
+        assert status["indexed_points"] == 3 * CHUNK
+        sizes = sorted(physical(store, "c").segment_points.values())
+        assert sizes == [CHUNK, 2 * CHUNK]
+        hits = await store.query(TENANT, "c", vecs[2 * CHUNK + 1], limit=1)
+        assert [h.id for h in hits] == [2 * CHUNK + 1]
+
+    with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=2 * CHUNK)
+
+
+def test_writes_during_a_merge_are_not_lost(tmp_path: Path) -> None:
+    vecs = vectors(2 * CHUNK + 10)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        await fill(store, "c", vecs, 0, CHUNK, batch=CHUNK)
+        await store.wait_for_indexing()
+        await fill(store, "c", vecs, CHUNK, 2 * CHUNK, batch=CHUNK)
+        # The second chunk's build, then the merge of the two segments.
+        await wait_until_merging(store, "c")
+        # Each touches a segment the merge is copying.
+        assert await store.delete_ids(TENANT, "c", [0, CHUNK]) == 2
+        await store.upsert(TENANT, "c", [Point(7, vecs[7], {"i": 7, "v": "new"})])
+        await fill(store, "c", vecs, 2 * CHUNK, 2 * CHUNK + 10)
+        assert build_running(store, "c"), "the merge ended before the writes: make it bigger"
+        await store.wait_for_indexing()
+
+        status = await index_status(store, "c")
+        assert status["segments"] == 1 and status["builds_failed"] == 0
+        assert await store.retrieve(TENANT, "c", [0, CHUNK]) == []
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [7])] == [
+            {"i": 7, "v": "new"}
+        ]
+        ids = await scroll_ids(store, "c")
+        assert len(ids) == len(set(ids)) == 2 * CHUNK + 10 - 2
+        hits = await store.query(TENANT, "c", vecs[7], limit=3)
+        assert [h.id for h in hits].count(7) == 1
+
+    with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+
+
+def test_a_store_with_one_indexed_shard_named_as_before_opens(tmp_path: Path) -> None:
+    """Manifests written before segments name the indexed shard as a string."""
+    vecs = vectors(CHUNK)
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        await fill(store, "c", vecs, 0, CHUNK, batch=CHUNK)
+        await store.wait_for_indexing()
+
+    with_store(tmp_path, body, index_threshold=CHUNK)
+    path = tmp_path / "data/collections/d64-cosine/manifest.json"
+    manifest = json.loads(path.read_text())
+    [segment] = manifest["indexed"]
+    path.write_text(json.dumps({**manifest, "indexed": segment}))
+
+    async def reopened(store: EdgeStore) -> None:
+        status = await index_status(store, "c")
+        assert (status["points"], status["indexed_points"], status["segments"]) == (CHUNK, CHUNK, 1)
+        [hit] = await store.query(TENANT, "c", vecs[3], limit=1)
+        assert hit.id == 3
+
+    with_store(tmp_path, reopened, index_threshold=CHUNK)
