@@ -34,7 +34,7 @@ import numpy as np
 from bench.data import points, query_vectors, vectors
 from bench.run import load_average, log, machine
 from graph.errors import StoreUnavailable
-from graph.settings import Distance, StoreSettings
+from graph.settings import Distance, Quantization, StoreSettings
 from graph.store.edge import EdgeStore
 from graph.store.tenancy import DEFAULT_TENANT
 
@@ -215,6 +215,7 @@ def make_store(path: Path, args: argparse.Namespace) -> EdgeStore:
         index_backlog_max_points=args.backlog,
         merge_max_points=args.merge_max_points,
         max_segments=args.max_segments,
+        quantization=args.quantization,
         backlog_wait_seconds=args.max_seconds,
     )
 
@@ -278,7 +279,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         f"## Scale: {i['written']:,} points of {args.dimension} dims, batches of {args.batch}, "
         f"INDEX_THRESHOLD {args.threshold:,}, INDEX_BACKLOG_MAX_POINTS {args.backlog:,}, "
         f"INDEX_MERGE_MAX_POINTS {args.merge_max_points:,}, "
-        f"INDEX_MAX_SEGMENTS {args.max_segments}",
+        f"INDEX_MAX_SEGMENTS {args.max_segments}, VECTOR_QUANTIZATION {args.quantization}",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()),
         "",
@@ -303,6 +304,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=defaults.index_backlog_max_points)
     parser.add_argument("--merge-max-points", type=int, default=defaults.index_merge_max_points)
     parser.add_argument("--max-segments", type=int, default=defaults.index_max_segments)
+    parser.add_argument(
+        "--quantization",
+        type=Quantization,
+        choices=list(Quantization),
+        default=defaults.vector_quantization,
+    )
     parser.add_argument("--query-interval", type=float, default=0.05)
     parser.add_argument("--max-seconds", type=float, default=3_600.0, help="ingest bound")
     parser.add_argument("--catch-up-wait", type=float, default=1_800.0)

@@ -33,7 +33,7 @@ BUILD_POINTS = 2_500
 THRESHOLD = 2_000
 
 
-def with_store(tmp_path: Path, body: Callable[[EdgeStore], Awaitable[T]], **kwargs: int) -> T:
+def with_store(tmp_path: Path, body: Callable[[EdgeStore], Awaitable[T]], **kwargs: Any) -> T:
     """Run body on an opened store over tmp_path/data, closed afterwards."""
 
     async def main() -> T:

@@ -102,7 +102,7 @@ def test_each_build_indexes_only_new_points_and_idle_segments_merge(tmp_path: Pa
     manifest = manifest_of(tmp_path)
     assert isinstance(manifest["indexed"], list) and len(manifest["indexed"]) == 1
     shards = sorted(p.name for p in (tmp_path / "data/collections/d64-cosine").glob("shard-*"))
-    assert shards == sorted([*manifest["indexed"], manifest["fresh"]])  # type: ignore[misc]
+    assert shards == sorted([*manifest["indexed"], manifest["fresh"]])
 
     async def reopened(store: EdgeStore) -> None:
         status = await index_status(store, "c")
@@ -157,9 +157,7 @@ def test_writes_during_a_merge_are_not_lost(tmp_path: Path) -> None:
         status = await index_status(store, "c")
         assert status["segments"] == 1 and status["builds_failed"] == 0
         assert await store.retrieve(TENANT, "c", [0, CHUNK]) == []
-        assert [r.payload for r in await store.retrieve(TENANT, "c", [7])] == [
-            {"i": 7, "v": "new"}
-        ]
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [7])] == [{"i": 7, "v": "new"}]
         ids = await scroll_ids(store, "c")
         assert len(ids) == len(set(ids)) == 2 * CHUNK + 10 - 2
         hits = await store.query(TENANT, "c", vecs[7], limit=3)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from qdrant_edge import EdgeShard, ScrollRequest, UpdateOperation
 from qdrant_edge import Point as EdgePoint
 
-from graph.settings import Distance
+from graph.settings import Distance, Quantization
 from graph.store.edge.layout import edge_config
 
 MOVE_BATCH = 1_000
@@ -56,10 +56,16 @@ def move_points(source: EdgeShard, target: EdgeShard, batch: int = MOVE_BATCH) -
 
 
 def build(
-    target_path: str, source_paths: Sequence[str], dimension: int, distance: Distance
+    target_path: str,
+    source_paths: Sequence[str],
+    dimension: int,
+    distance: Distance,
+    quantization: Quantization = Quantization.NONE,
 ) -> dict[str, float | int]:
     started = time.monotonic()
-    target = EdgeShard.load(target_path, edge_config(dimension, distance))
+    # The configuration given here wins over the one the copy was made with, so a
+    # change of VECTOR_QUANTIZATION reaches older points at their next build.
+    target = EdgeShard.load(target_path, edge_config(dimension, distance, quantization))
     try:
         moved = 0
         for path in source_paths:
@@ -99,6 +105,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dimension", type=int, required=True)
     parser.add_argument("--distance", type=Distance, choices=list(Distance), required=True)
+    parser.add_argument(
+        "--quantization", type=Quantization, choices=list(Quantization), default="none"
+    )
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--nice", type=int, default=10)
     return parser.parse_args(argv)
@@ -110,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _die_with_parent(args.parent_pid)
     with contextlib.suppress(OSError):
         os.nice(args.nice)  # the server's requests come first on a small machine
-    stats = build(args.target, args.source, args.dimension, args.distance)
+    stats = build(args.target, args.source, args.dimension, args.distance, args.quantization)
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -41,6 +41,7 @@ from qdrant_edge import EdgeShard
 
 import graph
 from graph.errors import NotFound, StoreUnavailable
+from graph.settings import Quantization
 from graph.store.edge import views
 from graph.store.edge.layout import Collection, Manifest, create_shard, remove
 from graph.store.edge.views import ShardRunner, View
@@ -82,6 +83,7 @@ class BackgroundIndexing(ShardRunner):
     index_backlog_max_points: int
     merge_max_points: int
     max_segments: int
+    quantization: Quantization
     backlog_wait_seconds: float
     retry_delay_seconds: float
     _collections: dict[str, Collection]
@@ -254,7 +256,7 @@ class BackgroundIndexing(ShardRunner):
         m = coll.manifest
         fresh = coll.new_shard_name()
         coll.shards[fresh] = await self._run(
-            create_shard, str(coll.path / fresh), m.dimension, m.distance
+            create_shard, str(coll.path / fresh), m.dimension, m.distance, self.quantization
         )
         sealed = replace(coll.manifest, sealed=m.fresh, fresh=fresh)
         await self._run(sealed.write, coll.path)
@@ -279,6 +281,8 @@ class BackgroundIndexing(ShardRunner):
             str(m.dimension),
             "--distance",
             m.distance.value,
+            "--quantization",
+            self.quantization.value,
             "--parent-pid",
             str(os.getpid()),
             *(arg for name in plan.scratch for arg in ("--source", str(coll.path / name))),

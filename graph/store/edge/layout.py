@@ -34,13 +34,16 @@ from qdrant_edge import (
     EdgeSparseVectorParams,
     EdgeVectorParams,
     KeywordIndexParams,
+    Memory,
     Modifier,
+    ScalarQuantizationConfig,
+    ScalarType,
     UpdateOperation,
 )
 from qdrant_edge import Distance as EdgeDistance
 
 from graph.errors import StoreUnavailable
-from graph.settings import Distance
+from graph.settings import Distance, Quantization
 from graph.store.common import fsync_dir
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
@@ -69,16 +72,32 @@ EDGE_DISTANCES: dict[Distance, EdgeDistance] = {
 # In KB: any segment bigger than this gets an HNSW graph when optimize() runs. The
 # engine's default (megabytes) would leave a small collection unindexed forever.
 INDEXING_THRESHOLD_KB = 1
+# Scalar quantization maps this central share of each vector's values onto int8 (Qdrant's
+# usual setting): outliers are clipped rather than stretching the scale for all.
+QUANTILE = 0.99
 
 
-def edge_config(dimension: int, distance: Distance) -> EdgeConfig:
+def edge_config(
+    dimension: int, distance: Distance, quantization: Quantization = Quantization.NONE
+) -> EdgeConfig:
     """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
+    quantized = quantization is Quantization.SCALAR
     return EdgeConfig(
-        vectors=EdgeVectorParams(size=dimension, distance=EDGE_DISTANCES[distance]),
+        vectors=EdgeVectorParams(
+            size=dimension,
+            distance=EDGE_DISTANCES[distance],
+            # Quantized, the originals are read only to rescore a query's best candidates.
+            memory=Memory.Cold if quantized else None,
+        ),
         # Memories' BM25 weights (graph/store/edge/memory.py).
         sparse_vectors={KEYWORDS_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         wal_enabled=True,
         optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+        quantization_config=(
+            ScalarQuantizationConfig(ScalarType.Int8, quantile=QUANTILE, memory=Memory.Cached)
+            if quantized
+            else None
+        ),
     )
 
 
@@ -92,9 +111,11 @@ def ensure_memory_schema(shard: EdgeShard) -> None:
     shard.update(UpdateOperation.create_field_index(CREATED_FIELD, DatetimeIndexParams()))
 
 
-def create_shard(path: str, dimension: int, distance: Distance) -> EdgeShard:
+def create_shard(
+    path: str, dimension: int, distance: Distance, quantization: Quantization
+) -> EdgeShard:
     """A new, empty shard with the tenant partition index every shard of a collection has."""
-    shard = EdgeShard.create(path, edge_config(dimension, distance))
+    shard = EdgeShard.create(path, edge_config(dimension, distance, quantization))
     try:
         shard.update(
             UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
@@ -281,11 +302,13 @@ def close_shards(shards: list[EdgeShard]) -> None:
             shard.close()
 
 
-def create_collection(path: Path, dimension: int, distance: Distance) -> Collection:
+def create_collection(
+    path: Path, dimension: int, distance: Distance, quantization: Quantization
+) -> Collection:
     remove(path)  # an unfinished directory no manifest ever named
     path.mkdir(parents=True)
     manifest = Manifest(dimension, distance, fresh=f"{SHARD_PREFIX}000001", next_shard=2)
-    shard = create_shard(str(path / manifest.fresh), dimension, distance)
+    shard = create_shard(str(path / manifest.fresh), dimension, distance, quantization)
     try:
         manifest.write(path)
     except BaseException:

@@ -21,10 +21,10 @@ from typing import Any
 
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Point as EdgePoint
-from qdrant_edge import QueryRequest, ScrollRequest, SearchParams
+from qdrant_edge import QueryRequest, ScrollRequest
 
 from graph.errors import AlreadyExists, NotFound, StoreUnavailable
-from graph.settings import Distance, Settings
+from graph.settings import Distance, Quantization, Settings
 from graph.store import common
 from graph.store.base import VectorStore
 from graph.store.edge import memory, views
@@ -49,6 +49,7 @@ from graph.store.edge.translate import (
     edge_points,
     from_stored_points,
     nearest_request,
+    search_params,
     to_edge_filter,
 )
 from graph.store.models import (
@@ -110,6 +111,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         index_backlog_max_points: int = 100_000,
         merge_max_points: int = 200_000,
         max_segments: int = 4,
+        quantization: Quantization = Quantization.SCALAR,
         backlog_wait_seconds: float = 60.0,
         hnsw_ef: int | None = 128,
         retry_delay_seconds: float = 60.0,
@@ -124,12 +126,13 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self.index_backlog_max_points = index_backlog_max_points
         self.merge_max_points = merge_max_points
         self.max_segments = max_segments
+        self.quantization = quantization
         self.backlog_wait_seconds = backlog_wait_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.max_vector_shapes = max_vector_shapes
         self._workers = workers
         self._disk = DiskGuard(self.data_dir, min_free_bytes)
-        self._search_params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        self._search_params = search_params(hnsw_ef, quantization)
         self._collections: dict[str, Collection] = {}  # physical, by name
         self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
         self._alone_key: tuple[int, int] | None = None  # see _alone
@@ -146,6 +149,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             index_backlog_max_points=settings.store.index_backlog_max_points,
             merge_max_points=settings.store.index_merge_max_points,
             max_segments=settings.store.index_max_segments,
+            quantization=settings.store.vector_quantization,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
             max_vector_shapes=settings.store.max_vector_shapes,
         )
@@ -272,7 +276,9 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         name = CollectionEntry("-", "-", dimension, distance).physical
         coll = self._collections.get(name)
         if coll is None:
-            coll = await self._run(create_collection, self._root / name, dimension, distance)
+            coll = await self._run(
+                create_collection, self._root / name, dimension, distance, self.quantization
+            )
             self._collections[name] = coll
         return coll
 

@@ -1,0 +1,103 @@
+"""VECTOR_QUANTIZATION on the embedded store: scalar (the default) builds and searches
+int8 copies of the vectors and rescores with the originals; none keeps full precision.
+The setting reaches every shard created, and every segment indexed, from then on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from graph.settings import Distance, Quantization, Settings
+from graph.store.edge import EdgeStore
+from graph.store.edge.layout import edge_config
+from tests.store.conftest import TENANT
+from tests.store.test_edge import DIM, fill, vectors, with_store
+
+POINTS = 1_500
+LIMIT = 10
+
+
+def shard_configs(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """Each live shard's persisted engine configuration, by role."""
+    root = tmp_path / "data/collections/d64-cosine"
+    manifest = json.loads((root / "manifest.json").read_text())
+    roles = {name: "indexed" for name in manifest["indexed"]} | {manifest["fresh"]: "fresh"}
+    return {
+        role: json.loads((root / name / "edge_config.json").read_text())
+        for name, role in roles.items()
+    }
+
+
+def exact_top(vecs: np.ndarray, query: np.ndarray) -> set[int]:
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    scores = unit @ (query / np.linalg.norm(query))
+    return {int(i) for i in np.argsort(-scores)[:LIMIT]}
+
+
+async def indexed_recall(store: EdgeStore, vecs: list[list[float]]) -> float:
+    await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+    await fill(store, "c", vecs, 0, POINTS, batch=POINTS)
+    await store.wait_for_indexing()
+    matrix = np.array(vecs, dtype=np.float32)
+    found = 0
+    for i in range(0, POINTS, 50):
+        hits = await store.query(TENANT, "c", vecs[i], limit=LIMIT)
+        assert hits[0].id == i  # its own vector, after rescoring with the originals
+        found += len({h.id for h in hits} & exact_top(matrix, matrix[i]))
+    return found / (LIMIT * len(range(0, POINTS, 50)))
+
+
+def test_scalar_is_the_default() -> None:
+    assert Settings().store.vector_quantization is Quantization.SCALAR
+    assert EdgeStore(Path("unused")).quantization is Quantization.SCALAR
+
+
+@pytest.mark.parametrize("quantization", list(Quantization))
+def test_segments_are_built_and_searched_as_set(tmp_path: Path, quantization: Quantization) -> None:
+    vecs = vectors(POINTS)
+    recall = with_store(
+        tmp_path,
+        lambda store: indexed_recall(store, vecs),
+        index_threshold=POINTS,
+        quantization=quantization,
+    )
+    assert recall >= 0.95, recall
+    configs = shard_configs(tmp_path)
+    assert set(configs) == {"indexed", "fresh"}
+    for config in configs.values():
+        quantized = config.get("quantization_config")
+        if quantization is Quantization.SCALAR:
+            assert quantized is not None and "scalar" in json.dumps(quantized).lower()
+            assert config["vectors"][""].get("memory", "").lower() == "cold"
+        else:
+            assert quantized is None
+
+
+def test_a_change_of_setting_reaches_the_next_build(tmp_path: Path) -> None:
+    vecs = vectors(2 * POINTS)
+
+    async def first(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        await fill(store, "c", vecs, 0, POINTS, batch=POINTS)
+        await store.wait_for_indexing()
+
+    with_store(tmp_path, first, index_threshold=POINTS, quantization=Quantization.NONE)
+    assert shard_configs(tmp_path)["indexed"].get("quantization_config") is None
+
+    async def second(store: EdgeStore) -> None:
+        await fill(store, "c", vecs, POINTS, 2 * POINTS, batch=POINTS)
+        await store.wait_for_indexing()  # a new segment, then the merge of both
+        [hit] = await store.query(TENANT, "c", vecs[POINTS + 3], limit=1)
+        assert hit.id == POINTS + 3
+
+    with_store(tmp_path, second, index_threshold=POINTS, quantization=Quantization.SCALAR)
+    assert shard_configs(tmp_path)["indexed"].get("quantization_config") is not None
+
+
+def test_engine_configuration_per_setting() -> None:
+    assert edge_config(DIM, Distance.COSINE, Quantization.NONE).quantization_config is None
+    assert edge_config(DIM, Distance.COSINE, Quantization.SCALAR).quantization_config is not None
