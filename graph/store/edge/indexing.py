@@ -83,6 +83,7 @@ class BackgroundIndexing(ShardRunner):
     index_backlog_max_points: int
     merge_max_points: int
     max_segments: int
+    merge_idle_seconds: float = 1.0  # without writes, before merges may start
     quantization: Quantization
     backlog_wait_seconds: float
     retry_delay_seconds: float
@@ -128,33 +129,62 @@ class BackgroundIndexing(ShardRunner):
         return result
 
     async def wait_for_indexing(self, collection: str | None = None) -> None:
-        """Return once no index build is running (or due) for collection, or for any."""
+        """Return once no index build or merge is running, due, or waiting for the writes
+        to pause, for collection or for any."""
         while True:
-            colls = (
-                [self._collections.get(collection)] if collection else self._collections.values()
-            )
-            builds = [c.build for c in colls if c is not None and c.build is not None]
-            if not builds:
+            colls = [
+                c
+                for c in (
+                    [self._collections.get(collection)]
+                    if collection
+                    else self._collections.values()
+                )
+                if c is not None
+            ]
+            builds = [c.build for c in colls if c.build is not None]
+            if builds:
+                await asyncio.wait(builds)
+            elif any(c.idle_check is not None for c in colls):
+                await asyncio.sleep(0.05)
+            else:
                 return
-            await asyncio.wait(builds)
 
     def _maybe_start_build(self, coll: Collection) -> None:
         if coll.build is not None or coll.closing or self._executor is None:
             return
-        if self._next_build(coll) is not None and time.monotonic() >= coll.retry_at:
+        if time.monotonic() < coll.retry_at:
+            return
+        if self._next_build(coll) is not None:
             coll.build = asyncio.create_task(self._build(coll), name=f"index-build-{coll.name}")
+        elif coll.idle_check is None and self._merge_group(coll):
+            # A merge waits for the writes to pause: look again then.
+            wait = self.merge_idle_seconds - (time.monotonic() - coll.last_write)
+            coll.idle_check = asyncio.get_running_loop().call_later(
+                max(wait, 0.0), self._idle_check, coll
+            )
+
+    def _idle_check(self, coll: Collection) -> None:
+        coll.idle_check = None
+        self._maybe_start_build(coll)
+
+    def _merge_group(self, coll: Collection) -> tuple[str, ...]:
+        return merge_group(coll.segment_points, self.merge_max_points)
 
     def _next_build(self, coll: Collection) -> tuple[str, ...] | None:
         """What to build next: the segments to merge, () to index the sealed or fresh
         shard, None for nothing. A sealed shard comes first (it is searched by brute
-        force); then a merge when segments are too many, or when nothing is waiting."""
+        force). Merges wait while points are being written, so that the builds keep up
+        with them (every merge rewrites points already indexed), unless there are more
+        than max_segments segments: every query searches each one."""
         m = coll.manifest
         if m.sealed is not None:
             return ()
         chunk_due = coll.fresh_points >= self.index_threshold
-        group = merge_group(coll.segment_points, self.merge_max_points)
-        if group and (not chunk_due or len(m.indexed) > self.max_segments):
-            return group
+        group = self._merge_group(coll)
+        if group:
+            idle = time.monotonic() - coll.last_write >= self.merge_idle_seconds
+            if len(m.indexed) > self.max_segments or (idle and not chunk_due):
+                return group
         return () if chunk_due else None
 
     async def _wait_for_backlog(self, coll: Collection) -> None:

@@ -222,6 +222,8 @@ class Collection:
         # Points per indexed segment when it was installed (deletes since are not
         # counted): what the merges are chosen by.
         self.segment_points: dict[str, int] = {}
+        self.last_write = 0.0  # time.monotonic() of the last upsert
+        self.idle_check: asyncio.TimerHandle | None = None
         self.journal: list[JournalEntry] | None = None
         self.build: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -358,6 +359,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         )
         await self._wait_for_backlog(coll)
         coll.fresh_points = await self._write(logical, views.write_points, batch)
+        coll.last_write = time.monotonic()
         self._maybe_start_build(coll)
         return len(items)
 
