@@ -8,13 +8,15 @@ vectors (bench.data's deterministic ones) in batches of --batch as fast as the s
 takes them, while one reader sends a nearest-neighbour query (limit 10) every
 --query-interval seconds and a sampler records, every second, the unindexed backlog
 (fresh and sealed shards) and the resident memory of this process and its children
-(the index builds). Then it waits until nothing is unindexed, closes the store, opens
-it again (restart-to-ready: open() and the first query answered) and measures query
-latency and recall@10 against exact search over every stored vector.
+(the index builds). Then it waits until nothing is unindexed, and until the merges of
+indexed segments are done, closes the store, opens it again (restart-to-ready: open()
+and the first query answered) and measures query latency and recall@10 against exact
+search over every stored vector.
 
 Prints: sustained ingest rate, backlog (max and over time), peak RSS, query p50/p99
-during ingest, time to caught-up after ingest, restart-to-ready, query p50 and recall
-after, next to the targets. Every loop is bounded (--max-seconds, --catch-up-wait).
+during ingest, time to caught-up after ingest, to merges done (and the segments
+left), restart-to-ready, query p50 and recall after, next to the targets. Every loop
+is bounded (--max-seconds, --catch-up-wait).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
     samples: list[tuple[float, int, int]] = []  # seconds, unindexed, rss
     done = asyncio.Event()
     started = time.perf_counter()
+    progress = [0]  # points written so far, for the log
 
     async def writer() -> int:
         written = 0
@@ -115,6 +118,7 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
                     log("  a write waited --max-seconds for the index: ingest stopped early")
                     break
                 written += count
+                progress[0] = written
         finally:
             done.set()
         return written
@@ -135,7 +139,8 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
             samples.append((seconds, unindexed, rss))
             if len(samples) % 30 == 0:
                 log(
-                    f"  {seconds:.0f}s backlog {unindexed:,} segments {segments} "
+                    f"  {seconds:.0f}s written {progress[0]:,} backlog {unindexed:,} "
+                    f"segments {segments} "
                     f"rss {rss / 2**30:.2f} GB"
                 )
             await asyncio.sleep(1.0)
@@ -173,20 +178,23 @@ async def catch_up(
     return indexed_at, float("nan"), segments
 
 
-def exact_top(query: np.ndarray, total: int, dimension: int) -> list[int]:
-    """Ids of the LIMIT stored vectors nearest to query by cosine, over every vector."""
-    q = query / np.linalg.norm(query)
-    best_ids = np.empty(0, dtype=np.int64)
-    best_scores = np.empty(0, dtype=np.float32)
+def exact_tops(queries: list[list[float]], total: int, dimension: int) -> list[set[int]]:
+    """For each query, the ids of the LIMIT stored vectors nearest by cosine, over every
+    vector: one pass over the stored vectors for all the queries."""
+    q = np.array(queries, dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    best_ids = np.empty((len(q), 0), dtype=np.int64)
+    best_scores = np.empty((len(q), 0), dtype=np.float32)
     for start in range(0, total, 50_000):
         block = vectors(min(50_000, total - start), dimension, start=start)
-        scores = (block @ q) / np.linalg.norm(block, axis=1)
-        ids = np.arange(start, start + len(block))
-        best_ids = np.concatenate([best_ids, ids])
-        best_scores = np.concatenate([best_scores, scores])
-        keep = np.argsort(-best_scores)[:LIMIT]
-        best_ids, best_scores = best_ids[keep], best_scores[keep]
-    return [int(i) for i in best_ids]
+        scores = (q @ block.T) / np.linalg.norm(block, axis=1)
+        ids = np.broadcast_to(np.arange(start, start + len(block)), scores.shape)
+        best_ids = np.concatenate([best_ids, ids], axis=1)
+        best_scores = np.concatenate([best_scores, scores], axis=1)
+        keep = np.argsort(-best_scores, axis=1)[:, :LIMIT]
+        best_ids = np.take_along_axis(best_ids, keep, axis=1)
+        best_scores = np.take_along_axis(best_scores, keep, axis=1)
+    return [{int(i) for i in row} for row in best_ids]
 
 
 async def after(store: EdgeStore, args: argparse.Namespace, total: int) -> dict[str, Any]:
@@ -197,10 +205,10 @@ async def after(store: EdgeStore, args: argparse.Namespace, total: int) -> dict[
         await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
         latencies.append((time.perf_counter() - t0) * 1000)
     hits = 0
-    for vector in queries[:RECALL_QUERIES]:
+    exact = exact_tops(queries[:RECALL_QUERIES], total, args.dimension)
+    for vector, true in zip(queries[:RECALL_QUERIES], exact, strict=True):
         found = await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
-        exact = exact_top(np.array(vector, dtype=np.float32), total, args.dimension)
-        hits += len({p.id for p in found} & set(exact))
+        hits += len({p.id for p in found} & true)
     return {
         "query_p50_ms": round(percentile(latencies, 50), 2),
         "query_p99_ms": round(percentile(latencies, 99), 2),

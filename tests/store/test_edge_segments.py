@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from graph.settings import Distance
-from graph.store.edge import EdgeStore
+from graph.store.edge import EdgeStore, views
 from graph.store.edge.indexing import BuildPlan, installed, merge_group
 from graph.store.edge.layout import Manifest
+from graph.store.edge.translate import nearest_request
 from graph.store.models import Point
 from tests.store.conftest import TENANT
 from tests.store.test_edge import (
@@ -133,6 +134,21 @@ def test_segments_are_not_merged_past_the_cap(tmp_path: Path) -> None:
         assert sizes == [CHUNK, 2 * CHUNK]
         hits = await store.query(TENANT, "c", vecs[2 * CHUNK + 1], limit=1)
         assert [h.id for h in hits] == [2 * CHUNK + 1]
+        # The shards are searched side by side; each one's hits come back in its place.
+        shards = physical(store, "c").view.shards
+        request = nearest_request(
+            vecs[CHUNK + 2],
+            None,
+            limit=5,
+            offset=0,
+            shards=len(shards),
+            score_threshold=None,
+            with_vector=False,
+            params=None,
+        )
+        sequential = [[(h.id, h.score) for h in shard.query(request)] for shard in shards]
+        side_by_side = views.query_each(shards, request)
+        assert [[(h.id, h.score) for h in hits] for hits in side_by_side] == sequential
 
     with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=2 * CHUNK)
 

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 from graph.errors import BadUserInput
 from graph.settings import Distance
 from graph.store.edge.translate import DENSE, EdgeId, from_edge_id, vector_of
-from graph.store.edge.views import JournalEntry, delete_stored
+from graph.store.edge.views import JournalEntry, delete_stored, query_each
 from graph.store.models import (
     RRF_K,
     MemoryPoint,
@@ -226,8 +226,8 @@ def _newest(
     """Each shard's hits (oldest shard first, so that a point caught mid-upsert in two keeps
     the newer version), best first by sign * score."""
     newest: dict[EdgeId, EdgeScoredPoint] = {}
-    for shard in shards:
-        for hit in shard.query(query):
+    for hits in query_each(shards, query):
+        for hit in hits:
             newest[hit.id] = hit
     return sorted(newest.values(), key=lambda h: sign * h.score, reverse=True)
 

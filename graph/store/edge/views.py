@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,11 @@ DRAIN_TIMEOUT_SECONDS = 30.0
 # cost ~ms a point, and the lock does not hand over in arrival order).
 _CONVERTING = threading.Lock()
 CONVERSION_CHUNK = 16
+
+# A query over several shards (the indexed segments, the sealed and fresh shards) runs
+# one search per shard, in threads of their own: the engine gives the GIL up for part
+# of each search, so on several cores the shards are searched side by side.
+_SEARCHES = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="edge-search")
 
 
 class View:
@@ -160,10 +166,19 @@ def _merged(
     # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
     # newer version.
     newest: dict[EdgeId, EdgeScoredPoint] = {}
-    for shard in shards:
-        for hit in shard.query(request):
+    for hits in query_each(shards, request):
+        for hit in hits:
             newest[hit.id] = hit
     return sorted(newest.values(), key=lambda h: h.score, reverse=descending)
+
+
+def query_each(shards: tuple[EdgeShard, ...], request: QueryRequest) -> list[list[EdgeScoredPoint]]:
+    """Each shard's hits, in the shards' order; the calling thread searches the first."""
+    if len(shards) == 1:
+        return [list(shards[0].query(request))]
+    others = [_SEARCHES.submit(shard.query, request) for shard in shards[1:]]
+    first = list(shards[0].query(request))
+    return [first, *(list(f.result()) for f in others)]
 
 
 def _scroll_page(
