@@ -17,10 +17,10 @@ bounded however large the collection grows.
 Segments are merged in the background, as Qdrant's own optimizers merge segments:
 the smallest ones, into a copy of the largest of them, up to merge_max_points in all
 (the engine extends the largest one's graph rather than building it anew). A merge
-runs when there is no chunk to index, or first when there are more than max_segments
-segments: every query searches each segment. Deletes that touch the shards a build
-replaces are journaled meanwhile and replayed on the new shard, which then replaces
-them in the manifest (the commit point, see layout.py).
+runs once the writes pause and nothing waits to be indexed, or first when there are
+more than max_segments segments: every query searches each segment. Deletes that
+touch the shards a build replaces are journaled meanwhile and replayed on the new
+shard, which then replaces them in the manifest (the commit point, see layout.py).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class BuildPlan:
 def merge_group(segment_points: dict[str, int], max_points: int) -> tuple[str, ...]:
     """The segments the next merge combines, largest first (the one copied, the others
     moved into it): the smallest segments while their total stays within max_points;
-    none when fewer than two fit. Merging the smallest first moves the fewest points
-    for each segment fewer, as tiered merging does."""
+    none when fewer than two fit. Taking the smallest first, as tiered merging does,
+    rewrites the fewest points for each segment it removes."""
     group: list[str] = []
     total = 0
     for name, points in sorted(segment_points.items(), key=lambda item: item[1]):
