@@ -29,6 +29,7 @@ from graph.telemetry.metrics import (
     STORE_INDEX_BUILD_DURATION,
     STORE_INDEX_BUILDING,
     STORE_INDEX_BUILDS,
+    STORE_INDEX_SEGMENTS,
     STORE_POINTS_DELETED,
     STORE_POINTS_UPSERTED,
     STORE_UNINDEXED_POINTS,
@@ -149,9 +150,11 @@ class StoreStats:
     def _record_indexing(self, statuses: dict[str, dict[str, Any]], labels: dict[str, str]) -> None:
         unindexed: dict[str, int] = {}
         building: dict[str, int] = {}
+        segments: dict[str, int] = {}
         for name, status in statuses.items():
             label = labels[name]
             unindexed[label] = unindexed.get(label, 0) + int(status["unindexed_points"])
+            segments[label] = segments.get(label, 0) + int(status["segments"])
             building[label] = building.get(label, 0) + int(bool(status["building"]))
             runs, failures = int(status["builds_run"]), int(status["builds_failed"])
             seen_runs, seen_failures = self._builds_seen.get(name, (0, 0))
@@ -169,9 +172,11 @@ class StoreStats:
             del self._builds_seen[name]
         STORE_UNINDEXED_POINTS.clear()
         STORE_INDEX_BUILDING.clear()
+        STORE_INDEX_SEGMENTS.clear()
         for label in unindexed:
             STORE_UNINDEXED_POINTS.labels(label).set(unindexed[label])
             STORE_INDEX_BUILDING.labels(label).set(building[label])
+            STORE_INDEX_SEGMENTS.labels(label).set(segments[label])
             for outcome in ("success", "failure"):
                 STORE_INDEX_BUILDS.labels(label, outcome)
             STORE_INDEX_BUILD_DURATION.labels(label)

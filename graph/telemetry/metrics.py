@@ -144,6 +144,11 @@ STORE_INDEX_BUILDING = Gauge(
     "Embedded store: 1 while a background index build runs for the collection.",
     ["collection"],
 )
+STORE_INDEX_SEGMENTS = Gauge(
+    "store_index_segments",
+    "Embedded store: HNSW-indexed segments per collection (every query searches each).",
+    ["collection"],
+)
 STORE_INDEX_BUILDS = Counter(
     "store_index_builds_total",
     "Embedded store: background index builds (optimisation runs) that ended, by outcome.",

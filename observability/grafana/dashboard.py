@@ -319,7 +319,8 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
             panel(
                 "Unindexed points",
                 "Embedded store: points waiting for the background index build "
-                "(searched brute force until then), and builds running.",
+                "(searched brute force until then), builds running, and indexed "
+                "segments (every query searches each).",
                 [
                     target(
                         f"sum by (collection) (store_unindexed_points{{{JOB}}})", "{{collection}}"
@@ -327,6 +328,10 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                     target(
                         f"sum by (collection) (store_index_building{{{JOB}}})",
                         "building {{collection}}",
+                    ),
+                    target(
+                        f"sum by (collection) (store_index_segments{{{JOB}}})",
+                        "segments {{collection}}",
                     ),
                 ],
             ),

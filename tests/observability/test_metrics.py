@@ -109,6 +109,8 @@ def test_points_and_background_indexing_are_sampled(tmp_path: Path) -> None:
     for labels, value in family_samples("store_unindexed_points"):
         if labels["collection"] in built:
             assert value == 0
+    segments = {labels["collection"]: v for labels, v in family_samples("store_index_segments")}
+    assert all(segments[label] >= 1 for label in built), segments
     durations = family_samples("store_index_build_duration_seconds_count")
     assert any(v >= 1 for labels, v in durations if labels["collection"] in built)
 
