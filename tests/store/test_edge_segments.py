@@ -78,20 +78,27 @@ def test_installed_manifest_keeps_every_other_shard() -> None:
     assert (merged.indexed, merged.fresh) == (("s1", "t"), "f")
 
 
+async def fill_in_chunks(store: EdgeStore, vecs: list[list[float]], chunks: int) -> None:
+    """chunks * CHUNK points in "c", each chunk indexed (and merged) before the next."""
+    await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+    for chunk in range(chunks):
+        await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
+        await store.wait_for_indexing()
+
+
 def test_each_build_indexes_only_new_points_and_idle_segments_merge(tmp_path: Path) -> None:
     vecs = vectors(4 * CHUNK)
 
     async def body(store: EdgeStore) -> None:
-        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
-        for chunk in range(4):
-            await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
-            await store.wait_for_indexing()
+        await fill_in_chunks(store, vecs, 4)
         status = await index_status(store, "c")
         assert (status["points"], status["indexed_points"]) == (4 * CHUNK, 4 * CHUNK)
         assert status["builds_failed"] == 0
-        # Every build after the first either indexed one new chunk alone (moved nothing)
-        # or merged segments: 4 chunk builds and at least one merge, down to one segment.
-        assert status["builds_run"] >= 5
+        # Each chunk is indexed alone, then merged into the segment before it once the
+        # writes pause: 4 chunk builds and 3 merges, each moving just the new chunk into
+        # a copy of the large segment (whose graph the engine extends), down to one.
+        assert status["builds_run"] == 7
+        assert status["last_build"]["moved"] == CHUNK
         assert status["segments"] == 1
         assert status["indexed_vectors"] >= 4 * CHUNK
         for i in (0, CHUNK, 3 * CHUNK + 7):
@@ -122,10 +129,7 @@ def test_segments_are_not_merged_past_the_cap(tmp_path: Path) -> None:
     vecs = vectors(3 * CHUNK)
 
     async def body(store: EdgeStore) -> None:
-        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
-        for chunk in range(3):
-            await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
-            await store.wait_for_indexing()
+        await fill_in_chunks(store, vecs, 3)
         status = await index_status(store, "c")
         # Two chunks fit under the cap, a third does not: one merge, two segments.
         assert (status["segments"], status["builds_run"]) == (2, 4)
