@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from graph.serving import settle_heap
 from tests.helpers import UPSERT
 from tests.process import ServerProcess
 
@@ -152,3 +155,35 @@ def test_a_second_server_on_the_same_data_dir_is_refused(
     assert second.process.wait(timeout=60) != 0
     messages = " ".join(json.loads(line)["message"] for line in second.log_lines())
     assert "in use" in messages
+
+
+def test_the_objects_startup_made_are_frozen_once_it_serves(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """The collector's full passes would otherwise walk every object loaded at startup
+    (graph/serving.py settle_heap); the server still answers afterwards."""
+    server = new_server(servers, tmp_path).start()
+    assert httpx.post(f"{server.url}/graphql", json={"query": COUNT}).json() == {
+        "data": {"count": 0}
+    }
+    server.terminate()
+    records = [json.loads(line) for line in server.log_lines()]
+    frozen = [r for r in records if r["message"] == "Startup objects frozen"]
+    assert len(frozen) == 1, records
+    assert frozen[0]["frozen_objects"] > 50_000
+
+
+def test_settle_heap_collects_the_garbage_before_it_freezes() -> None:
+    class Node:
+        me: object
+
+    cycle = Node()
+    cycle.me = cycle
+    alive = weakref.ref(cycle)
+    del cycle
+    try:
+        frozen = settle_heap()
+        assert alive() is None  # collected, not frozen for good
+        assert frozen == gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
