@@ -10,8 +10,8 @@ takes them, while one reader sends a nearest-neighbour query (limit 10) every
 (fresh and sealed shards) and the resident memory of this process and its children
 (the index builds). Then it waits until nothing is unindexed, and until the merges of
 indexed segments are done, closes the store, opens it again (restart-to-ready: open()
-and the first query answered) and measures query latency and recall@10 against exact
-search over every stored vector.
+and the first query answered) and measures query latency (the first queries, and after
+a thousand more) and recall@10 against exact search over every stored vector.
 
 Prints: sustained ingest rate, backlog (max and over time), peak RSS, query p50/p99
 during ingest, time to caught-up after ingest, to merges done (and the segments
@@ -44,12 +44,17 @@ COLLECTION = "scale"
 LIMIT = 10
 RECALL_QUERIES = 50
 AFTER_QUERIES = 200
+# Then this many more, the last AFTER_QUERIES of them timed as "warmed": an index build
+# leaves the on-disk parts of its segment (original vectors, payloads) out of the page
+# cache, so the first queries after it read them from disk.
+WARM_QUERIES = 1_000
 # Targets at 1M points on 2 cores.
 TARGET_RATE = 4_000.0
 TARGET_P99_MS = 50.0
 TARGET_CATCH_UP_S = 180.0
 TARGET_RSS_GB = 2.5
 TARGET_RESTART_S = 10.0
+TARGET_AFTER_P50_MS = 5.0
 
 
 def rss_bytes(pid: int) -> int:
@@ -198,20 +203,23 @@ def exact_tops(queries: list[list[float]], total: int, dimension: int) -> list[s
 
 
 async def after(store: EdgeStore, args: argparse.Namespace, total: int) -> dict[str, Any]:
-    queries = query_vectors(args.dimension, AFTER_QUERIES)
+    queries = query_vectors(args.dimension, AFTER_QUERIES + WARM_QUERIES)
     latencies = []
     for vector in queries:
         t0 = time.perf_counter()
         await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
         latencies.append((time.perf_counter() - t0) * 1000)
+    first, warmed = latencies[:AFTER_QUERIES], latencies[-AFTER_QUERIES:]
     hits = 0
     exact = exact_tops(queries[:RECALL_QUERIES], total, args.dimension)
     for vector, true in zip(queries[:RECALL_QUERIES], exact, strict=True):
         found = await store.query(DEFAULT_TENANT, COLLECTION, vector, limit=LIMIT)
         hits += len({p.id for p in found} & true)
     return {
-        "query_p50_ms": round(percentile(latencies, 50), 2),
-        "query_p99_ms": round(percentile(latencies, 99), 2),
+        "query_p50_ms": round(percentile(first, 50), 2),
+        "query_p99_ms": round(percentile(first, 99), 2),
+        "warmed_p50_ms": round(percentile(warmed, 50), 2),
+        "warmed_p99_ms": round(percentile(warmed, 99), 2),
         "recall_at_10": round(hits / (RECALL_QUERIES * LIMIT), 3),
     }
 
@@ -280,7 +288,12 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
          r["peak_rss_gb"] <= TARGET_RSS_GB),
         ("restart to ready", f"{r['restart_seconds']} s", f"<= {TARGET_RESTART_S:.0f} s",
          r["restart_seconds"] <= TARGET_RESTART_S),
-        ("query after, p50 / p99", f"{a['query_p50_ms']} / {a['query_p99_ms']} ms", "", None),
+        (f"query after, first {AFTER_QUERIES}, p50 / p99",
+         f"{a['query_p50_ms']} / {a['query_p99_ms']} ms", f"p50 <= {TARGET_AFTER_P50_MS:.0f} ms",
+         a["query_p50_ms"] <= TARGET_AFTER_P50_MS),
+        (f"query after {WARM_QUERIES:,} more, p50 / p99",
+         f"{a['warmed_p50_ms']} / {a['warmed_p99_ms']} ms", f"p50 <= {TARGET_AFTER_P50_MS:.0f} ms",
+         a["warmed_p50_ms"] <= TARGET_AFTER_P50_MS),
         ("recall@10 after", f"{a['recall_at_10']}", "", None),
     ]  # fmt: skip
     lines = [

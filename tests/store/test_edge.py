@@ -587,6 +587,9 @@ class _Watched:
         self.searches += 1
         return self.shard.query(request)
 
+    def retrieve(self, *args: Any, **kwargs: Any) -> Any:
+        return self.shard.retrieve(*args, **kwargs)
+
 
 def test_query_leaves_out_an_empty_fresh_shard_but_not_points_that_just_moved(
     tmp_path: Path,

@@ -8,15 +8,18 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from qdrant_edge import EdgeShard, QueryRequest, UpdateOperation
 
-from graph.settings import Distance
+from graph.settings import Distance, Quantization
 from graph.store.edge import EdgeStore, views
 from graph.store.edge.indexing import BuildPlan, installed, merge_group
 from graph.store.edge.layout import Manifest
-from graph.store.edge.translate import nearest_request
+from graph.store.edge.translate import nearest_request, search_params
 from graph.store.models import Point
+from graph.store.tenancy import client_id
 from tests.store.conftest import TENANT
 from tests.store.test_edge import (
     DIM,
@@ -31,6 +34,7 @@ from tests.store.test_edge import (
 )
 
 CHUNK = 600
+HNSW_EF = 128
 
 
 async def wait_until_merging(store: EdgeStore, name: str) -> None:
@@ -155,6 +159,68 @@ def test_segments_are_not_merged_past_the_cap(tmp_path: Path) -> None:
         assert [[(h.id, h.score) for h in hits] for hits in side_by_side] == sequential
 
     with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=2 * CHUNK)
+
+
+def test_a_query_over_several_shards_reads_payloads_only_for_the_hits_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two segments and a fresh shard: each is searched for ids and scores, and the
+    payloads and vectors are read for the best hits alone (views._merged). The answer is
+    the one every shard searched with its payloads would give; a point deleted between
+    the search and the read is left out."""
+    vecs = vectors(2 * CHUNK + 10)
+
+    async def body(store: EdgeStore) -> None:
+        await fill_in_chunks(store, vecs, 2)
+        await fill(store, "c", vecs, 2 * CHUNK, 2 * CHUNK + 10)
+        shards = physical(store, "c").view.shards
+        assert len(shards) == 3 and all(s.info().points_count for s in shards)
+        probe = vecs[CHUNK + 3]
+        whole = nearest_request(
+            probe,
+            None,
+            limit=8,
+            offset=0,
+            shards=3,
+            score_threshold=None,
+            with_vector=True,
+            params=search_params(HNSW_EF, Quantization.SCALAR),
+        )
+        every = sorted((h for shard in shards for h in shard.query(whole)), key=lambda h: -h.score)[
+            :8
+        ]
+        hits = await store.query(TENANT, "c", probe, limit=8, with_vector=True)
+        assert [(h.id, h.score) for h in hits] == [(client_id(e.payload), e.score) for e in every]
+        assert hits[0].id == CHUNK + 3
+        for hit in hits:
+            assert hit.payload == {"i": hit.id, "parity": "even" if hit.id % 2 == 0 else "odd"}
+            assert hit.vector == pytest.approx(
+                [x / sum(y * y for y in vecs[hit.id]) ** 0.5 for x in vecs[hit.id]], rel=1e-5
+            )
+        paged = await store.query(TENANT, "c", probe, limit=3, offset=2)
+        assert [h.id for h in paged] == [h.id for h in hits[2:5]]
+
+        searched = views.query_each
+
+        def then_deleted(found: tuple[EdgeShard, ...], request: QueryRequest) -> list[list[Any]]:
+            results = searched(found, request)
+            best = max((h for hits in results for h in hits), key=lambda h: h.score)
+            for shard in found:
+                shard.update(UpdateOperation.delete_points([best.id]))
+            return results
+
+        monkeypatch.setattr(views, "query_each", then_deleted)
+        after = await store.query(TENANT, "c", probe, limit=8)
+        assert [h.id for h in after] == [h.id for h in hits[1:]]
+
+    with_store(
+        tmp_path,
+        body,
+        index_threshold=CHUNK,
+        merge_max_points=CHUNK,
+        hnsw_ef=HNSW_EF,
+        quantization=Quantization.SCALAR,
+    )
 
 
 def test_writes_during_a_merge_are_not_lost(tmp_path: Path) -> None:

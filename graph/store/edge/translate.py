@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from qdrant_edge import (
@@ -22,7 +23,6 @@ from qdrant_edge import MatchExcept as EdgeMatchExcept
 from qdrant_edge import MatchValue as EdgeMatchValue
 from qdrant_edge import Point as EdgePoint
 from qdrant_edge import Record as EdgeRecord
-from qdrant_edge import ScoredPoint as EdgeScoredPoint
 from qdrant_edge import SparseVector as EdgeSparseVector
 
 from graph.errors import BadUserInput
@@ -136,7 +136,18 @@ def vector_of(raw: object) -> list[float] | None:
     return raw if isinstance(raw, list) else None
 
 
-def from_edge_scored(hit: EdgeScoredPoint, with_vector: bool) -> ScoredPoint:
+class Scored(Protocol):
+    """An engine hit, or views.Found (a hit with its payload read afterwards)."""
+
+    @property
+    def score(self) -> float: ...
+    @property
+    def payload(self) -> dict[str, Any] | None: ...
+    @property
+    def vector(self) -> Any: ...
+
+
+def from_edge_scored(hit: Scored, with_vector: bool) -> ScoredPoint:
     return client_scored(hit.payload, hit.score, vector_of(hit.vector) if with_vector else None)
 
 

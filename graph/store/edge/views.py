@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from qdrant_edge import CountRequest, EdgeShard, QueryRequest, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EdgeFilter
@@ -26,6 +26,7 @@ from qdrant_edge import ScoredPoint as EdgeScoredPoint
 from graph.errors import ApiError, StoreUnavailable
 from graph.store.edge.translate import (
     EdgeId,
+    Scored,
     from_edge_id,
     from_edge_record,
     from_edge_scored,
@@ -121,7 +122,7 @@ def query(
     there from an older shard may have been missed, and the query runs on every shard."""
     if len(shards) == 1:
         return [from_edge_scored(h, with_vector) for h in shards[0].query(request)]
-    hits = _nearest(shards, request, descending)
+    hits = _nearest(shards, request, descending, offset + limit)
     return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
 
 
@@ -139,37 +140,82 @@ def query_owned(
     engine's search several times dearer). When every hit is the partition's, they are
     its best points; when any is not, the search runs again with the filter, so no
     other partition's point is ever returned."""
-    hits = _nearest(shards, unscoped, descending)[:limit]
+    hits = _nearest(shards, unscoped, descending, limit)[:limit]
     if not all(owns(partition, h.payload) for h in hits):
-        hits = _nearest(shards, scoped(), descending)[:limit]
+        hits = _nearest(shards, scoped(), descending, limit)[:limit]
     return [from_edge_scored(h, with_vector) for h in hits]
 
 
+class Found(NamedTuple):
+    """A hit of a search over several shards, with what the engine's own hit carries."""
+
+    id: EdgeId
+    score: float
+    payload: dict[str, Any] | None
+    vector: Any
+
+
 def _nearest(
-    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool
-) -> list[EdgeScoredPoint]:
+    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool, wanted: int
+) -> Sequence[Scored]:
     if len(shards) == 1:
-        return list(shards[0].query(request))
+        return shards[0].query(request)
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
-    hits = _merged(holding, request, descending)
+    hits = _merged(holding, request, descending, wanted)
     fresh = shards[-1]
     if all(s is not fresh for s in holding) and fresh.info().points_count:
-        hits = _merged(shards, request, descending)
+        hits = _merged(shards, request, descending, wanted)
     return hits
 
 
 def _merged(
-    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool
-) -> list[EdgeScoredPoint]:
+    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool, wanted: int
+) -> Sequence[Scored]:
+    """The best `wanted` hits over shards. Each shard is searched for ids and scores
+    only, and the payloads (and vectors) are read for the hits kept: a payload read is
+    dearer than the search's own work when it comes from disk (as after an index build,
+    which leaves the on-disk parts of its segment out of the page cache), and a shard's
+    hits are mostly not among the best of all shards."""
     if len(shards) == 1:
-        return list(shards[0].query(request))
+        return shards[0].query(request)
     # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
     # newer version.
-    newest: dict[EdgeId, EdgeScoredPoint] = {}
-    for hits in query_each(shards, request):
+    newest: dict[EdgeId, tuple[EdgeScoredPoint, int]] = {}
+    for position, hits in enumerate(query_each(shards, _ids_only(request))):
         for hit in hits:
-            newest[hit.id] = hit
-    return sorted(newest.values(), key=lambda h: h.score, reverse=descending)
+            newest[hit.id] = (hit, position)
+    best = sorted(newest.values(), key=lambda h: h[0].score, reverse=descending)[:wanted]
+    wanted_ids: dict[int, list[EdgeId]] = {}
+    for hit, position in best:
+        wanted_ids.setdefault(position, []).append(hit.id)
+    records = {
+        position: {
+            r.id: r
+            for r in shards[position].retrieve(
+                list(ids), with_payload=True, with_vector=request.with_vector
+            )
+        }
+        for position, ids in wanted_ids.items()
+    }
+    found = []
+    for hit, position in best:
+        record = records[position].get(hit.id)
+        if record is not None:  # else deleted since the search
+            found.append(Found(hit.id, hit.score, record.payload, record.vector))
+    return found
+
+
+def _ids_only(request: QueryRequest) -> QueryRequest:
+    return QueryRequest(
+        limit=request.limit,
+        offset=request.offset,
+        query=request.query,
+        filter=request.filter,
+        score_threshold=request.score_threshold,
+        params=request.params,
+        with_payload=False,
+        with_vector=False,
+    )
 
 
 def query_each(shards: tuple[EdgeShard, ...], request: QueryRequest) -> list[list[EdgeScoredPoint]]:
