@@ -17,7 +17,7 @@ from graph.settings import Distance, Quantization
 from graph.store.edge import EdgeStore, views
 from graph.store.edge.indexing import BuildPlan, installed, merge_group
 from graph.store.edge.layout import Manifest
-from graph.store.edge.translate import nearest_request, search_params
+from graph.store.edge.translate import edge_points, nearest_request, search_params
 from graph.store.models import Point
 from graph.store.tenancy import client_id
 from tests.store.conftest import TENANT
@@ -200,18 +200,33 @@ def test_a_query_over_several_shards_reads_payloads_only_for_the_hits_it_keeps(
         paged = await store.query(TENANT, "c", probe, limit=3, offset=2)
         assert [h.id for h in paged] == [h.id for h in hits[2:5]]
 
+        # Between the first search and its payload reads, the best hit is deleted and
+        # the second overwritten (it moves to the fresh shard): searched once more, the
+        # one is gone and the other found in its new version.
         searched = views.query_each
+        partition = store._logical(TENANT, "c").entry.partition
+        changed: list[str] = []
 
-        def then_deleted(found: tuple[EdgeShard, ...], request: QueryRequest) -> list[list[Any]]:
+        def then_changed(found: tuple[EdgeShard, ...], request: QueryRequest) -> list[list[Any]]:
             results = searched(found, request)
-            best = max((h for hits in results for h in hits), key=lambda h: h.score)
-            for shard in found:
-                shard.update(UpdateOperation.delete_points([best.id]))
+            if not changed:
+                first, second = sorted(
+                    (h for hits in results for h in hits), key=lambda h: -h.score
+                )[:2]
+                moved = hits[1].id
+                for shard in found:
+                    shard.update(UpdateOperation.delete_points([first.id, second.id]))
+                [point] = edge_points([Point(moved, vecs[moved], {"moved": True})], DIM, partition)
+                found[-1].update(UpdateOperation.upsert_points([point]))
+                changed.append("yes")
             return results
 
-        monkeypatch.setattr(views, "query_each", then_deleted)
+        monkeypatch.setattr(views, "query_each", then_changed)
         after = await store.query(TENANT, "c", probe, limit=8)
-        assert [h.id for h in after] == [h.id for h in hits[1:]]
+        assert changed and hits[0].id not in [h.id for h in after]
+        assert [(h.id, h.score) for h in after[:7]] == [(h.id, h.score) for h in hits[1:8]]
+        assert after[0].payload == {"moved": True}
+        assert len(after) == 8
 
     with_store(
         tmp_path,

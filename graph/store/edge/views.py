@@ -178,10 +178,26 @@ def _merged(
     hits are mostly not among the best of all shards."""
     if len(shards) == 1:
         return shards[0].query(request)
+    ids_only = _ids_only(request)
+    found, complete = _best_with_payloads(shards, ids_only, request, descending, wanted)
+    if not complete:
+        # A hit gone before its payload was read was deleted, or overwritten (then it
+        # moved to the fresh shard): searched once more, it is found where it is now.
+        found, _ = _best_with_payloads(shards, ids_only, request, descending, wanted)
+    return found
+
+
+def _best_with_payloads(
+    shards: tuple[EdgeShard, ...],
+    ids_only: QueryRequest,
+    request: QueryRequest,
+    descending: bool,
+    wanted: int,
+) -> tuple[list[Found], bool]:
     # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
     # newer version.
     newest: dict[EdgeId, tuple[EdgeScoredPoint, int]] = {}
-    for position, hits in enumerate(query_each(shards, _ids_only(request))):
+    for position, hits in enumerate(query_each(shards, ids_only)):
         for hit in hits:
             newest[hit.id] = (hit, position)
     best = sorted(newest.values(), key=lambda h: h[0].score, reverse=descending)[:wanted]
@@ -192,7 +208,7 @@ def _merged(
         position: {
             r.id: r
             for r in shards[position].retrieve(
-                list(ids), with_payload=True, with_vector=request.with_vector
+                ids, with_payload=True, with_vector=request.with_vector
             )
         }
         for position, ids in wanted_ids.items()
@@ -200,9 +216,9 @@ def _merged(
     found = []
     for hit, position in best:
         record = records[position].get(hit.id)
-        if record is not None:  # else deleted since the search
+        if record is not None:
             found.append(Found(hit.id, hit.score, record.payload, record.vector))
-    return found
+    return found, len(found) == len(best)
 
 
 def _ids_only(request: QueryRequest) -> QueryRequest:
