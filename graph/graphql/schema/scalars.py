@@ -30,9 +30,11 @@ def parse_vector(value: object) -> list[float]:
     if len(value) > MAX_DIMENSION:
         raise BadUserInput(f"A vector has at most {MAX_DIMENSION} dimensions")
     # The usual vector, all floats well inside the 32-bit range, costs two C loops: every
-    # value is at most the sum of the magnitudes (which is NaN with a NaN). Anything else
-    # takes the exact checks below.
-    if list(map(type, value)).count(float) == len(value) and sum(map(abs, value)) <= FLOAT32_MAX:
+    # value's magnitude is at most the vector's length (which is NaN with a NaN, infinite
+    # with an infinity), and math.hypot makes no float objects on the way, unlike a sum of
+    # abs() (2.4x the time on a freshly decoded body). Anything else takes the exact
+    # checks below.
+    if list(map(type, value)).count(float) == len(value) and math.hypot(*value) <= FLOAT32_MAX:
         return value
     types = set(map(type, value))
     if not types <= _NUMBER_TYPES:
