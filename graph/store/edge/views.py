@@ -140,16 +140,15 @@ def query_owned(
     engine's search several times dearer). When every hit is the partition's, they are
     its best points; when any is not, the search runs again with the filter, so no
     other partition's point is ever returned."""
-    hits = _nearest(shards, unscoped, descending, limit)[:limit]
+    hits = _nearest(shards, unscoped, descending, limit)
     if not all(owns(partition, h.payload) for h in hits):
-        hits = _nearest(shards, scoped(), descending, limit)[:limit]
+        hits = _nearest(shards, scoped(), descending, limit)
     return [from_edge_scored(h, with_vector) for h in hits]
 
 
 class Found(NamedTuple):
-    """A hit of a search over several shards, with what the engine's own hit carries."""
+    """A hit of a search over several shards, its payload (and vector) read afterwards."""
 
-    id: EdgeId
     score: float
     payload: dict[str, Any] | None
     vector: Any
@@ -158,6 +157,7 @@ class Found(NamedTuple):
 def _nearest(
     shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool, wanted: int
 ) -> Sequence[Scored]:
+    """At most `wanted` hits, best first (request asks each shard for `wanted`)."""
     if len(shards) == 1:
         return shards[0].query(request)
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
@@ -217,7 +217,7 @@ def _best_with_payloads(
     for hit, position in best:
         record = records[position].get(hit.id)
         if record is not None:
-            found.append(Found(hit.id, hit.score, record.payload, record.vector))
+            found.append(Found(hit.score, record.payload, record.vector))
     return found, len(found) == len(best)
 
 
