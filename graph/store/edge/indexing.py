@@ -42,7 +42,7 @@ from qdrant_edge import EdgeShard
 import graph
 from graph.errors import NotFound, StoreUnavailable
 from graph.settings import Quantization
-from graph.store.edge import views
+from graph.store.edge import pagecache, views
 from graph.store.edge.layout import Collection, Manifest, create_shard, remove
 from graph.store.edge.views import ShardRunner, View
 
@@ -352,6 +352,7 @@ class BackgroundIndexing(ShardRunner):
         if old_view is None:
             await self._run(built.close)
             return False
+        pagecache.preread_later([coll.path / plan.target])
         await self._drain(old_view)
         await self._run(self._retire, retired, [coll.path / n for n in plan.replaces])
         return True

@@ -1,0 +1,154 @@
+"""Shard files read back into the page cache after the engine loads a shard
+(graph/store/edge/pagecache.py): the mechanism on real files and the kernel's real page
+cache, and the store asking for it on open and after every index build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from graph.store.edge import EdgeStore, pagecache
+from tests.store.test_edge import fill, physical, vectors, with_store
+from tests.store.test_edge_segments import CHUNK, fill_in_chunks
+
+
+def resident_bytes(files: list[Path]) -> int:
+    """How much of files the page cache holds (util-linux's fincore), read without
+    reading the files, which would bring them in."""
+    out = subprocess.run(
+        [FINCORE, "--bytes", "--noheadings", "--output", "RES", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return sum(int(line) for line in out.stdout.split())
+
+
+def evicted_or_skip(files: list[Path], size: int) -> None:
+    """files out of the page cache; skips where this file system keeps them in memory."""
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    if resident_bytes(files) > size // 10:
+        pytest.skip("this file system keeps files in memory (no page cache to empty)")
+
+
+def wait_until_resident(files: list[Path], size: int) -> None:
+    # The kernel's read-ahead runs on after the advice returns: waited for, bounded.
+    deadline = time.monotonic() + 30
+    while (resident := resident_bytes(files)) < size * 9 // 10:
+        assert time.monotonic() < deadline, f"{resident} of {size} bytes in the page cache"
+        time.sleep(0.1)
+
+
+def shard_like(root: Path, megabytes: int = 6) -> tuple[list[Path], int]:
+    """Files laid out like a shard's: segment files, and a write-ahead log left out."""
+    files = []
+    for relative, size in (
+        ("segments/s1/matrix.dat", megabytes << 20),
+        ("segments/s1/ids", 300_000),
+    ):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+        files.append(path)
+    (root / "wal").mkdir()
+    (root / "wal/open-1").write_bytes(os.urandom(1 << 20))
+    return files, sum(f.stat().st_size for f in files)
+
+
+FINCORE = shutil.which("fincore") or "fincore"
+needs_page_cache = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not shutil.which("fincore"),
+    reason="looks into the Linux page cache with util-linux's fincore",
+)
+
+
+@needs_page_cache
+def test_preread_brings_a_shards_files_back_into_the_page_cache(tmp_path: Path) -> None:
+    files, size = shard_like(tmp_path / "shard")
+    evicted_or_skip(files, size)
+    assert pagecache.preread([tmp_path / "shard"], budget=size) == size
+    wait_until_resident(files, size)
+
+
+@needs_page_cache
+def test_preread_leaves_out_the_write_ahead_log_and_shards_over_the_budget(
+    tmp_path: Path,
+) -> None:
+    files, size = shard_like(tmp_path / "shard")
+    assert {p.name for p, _ in pagecache.shard_files(tmp_path / "shard")} == {"matrix.dat", "ids"}
+    evicted_or_skip(files, size)
+    assert pagecache.preread([tmp_path / "shard"], budget=size - 1) == 0
+    # A shard over what is left is skipped, the next that fits is still read.
+    small, small_size = shard_like(tmp_path / "small", megabytes=2)
+    evicted_or_skip(small, small_size)
+    assert (
+        pagecache.preread([tmp_path / "shard", tmp_path / "small"], budget=small_size) == small_size
+    )
+    wait_until_resident(small, small_size)
+    assert resident_bytes(files) < size // 10
+
+
+def test_preread_asks_for_at_most_a_share_of_the_memory_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, size = shard_like(tmp_path / "shard")
+    monkeypatch.setattr(pagecache, "memory_available", lambda: 2 * size - 2)
+    assert pagecache.preread([tmp_path / "shard"]) == 0
+    monkeypatch.setattr(pagecache, "memory_available", lambda: 2 * size)
+    assert pagecache.preread([tmp_path / "shard"]) == size
+    monkeypatch.setattr(pagecache, "memory_available", lambda: None)
+    assert pagecache.preread([tmp_path / "shard"]) == 0
+
+
+def test_a_shard_removed_while_it_is_read_is_passed_over(tmp_path: Path) -> None:
+    assert pagecache.preread([tmp_path / "gone"], budget=1 << 30) == 0
+    files, _ = shard_like(tmp_path / "shard")
+    files[0].unlink()
+    assert pagecache.preread([tmp_path / "shard"], budget=1 << 30) == files[1].stat().st_size
+
+
+def test_the_store_asks_for_its_shards_on_open_and_for_each_built_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[Path]] = []
+    real = pagecache.preread_later
+
+    def spy(shard_dirs: list[Path]) -> Future[int]:
+        asked.append(list(shard_dirs))
+        return real(shard_dirs)
+
+    monkeypatch.setattr(pagecache, "preread_later", spy)
+    vecs = vectors(2 * CHUNK + 10)
+
+    async def build(store: EdgeStore) -> None:
+        await fill_in_chunks(store, vecs, 2)
+        await fill(store, "c", vecs, 2 * CHUNK, 2 * CHUNK + 10)
+
+    with_store(tmp_path, build, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+    # Opened empty, then one build per chunk and a merge of the two segments.
+    assert asked[0] == []
+    built = asked[1:]
+    assert len(built) == 3 and all(len(dirs) == 1 for dirs in built)
+    asked.clear()
+
+    async def reopened(store: EdgeStore) -> list[Path]:
+        coll = physical(store, "c")
+        return [coll.path / name for name in coll.manifest.live()]
+
+    live = with_store(tmp_path, reopened, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+    assert asked == [live]
+    assert len(live) == 2 and built[-1][0] == live[0]
