@@ -336,6 +336,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--catch-up-wait", type=float, default=1_800.0)
     parser.add_argument("--data-dir", type=Path, help="default: a temporary directory")
     parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the store afterwards (its path is printed)"
+    )
     args = parser.parse_args(argv)
     if not 1_000 <= args.points <= 10_000_000:
         parser.error("--points 1000..10000000")
@@ -344,8 +347,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
-        results = asyncio.run(run(args, Path(tmp) / "data"))
+    if args.keep:
+        kept = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.data_dir)) / "data"
+        results = asyncio.run(run(args, kept))
+        log(f"store kept in {kept}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
+            results = asyncio.run(run(args, Path(tmp) / "data"))
     results["machine"] = {**machine(), "load average": load_average()}
     print(report(args, results))
     if args.json:
