@@ -114,6 +114,28 @@ def test_preread_asks_for_at_most_a_share_of_the_memory_available(
     assert pagecache.preread([tmp_path / "shard"]) == 0
 
 
+def test_the_memory_available_is_the_kernels_within_the_cgroups_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    monkeypatch.setattr(pagecache, "MEMINFO", meminfo)
+    monkeypatch.setattr(pagecache, "CGROUP", cgroup)
+    assert pagecache.memory_available() == 20_000_000 * 1024  # no cgroup files
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text("1000\n")
+    assert pagecache.memory_available() == 20_000_000 * 1024
+    (cgroup / "memory.max").write_text(f"{2 << 30}\n")
+    (cgroup / "memory.current").write_text(f"{1 << 30}\n")
+    assert pagecache.memory_available() == 1 << 30
+    (cgroup / "memory.current").write_text(f"{3 << 30}\n")
+    assert pagecache.memory_available() == 0
+    meminfo.unlink()
+    assert pagecache.memory_available() is None
+
+
 def test_a_shard_removed_while_it_is_read_is_passed_over(tmp_path: Path) -> None:
     assert pagecache.preread([tmp_path / "gone"], budget=1 << 30) == 0
     files, _ = shard_like(tmp_path / "shard")

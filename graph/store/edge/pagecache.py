@@ -23,7 +23,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# At most this share of the memory available (MemAvailable) is asked for, over one call.
+# At most this share of memory_available() is asked for, over one call.
 SHARE_OF_AVAILABLE = 0.5
 # One advice per range of this size: the kernel reads only the first few megabytes of a
 # single advice over a whole file.
@@ -31,20 +31,45 @@ CHUNK_BYTES = 4 << 20
 # The write-ahead log is read on load only, and once more never.
 _SKIPPED_DIRECTORIES = frozenset({"wal"})
 
+MEMINFO = Path("/proc/meminfo")
+CGROUP = Path("/sys/fs/cgroup")
+
 # One reader, so that pre-reads queue rather than compete for the disk.
 _READER = ThreadPoolExecutor(1, thread_name_prefix="edge-preread")
 
 
 def memory_available() -> int | None:
-    """The kernel's estimate of memory available without swapping; None off Linux."""
+    """The kernel's estimate of memory available without swapping, within this process's
+    cgroup limit when it has one (a container's /proc/meminfo shows the host's memory);
+    None off Linux."""
+    available = _meminfo_available()
+    limit = _cgroup_room()
+    if available is None or limit is None:
+        return available
+    return min(available, limit)
+
+
+def _meminfo_available() -> int | None:
     try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
+        with MEMINFO.open(encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _cgroup_room() -> int | None:
+    """What the cgroup (v2) may still take before its limit; None without a limit."""
+    try:
+        limit = (CGROUP / "memory.max").read_text(encoding="ascii").strip()
+        if limit == "max":
+            return None
+        used = int((CGROUP / "memory.current").read_text(encoding="ascii"))
+        return max(0, int(limit) - used)
+    except (OSError, ValueError):
+        return None
 
 
 def shard_files(shard_dir: Path) -> list[tuple[Path, int]]:
