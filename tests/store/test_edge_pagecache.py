@@ -77,11 +77,15 @@ needs_page_cache = pytest.mark.skipif(
 
 
 @needs_page_cache
-def test_preread_brings_a_shards_files_back_into_the_page_cache(tmp_path: Path) -> None:
+def test_preread_brings_a_shards_files_back_into_the_page_cache_but_not_its_log(
+    tmp_path: Path,
+) -> None:
     files, size = shard_like(tmp_path / "shard")
-    evicted_or_skip(files, size)
-    assert pagecache.preread([tmp_path / "shard"], budget=size) == size
+    wal = tmp_path / "shard/wal/open-1"
+    evicted_or_skip([*files, wal], size + wal.stat().st_size)
+    assert pagecache.preread([tmp_path / "shard"], budget=1 << 30) == size
     wait_until_resident(files, size)
+    assert resident_bytes([wal]) < wal.stat().st_size // 10
 
 
 @needs_page_cache
@@ -136,7 +140,7 @@ def test_the_memory_available_is_the_kernels_within_the_cgroups_limit(
     assert pagecache.memory_available() is None
 
 
-def test_a_shard_removed_while_it_is_read_is_passed_over(tmp_path: Path) -> None:
+def test_a_shard_or_file_gone_before_it_is_read_is_passed_over(tmp_path: Path) -> None:
     assert pagecache.preread([tmp_path / "gone"], budget=1 << 30) == 0
     files, _ = shard_like(tmp_path / "shard")
     files[0].unlink()
