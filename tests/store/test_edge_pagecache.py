@@ -1,6 +1,6 @@
-"""Shard files read back into the page cache after the engine loads a shard
+"""Shard files read into the page cache before the engine loads a shard
 (graph/store/edge/pagecache.py): the mechanism on real files and the kernel's real page
-cache, and the store asking for it on open and after every index build."""
+cache, and the store reading each shard first, on open and after every index build."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from concurrent.futures import Future
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from qdrant_edge import EdgeShard
 
-from graph.store.edge import EdgeStore, pagecache
+from graph.store.edge import EdgeStore, indexing, layout, pagecache
 from tests.store.test_edge import fill, physical, vectors, with_store
 from tests.store.test_edge_segments import CHUNK, fill_in_chunks
 
@@ -45,14 +45,6 @@ def evicted_or_skip(files: list[Path], size: int) -> None:
         pytest.skip("this file system keeps files in memory (no page cache to empty)")
 
 
-def wait_until_resident(files: list[Path], size: int) -> None:
-    # The kernel's read-ahead runs on after the advice returns: waited for, bounded.
-    deadline = time.monotonic() + 30
-    while (resident := resident_bytes(files)) < size * 9 // 10:
-        assert time.monotonic() < deadline, f"{resident} of {size} bytes in the page cache"
-        time.sleep(0.1)
-
-
 def shard_like(root: Path, megabytes: int = 6) -> tuple[list[Path], int]:
     """Files laid out like a shard's: segment files, and a write-ahead log left out."""
     files = []
@@ -77,45 +69,46 @@ needs_page_cache = pytest.mark.skipif(
 
 
 @needs_page_cache
-def test_preread_brings_a_shards_files_back_into_the_page_cache_but_not_its_log(
+def test_read_now_has_a_shards_files_in_the_page_cache_when_it_returns_but_not_its_log(
     tmp_path: Path,
 ) -> None:
     files, size = shard_like(tmp_path / "shard")
     wal = tmp_path / "shard/wal/open-1"
     evicted_or_skip([*files, wal], size + wal.stat().st_size)
-    assert pagecache.preread([tmp_path / "shard"], budget=1 << 30) == size
-    wait_until_resident(files, size)
+    assert pagecache.read_now([tmp_path / "shard"], budget=1 << 30) == size
+    assert resident_bytes(files) >= size * 9 // 10  # read by then, not merely asked for
     assert resident_bytes([wal]) < wal.stat().st_size // 10
 
 
 @needs_page_cache
-def test_preread_leaves_out_the_write_ahead_log_and_shards_over_the_budget(
+def test_read_now_leaves_out_the_write_ahead_log_and_shards_over_the_budget(
     tmp_path: Path,
 ) -> None:
     files, size = shard_like(tmp_path / "shard")
     assert {p.name for p, _ in pagecache.shard_files(tmp_path / "shard")} == {"matrix.dat", "ids"}
     evicted_or_skip(files, size)
-    assert pagecache.preread([tmp_path / "shard"], budget=size - 1) == 0
+    assert pagecache.read_now([tmp_path / "shard"], budget=size - 1) == 0
     # A shard over what is left is skipped, the next that fits is still read.
     small, small_size = shard_like(tmp_path / "small", megabytes=2)
     evicted_or_skip(small, small_size)
     assert (
-        pagecache.preread([tmp_path / "shard", tmp_path / "small"], budget=small_size) == small_size
+        pagecache.read_now([tmp_path / "shard", tmp_path / "small"], budget=small_size)
+        == small_size
     )
-    wait_until_resident(small, small_size)
+    assert resident_bytes(small) >= small_size * 9 // 10
     assert resident_bytes(files) < size // 10
 
 
-def test_preread_asks_for_at_most_a_share_of_the_memory_available(
+def test_read_now_reads_at_most_a_share_of_the_memory_available(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, size = shard_like(tmp_path / "shard")
     monkeypatch.setattr(pagecache, "memory_available", lambda: 2 * size - 2)
-    assert pagecache.preread([tmp_path / "shard"]) == 0
+    assert pagecache.read_now([tmp_path / "shard"]) == 0
     monkeypatch.setattr(pagecache, "memory_available", lambda: 2 * size)
-    assert pagecache.preread([tmp_path / "shard"]) == size
+    assert pagecache.read_now([tmp_path / "shard"]) == size
     monkeypatch.setattr(pagecache, "memory_available", lambda: None)
-    assert pagecache.preread([tmp_path / "shard"]) == 0
+    assert pagecache.read_now([tmp_path / "shard"]) == 0
 
 
 def test_the_memory_available_is_the_kernels_within_the_cgroups_limit(
@@ -141,23 +134,38 @@ def test_the_memory_available_is_the_kernels_within_the_cgroups_limit(
 
 
 def test_a_shard_or_file_gone_before_it_is_read_is_passed_over(tmp_path: Path) -> None:
-    assert pagecache.preread([tmp_path / "gone"], budget=1 << 30) == 0
+    assert pagecache.read_now([tmp_path / "gone"], budget=1 << 30) == 0
     files, _ = shard_like(tmp_path / "shard")
     files[0].unlink()
-    assert pagecache.preread([tmp_path / "shard"], budget=1 << 30) == files[1].stat().st_size
+    assert pagecache.read_now([tmp_path / "shard"], budget=1 << 30) == files[1].stat().st_size
 
 
-def test_the_store_asks_for_its_shards_on_open_and_for_each_built_segment(
+def test_the_store_reads_each_shard_before_the_engine_loads_it_on_open_and_after_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[list[Path]] = []
-    real = pagecache.preread_later
+    events: list[tuple[str, Path]] = []
+    read_now = pagecache.read_now
 
-    def spy(shard_dirs: list[Path]) -> Future[int]:
-        asked.append(list(shard_dirs))
-        return real(shard_dirs)
+    def read_spy(shard_dirs: Iterable[Path], budget: int | None = None) -> int:
+        dirs = list(shard_dirs)
+        done = read_now(dirs, budget)
+        assert done > 0
+        events.extend(("read", d) for d in dirs)
+        return done
 
-    monkeypatch.setattr(pagecache, "preread_later", spy)
+    class Engine:
+        """EdgeShard as the store's modules see it, its loads recorded."""
+
+        create = EdgeShard.create
+
+        @staticmethod
+        def load(path: str) -> EdgeShard:
+            events.append(("load", Path(path)))
+            return EdgeShard.load(path)
+
+    monkeypatch.setattr(pagecache, "read_now", read_spy)
+    monkeypatch.setattr(indexing, "EdgeShard", Engine)
+    monkeypatch.setattr(layout, "EdgeShard", Engine)
     vecs = vectors(2 * CHUNK + 10)
 
     async def build(store: EdgeStore) -> None:
@@ -165,16 +173,16 @@ def test_the_store_asks_for_its_shards_on_open_and_for_each_built_segment(
         await fill(store, "c", vecs, 2 * CHUNK, 2 * CHUNK + 10)
 
     with_store(tmp_path, build, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
-    # Opened empty, then one build per chunk and a merge of the two segments.
-    assert asked[0] == []
-    built = asked[1:]
-    assert len(built) == 3 and all(len(dirs) == 1 for dirs in built)
-    asked.clear()
+    # Created empty (nothing loaded), then one build per chunk and a merge of the two.
+    built = [d for step, d in events if step == "load"]
+    assert len(built) == 3
+    assert events == [(step, d) for d in built for step in ("read", "load")]
+    events.clear()
 
     async def reopened(store: EdgeStore) -> list[Path]:
         coll = physical(store, "c")
         return [coll.path / name for name in coll.manifest.live()]
 
     live = with_store(tmp_path, reopened, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
-    assert asked == [live]
-    assert len(live) == 2 and built[-1][0] == live[0]
+    assert len(live) == 2 and built[-1] == live[0]
+    assert events == [("read", d) for d in live] + [("load", d) for d in live]

@@ -342,7 +342,10 @@ class BackgroundIndexing(ShardRunner):
 
     async def _install_build(self, coll: Collection, plan: BuildPlan) -> bool:
         """Replay the journal on the built shard and make it the indexed one."""
-        built = await self._run(EdgeShard.load, str(coll.path / plan.target))
+        target = coll.path / plan.target
+        # The load holds the GIL: its files are read first, while requests are served.
+        await self._run(pagecache.read_now, [target])
+        built = await self._run(EdgeShard.load, str(target))
         retired = [coll.shards[n] for n in plan.replaces]
         try:
             old_view = await self._swap_in(coll, plan, built)
@@ -352,7 +355,6 @@ class BackgroundIndexing(ShardRunner):
         if old_view is None:
             await self._run(built.close)
             return False
-        pagecache.preread_later([coll.path / plan.target])
         await self._drain(old_view)
         await self._run(self._retire, retired, [coll.path / n for n in plan.replaces])
         return True

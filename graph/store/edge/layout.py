@@ -45,6 +45,7 @@ from qdrant_edge import Distance as EdgeDistance
 from graph.errors import StoreUnavailable
 from graph.settings import Distance, Quantization
 from graph.store.common import fsync_dir
+from graph.store.edge import pagecache
 from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
 from graph.store.tenancy import (
@@ -280,6 +281,7 @@ def load_collection(path: Path) -> Collection:
             logger.info("Removing leftover %s", entry)
             remove(entry)
     shards: dict[str, EdgeShard] = {}
+    pagecache.read_now([path / name for name in live])
     try:
         for name in live:
             shards[name] = EdgeShard.load(str(path / name))

@@ -28,7 +28,7 @@ from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Quantization, Settings
 from graph.store import common
 from graph.store.base import VectorStore
-from graph.store.edge import memory, pagecache, views
+from graph.store.edge import memory, views
 from graph.store.edge.indexing import BackgroundIndexing
 from graph.store.edge.layout import (
     CATALOG,
@@ -197,9 +197,6 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         except BaseException:
             await self.close()
             raise
-        pagecache.preread_later(
-            [c.path / name for c in self._collections.values() for name in c.manifest.live()]
-        )
         for coll in self._collections.values():
             self._maybe_start_build(coll)
 
