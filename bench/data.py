@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import statistics
@@ -40,12 +41,16 @@ SEED = 20240501
 # can miss some of them. Uniform noise has no neighbours worth the name.
 CLUSTERS = 1_000
 SPREAD = 0.5  # per-dimension noise around a centre whose coordinates are N(0, 1)
+BLOCK_ROWS = 10_000
 DATA_VERSION = "mixture-1"  # in the preload cache key: bump when the data changes
 
 
+@functools.lru_cache(maxsize=4)
 def centres(dimension: int, seed: int = SEED) -> np.ndarray:
     rng = np.random.default_rng([seed, 123_456_789])
-    return rng.standard_normal((CLUSTERS, dimension), dtype=np.float32)
+    drawn = rng.standard_normal((CLUSTERS, dimension), dtype=np.float32)
+    drawn.flags.writeable = False  # shared by every caller
+    return drawn
 
 
 def mixture(rng: np.random.Generator, count: int, dimension: int, seed: int) -> np.ndarray:
@@ -56,15 +61,19 @@ def mixture(rng: np.random.Generator, count: int, dimension: int, seed: int) -> 
 
 def vectors(count: int, dimension: int, seed: int = SEED, start: int = 0) -> np.ndarray:
     """Rows start..start+count of one fixed, seeded matrix (generated in fixed blocks, so
-    a row is the same whatever slice it is asked in)."""
-    block = 10_000
-    rows = []
-    first, last = start // block, (start + count - 1) // block
-    for b in range(first, last + 1):
-        rows.append(mixture(np.random.default_rng([seed, b]), block, dimension, seed))
-    matrix = np.concatenate(rows)
-    offset = start - first * block
+    a row is the same whatever slice it is asked in); a new array."""
+    first, last = start // BLOCK_ROWS, (start + count - 1) // BLOCK_ROWS
+    matrix = np.concatenate([_block(seed, b, dimension) for b in range(first, last + 1)])
+    offset = start - first * BLOCK_ROWS
     return matrix[offset : offset + count]
+
+
+# A stream of small batches reads each block many times, and drawing one takes ~70 ms.
+@functools.lru_cache(maxsize=2)
+def _block(seed: int, index: int, dimension: int) -> np.ndarray:
+    drawn = mixture(np.random.default_rng([seed, index]), BLOCK_ROWS, dimension, seed)
+    drawn.flags.writeable = False
+    return drawn
 
 
 def query_vectors(dimension: int, count: int = QUERY_POOL) -> list[list[float]]:

@@ -127,7 +127,9 @@ async def ingest(store: EdgeStore, args: argparse.Namespace) -> dict[str, Any]:
                     log("  --max-seconds reached: ingest stopped early")
                     break
                 count = min(args.batch, args.points - start)
-                batch = points(start, count, args.dimension)
+                # Drawn in a worker thread: a client's own work does not belong on the
+                # store's event loop, where it would delay the queries measured.
+                batch = await asyncio.to_thread(points, start, count, args.dimension)
                 try:
                     await store.upsert(DEFAULT_TENANT, COLLECTION, batch)
                 except StoreUnavailable:
