@@ -125,9 +125,11 @@ class StoreSettings(_Group):
     )
     # Past this many unindexed points while a build runs, writes wait for the build
     # (STORE_UNAVAILABLE after a minute), so queries never search more than this many
-    # points by brute force and indexing keeps up with ingest.
+    # points by brute force and indexing keeps up with ingest. At 1M points on 2 cores,
+    # 50,000 holds a query's p99 under 50 ms during a sustained ingest (100,000: ~63 ms,
+    # with ~40% more ingest; docs/benchmarks.md): queries first.
     index_backlog_max_points: int = Field(
-        default=100_000,
+        default=50_000,
         ge=1,
         description=(
             "embedded store: unindexed points while an index build runs; past it, "

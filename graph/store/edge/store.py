@@ -109,7 +109,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         data_dir: Path,
         index_threshold: int = 20_000,
         *,
-        index_backlog_max_points: int = 100_000,
+        index_backlog_max_points: int = 50_000,
         merge_max_points: int = 200_000,
         max_segments: int = 4,
         quantization: Quantization = Quantization.SCALAR,
