@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from qdrant_edge import EdgeShard
 
-from graph.store.edge import EdgeStore, indexing, layout, pagecache
+from graph.store.edge import EdgeStore, layout, pagecache
 from tests.store.test_edge import fill, physical, vectors, with_store
 from tests.store.test_edge_segments import CHUNK, fill_in_chunks
 
@@ -164,7 +164,6 @@ def test_the_store_reads_each_shard_before_the_engine_loads_it_on_open_and_after
             return EdgeShard.load(path)
 
     monkeypatch.setattr(pagecache, "read_now", read_spy)
-    monkeypatch.setattr(indexing, "EdgeShard", Engine)
     monkeypatch.setattr(layout, "EdgeShard", Engine)
     vecs = vectors(2 * CHUNK + 10)
 

@@ -42,8 +42,8 @@ from qdrant_edge import EdgeShard
 import graph
 from graph.errors import NotFound, StoreUnavailable
 from graph.settings import Quantization
-from graph.store.edge import pagecache, views
-from graph.store.edge.layout import Collection, Manifest, create_shard, remove
+from graph.store.edge import views
+from graph.store.edge.layout import Collection, Manifest, create_shard, load_shards, remove
 from graph.store.edge.views import ShardRunner, View
 
 logger = logging.getLogger(__name__)
@@ -342,10 +342,7 @@ class BackgroundIndexing(ShardRunner):
 
     async def _install_build(self, coll: Collection, plan: BuildPlan) -> bool:
         """Replay the journal on the built shard and make it the indexed one."""
-        target = coll.path / plan.target
-        # The load holds the GIL: its files are read first, while requests are served.
-        await self._run(pagecache.read_now, [target])
-        built = await self._run(EdgeShard.load, str(target))
+        (built,) = await self._run(load_shards, [coll.path / plan.target])
         retired = [coll.shards[n] for n in plan.replaces]
         try:
             old_view = await self._swap_in(coll, plan, built)

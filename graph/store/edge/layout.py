@@ -280,12 +280,10 @@ def load_collection(path: Path) -> Collection:
         if entry.name != MANIFEST and entry.name not in live:
             logger.info("Removing leftover %s", entry)
             remove(entry)
-    shards: dict[str, EdgeShard] = {}
-    pagecache.read_now([path / name for name in live])
+    shards = dict(zip(live, load_shards([path / name for name in live]), strict=True))
     try:
-        for name in live:
-            shards[name] = EdgeShard.load(str(path / name))
-            ensure_memory_schema(shards[name])
+        for shard in shards.values():
+            ensure_memory_schema(shard)
     except BaseException:
         for shard in shards.values():
             shard.close()
@@ -296,6 +294,22 @@ def load_collection(path: Path) -> Collection:
         coll.sealed_points = shards[manifest.sealed].info().points_count
     coll.segment_points = {n: shards[n].info().points_count for n in manifest.indexed}
     return coll
+
+
+def load_shards(paths: list[Path]) -> list[EdgeShard]:
+    """The shards at paths, their files read into the page cache first: the engine loads
+    a shard holding the GIL, so what it read from the disk it would read while no request
+    is served (graph/store/edge/pagecache.py)."""
+    pagecache.read_now(paths)
+    shards: list[EdgeShard] = []
+    try:
+        for path in paths:
+            shards.append(EdgeShard.load(str(path)))
+    except BaseException:
+        for shard in shards:
+            shard.close()
+        raise
+    return shards
 
 
 def close_shards(shards: list[EdgeShard]) -> None:
