@@ -11,8 +11,8 @@ takes them, while one reader sends a nearest-neighbour query (limit 10) every
 (the index builds). Then it waits until no more than the fresh shard's last points,
 fewer than --threshold, are unindexed, and until the merges of indexed segments are
 done, closes the store, opens it again (restart-to-ready: open() and the first query
-answered) and measures query latency (the first queries, and after
-a thousand more) and recall@10 against exact search over every stored vector.
+answered) and measures query latency (the first queries, and after a thousand more)
+and recall@10 against exact search over every stored vector.
 
 Prints: sustained ingest rate, backlog (max and over time), peak RSS, query p50/p99
 during ingest, time to caught-up after ingest, to merges done (and the segments
