@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bench.cgroup import MemoryCgroup
 from bench.data import points, query_vectors, vectors
 from bench.run import load_average, log, machine
 from graph.errors import StoreUnavailable
@@ -282,6 +283,15 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     return results
 
 
+def memory_limit_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """With --memory-limit: the most the cgroup held, page cache included."""
+    if "memory_limit_gb" not in r:
+        return []
+    peak = r["cgroup_peak_gb"]
+    return [(f"peak of the cgroup limited to {r['memory_limit_gb']} GB",
+             "unknown" if peak is None else f"{peak} GB", "", None)]  # fmt: skip
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -307,6 +317,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         ("peak RSS (with index builds)", f"{r['peak_rss_gb']} GB", f"<= {TARGET_RSS_GB} GB",
          r["peak_rss_gb"] <= TARGET_RSS_GB),
         ("peak RSS not of mapped files", f"{r['peak_anonymous_rss_gb']} GB", "", None),
+        *memory_limit_rows(r),
         ("restart to ready", f"{r['restart_seconds']} s", f"<= {TARGET_RESTART_S:.0f} s",
          r["restart_seconds"] <= TARGET_RESTART_S),
         (f"query after, first {AFTER_QUERIES}, p50 / p99",
@@ -332,6 +343,16 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {value} | {target}{': ' + mark(ok) if ok is not None else ''} |")
     lines += ["", f"Backlog over time: {over_time}."]
     return "\n".join(lines)
+
+
+def run_in_data_dir(args: argparse.Namespace) -> dict[str, Any]:
+    if args.keep:
+        kept = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.data_dir)) / "data"
+        results = asyncio.run(run(args, kept))
+        log(f"store kept in {kept}")
+        return results
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
+        return asyncio.run(run(args, Path(tmp) / "data"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -360,6 +381,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the store afterwards (its path is printed)"
     )
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        metavar="GB",
+        help="run in a memory cgroup of its own limited to this (root only; bench/cgroup.py)",
+    )
     args = parser.parse_args(argv)
     if not 1_000 <= args.points <= 10_000_000:
         parser.error("--points 1000..10000000")
@@ -368,13 +395,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if args.keep:
-        kept = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.data_dir)) / "data"
-        results = asyncio.run(run(args, kept))
-        log(f"store kept in {kept}")
+    if not args.memory_limit:
+        results = run_in_data_dir(args)
     else:
-        with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.data_dir) as tmp:
-            results = asyncio.run(run(args, Path(tmp) / "data"))
+        group = MemoryCgroup.make(f"bench-scale-{os.getpid()}", int(args.memory_limit * 2**30))
+        if group is None:
+            log("no memory cgroup can be made here (root and a memory controller are needed)")
+            return 2
+        group.enter()
+        try:
+            results = run_in_data_dir(args)
+            peak = group.peak_bytes()
+        finally:
+            group.leave()
+            group.delete()
+        results["memory_limit_gb"] = args.memory_limit
+        results["cgroup_peak_gb"] = None if peak is None else round(peak / 2**30, 2)
     results["machine"] = {**machine(), "load average": load_average()}
     print(report(args, results))
     if args.json:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from qdrant_edge import EdgeShard
 
+from bench.cgroup import MemoryCgroup
 from graph.store.edge import EdgeStore, layout, pagecache
 from tests.store.test_edge import fill, physical, vectors, with_store
 from tests.store.test_edge_segments import CHUNK, fill_in_chunks
@@ -111,26 +112,105 @@ def test_read_now_reads_at_most_a_share_of_the_memory_available(
     assert pagecache.read_now([tmp_path / "shard"]) == 0
 
 
-def test_the_memory_available_is_the_kernels_within_the_cgroups_limit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fake_proc_and_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, groups: str) -> Path:
+    """/proc/meminfo, /proc/self/cgroup and the cgroup mount as files under tmp_path (the
+    test below this one runs against the real kernel's)."""
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
-    cgroup = tmp_path / "cgroup"
-    cgroup.mkdir()
+    proc_cgroup = tmp_path / "proc-self-cgroup"
+    proc_cgroup.write_text(groups)
+    mount = tmp_path / "sys-fs-cgroup"
+    mount.mkdir()
     monkeypatch.setattr(pagecache, "MEMINFO", meminfo)
-    monkeypatch.setattr(pagecache, "CGROUP", cgroup)
-    assert pagecache.memory_available() == 20_000_000 * 1024  # no cgroup files
-    (cgroup / "memory.max").write_text("max\n")
-    (cgroup / "memory.current").write_text("1000\n")
-    assert pagecache.memory_available() == 20_000_000 * 1024
-    (cgroup / "memory.max").write_text(f"{2 << 30}\n")
-    (cgroup / "memory.current").write_text(f"{1 << 30}\n")
+    monkeypatch.setattr(pagecache, "PROC_CGROUP", proc_cgroup)
+    monkeypatch.setattr(pagecache, "CGROUP", mount)
+    return mount
+
+
+def v2_group(directory: Path, limit: str, current: int, inactive_file: int = 0) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "memory.max").write_text(f"{limit}\n")
+    (directory / "memory.current").write_text(f"{current}\n")
+    (directory / "memory.stat").write_text(f"anon 5\ninactive_file {inactive_file}\n")
+
+
+def test_the_memory_available_is_the_kernels_within_a_cgroup_v2_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = fake_proc_and_sys(tmp_path, monkeypatch, "0::/app/server\n")
+    kernels = 20_000_000 * 1024
+    assert pagecache.memory_available() == kernels  # no memory controller
+    v2_group(mount / "app" / "server", "max", 1000)
+    assert pagecache.memory_available() == kernels
+    v2_group(mount / "app" / "server", str(2 << 30), 1 << 30)
     assert pagecache.memory_available() == 1 << 30
-    (cgroup / "memory.current").write_text(f"{3 << 30}\n")
+    # The inactive page cache is reclaimed before the limit bites: it counts as room.
+    v2_group(mount / "app" / "server", str(2 << 30), 1 << 30, inactive_file=1 << 29)
+    assert pagecache.memory_available() == (1 << 30) + (1 << 29)
+    # An ancestor's tighter limit wins.
+    v2_group(mount / "app", str(1 << 30), 3 << 28)
+    assert pagecache.memory_available() == 1 << 28
+    v2_group(mount / "app", str(1 << 30), 2 << 30)
     assert pagecache.memory_available() == 0
-    meminfo.unlink()
+    (tmp_path / "meminfo").unlink()
     assert pagecache.memory_available() is None
+
+
+def test_a_container_seeing_its_own_group_at_the_mount_uses_the_mounts_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = fake_proc_and_sys(tmp_path, monkeypatch, "0::/docker/0123abcd\n")
+    v2_group(mount, str(2 << 30), 1 << 30)
+    assert pagecache.memory_available() == 1 << 30
+
+
+def test_the_memory_available_is_within_a_cgroup_v1_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = fake_proc_and_sys(
+        tmp_path, monkeypatch, "5:cpu,cpuacct:/x\n4:memory:/jobs/server\n0::/\n"
+    )
+    group = mount / "memory" / "jobs" / "server"
+    group.mkdir(parents=True)
+    (group / "memory.usage_in_bytes").write_text(f"{3 << 30}\n")
+    no_limit = 9223372036854771712
+    stat = "cache 1\nhierarchical_memory_limit {}\ntotal_inactive_file {}\n"
+    (group / "memory.stat").write_text(stat.format(no_limit, 0))
+    assert pagecache.memory_available() == 20_000_000 * 1024
+    (group / "memory.stat").write_text(stat.format(4 << 30, 1 << 29))
+    assert pagecache.memory_available() == (1 << 30) + (1 << 29)
+
+
+def test_a_process_in_a_memory_limited_cgroup_sees_the_limit(tmp_path: Path) -> None:
+    """The real kernel: a process moved into a new cgroup limited to 256 MB reads at most
+    that much available, though the machine has more."""
+    limit = 256 << 20
+    group = MemoryCgroup.make(f"graph-test-{os.getpid()}-{tmp_path.name}", limit)
+    if group is None:
+        pytest.skip("no memory cgroup can be made here (not root, or no memory controller)")
+    try:
+        script = (
+            "import sys; from graph.store.edge import pagecache; "
+            "print(pagecache.memory_available(), pagecache._meminfo_available())"
+        )
+        run = subprocess.run(
+            [
+                "sh",
+                "-c",
+                f'echo $$ > "{group.path}/cgroup.procs" && exec "$0" -c "$1"',
+                sys.executable,
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        group.delete()  # the child has exited, so the group is empty
+    within_limit, machines = map(int, run.stdout.split())
+    assert machines > limit
+    assert 0 < within_limit <= limit
 
 
 def test_a_shard_or_file_gone_before_it_is_read_is_passed_over(tmp_path: Path) -> None:

@@ -37,18 +37,21 @@ CHUNK_BYTES = 4 << 20
 _SKIPPED_DIRECTORIES = frozenset({"wal"})
 
 MEMINFO = Path("/proc/meminfo")
+PROC_CGROUP = Path("/proc/self/cgroup")
 CGROUP = Path("/sys/fs/cgroup")
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit number.
+_NO_LIMIT = 1 << 62
 
 
 def memory_available() -> int | None:
     """The kernel's estimate of memory available without swapping, within this process's
-    cgroup limit when it has one (a container's /proc/meminfo shows the host's memory);
-    None off Linux."""
+    memory cgroup's limit when it has one (a container's /proc/meminfo shows the host's
+    memory); None off Linux."""
     available = _meminfo_available()
-    limit = _cgroup_room()
-    if available is None or limit is None:
+    room = _cgroup_room()
+    if available is None or room is None:
         return available
-    return min(available, limit)
+    return min(available, room)
 
 
 def _meminfo_available() -> int | None:
@@ -63,15 +66,73 @@ def _meminfo_available() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    """What the cgroup (v2) may still take before its limit; None without a limit."""
+    """What this process's memory cgroup (v1 or v2) may still take before its limit or an
+    ancestor's; None without a limit. The inactive page cache counts as room, as the
+    kernel reclaims it first: a group's usage includes every file it has read."""
     try:
-        limit = (CGROUP / "memory.max").read_text(encoding="ascii").strip()
+        lines = PROC_CGROUP.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            room = _room_v2(_group_dir(CGROUP, path))
+        elif "memory" in controllers.split(","):
+            room = _room_v1(_group_dir(CGROUP / "memory", path))
+        else:
+            continue
+        if room is not None:
+            rooms.append(room)
+    return min(rooms, default=None)
+
+
+def _group_dir(mount: Path, path: str) -> Path:
+    """The group's directory; the mount itself when the path is not under it, as in a
+    container that sees its own group mounted at the root."""
+    group = mount / path.lstrip("/")
+    return group if group.is_dir() else mount
+
+
+def _room_v2(group: Path) -> int | None:
+    """The least room left under memory.max from the group up to the mount."""
+    rooms = []
+    for level in (group, *group.parents):
+        try:
+            limit = (level / "memory.max").read_text(encoding="ascii").strip()
+        except OSError:
+            break  # above the mount, or no memory controller here
         if limit == "max":
-            return None
-        used = int((CGROUP / "memory.current").read_text(encoding="ascii"))
-        return max(0, int(limit) - used)
+            continue
+        try:
+            used = int((level / "memory.current").read_text(encoding="ascii"))
+            inactive = _stat(level, "inactive_file")
+        except (OSError, ValueError):
+            continue
+        rooms.append(max(0, int(limit) - used + inactive))
+    return min(rooms, default=None)
+
+
+def _room_v1(group: Path) -> int | None:
+    """Room under the group's limit, which memory.stat gives with its ancestors'."""
+    try:
+        limit = _stat(group, "hierarchical_memory_limit")
+        used = int((group / "memory.usage_in_bytes").read_text(encoding="ascii"))
+        inactive = _stat(group, "total_inactive_file")
     except (OSError, ValueError):
         return None
+    if limit >= _NO_LIMIT:
+        return None
+    return max(0, limit - used + inactive)
+
+
+def _stat(group: Path, name: str) -> int:
+    """One counter of the group's memory.stat, 0 when it is not there."""
+    for line in (group / "memory.stat").read_text(encoding="ascii").splitlines():
+        key, _, value = line.partition(" ")
+        if key == name:
+            return int(value)
+    return 0
 
 
 def shard_files(shard_dir: Path) -> list[tuple[Path, int]]:
