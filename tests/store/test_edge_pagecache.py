@@ -152,6 +152,8 @@ def test_the_memory_available_is_the_kernels_within_a_cgroup_v2_limit(
     assert pagecache.memory_available() == 1 << 28
     v2_group(mount / "app", str(1 << 30), 2 << 30)
     assert pagecache.memory_available() == 0
+    (mount / "app" / "memory.max").write_text("garbage\n")
+    assert pagecache.memory_available() == (1 << 30) + (1 << 29)
     (tmp_path / "meminfo").unlink()
     assert pagecache.memory_available() is None
 
@@ -179,6 +181,15 @@ def test_the_memory_available_is_within_a_cgroup_v1_limit(
     assert pagecache.memory_available() == 20_000_000 * 1024
     (group / "memory.stat").write_text(stat.format(4 << 30, 1 << 29))
     assert pagecache.memory_available() == (1 << 30) + (1 << 29)
+    # Without the hierarchical figure, the group's own limit.
+    (group / "memory.stat").write_text("cache 1\n")
+    (group / "memory.limit_in_bytes").write_text(f"{5 << 30}\n")
+    assert pagecache.memory_available() == 2 << 30
+    # Unreadable or odd files are no limit, never an error.
+    (group / "memory.usage_in_bytes").write_text("lots\n")
+    assert pagecache.memory_available() == 20_000_000 * 1024
+    pagecache.PROC_CGROUP.write_text("garbage\n\n4:memory\n")
+    assert pagecache.memory_available() == 20_000_000 * 1024
 
 
 def test_a_process_in_a_memory_limited_cgroup_sees_the_limit(tmp_path: Path) -> None:

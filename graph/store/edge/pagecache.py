@@ -75,7 +75,10 @@ def _cgroup_room() -> int | None:
         return None
     rooms = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
         if controllers == "":
             room = _room_v2(_group_dir(CGROUP, path))
         elif "memory" in controllers.split(","):
@@ -106,10 +109,10 @@ def _room_v2(group: Path) -> int | None:
             continue
         try:
             used = int((level / "memory.current").read_text(encoding="ascii"))
-            inactive = _stat(level, "inactive_file")
+            room = int(limit) - used + (_stat(level, "inactive_file") or 0)
         except (OSError, ValueError):
             continue
-        rooms.append(max(0, int(limit) - used + inactive))
+        rooms.append(max(0, room))
     return min(rooms, default=None)
 
 
@@ -117,8 +120,10 @@ def _room_v1(group: Path) -> int | None:
     """Room under the group's limit, which memory.stat gives with its ancestors'."""
     try:
         limit = _stat(group, "hierarchical_memory_limit")
+        if limit is None:
+            limit = int((group / "memory.limit_in_bytes").read_text(encoding="ascii"))
         used = int((group / "memory.usage_in_bytes").read_text(encoding="ascii"))
-        inactive = _stat(group, "total_inactive_file")
+        inactive = _stat(group, "total_inactive_file") or 0
     except (OSError, ValueError):
         return None
     if limit >= _NO_LIMIT:
@@ -126,13 +131,13 @@ def _room_v1(group: Path) -> int | None:
     return max(0, limit - used + inactive)
 
 
-def _stat(group: Path, name: str) -> int:
-    """One counter of the group's memory.stat, 0 when it is not there."""
+def _stat(group: Path, name: str) -> int | None:
+    """One counter of the group's memory.stat, None when it is not there."""
     for line in (group / "memory.stat").read_text(encoding="ascii").splitlines():
         key, _, value = line.partition(" ")
         if key == name:
             return int(value)
-    return 0
+    return None
 
 
 def shard_files(shard_dir: Path) -> list[tuple[Path, int]]:
