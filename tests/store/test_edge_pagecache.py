@@ -276,3 +276,24 @@ def test_the_store_reads_each_shard_before_the_engine_loads_it_on_open_and_after
     live = with_store(tmp_path, reopened, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
     assert len(live) == 2 and built[-1] == live[0]
     assert events == [("read", d) for d in live] + [("load", d) for d in live]
+
+
+@needs_page_cache
+def test_read_now_reads_a_sparse_files_data_and_leaves_its_holes_out(tmp_path: Path) -> None:
+    """The engine's storage pages are sparse files; reading their holes would fill the
+    page cache with zeros, and count against the budget."""
+    sparse = tmp_path / "shard/segments/s1/payload_storage/page_0.dat"
+    sparse.parent.mkdir(parents=True)
+    data = os.urandom(1 << 20)
+    with sparse.open("wb") as file:
+        file.write(data)  # 1 MB of data at the start, then 15 MB of hole, then 1 MB more
+        file.seek(16 << 20)
+        file.write(data)
+        file.truncate(48 << 20)  # and a hole to the end
+    if sparse.stat().st_blocks * 512 > 4 << 20:
+        pytest.skip("this file system does not keep holes")
+    assert pagecache.shard_files(tmp_path / "shard") == [(sparse, 2 << 20)]
+    evicted_or_skip([sparse], 2 << 20)
+    assert pagecache.read_now([tmp_path / "shard"], budget=3 << 20) == 2 << 20
+    resident = resident_bytes([sparse])
+    assert 2 << 20 <= resident < 4 << 20  # the data (and a block around it), no zeros

@@ -20,10 +20,11 @@ machine's memory is not read in whole to no purpose; the engine then reads what 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -141,16 +142,19 @@ def _stat(group: Path, name: str) -> int | None:
 
 
 def shard_files(shard_dir: Path) -> list[tuple[Path, int]]:
-    """The files of a shard the pre-read covers, with their sizes."""
+    """The files of a shard the pre-read covers, with the bytes of data they hold: the
+    engine makes its storage files large and sparse (32 MB pages of payloads and of
+    keyword vectors, in every segment, mostly holes), and holes are not read."""
     files = []
     for directory, subdirectories, names in os.walk(shard_dir):
         subdirectories[:] = [d for d in subdirectories if d not in _SKIPPED_DIRECTORIES]
         for name in names:
             path = Path(directory, name)
             try:
-                files.append((path, path.stat().st_size))
+                stat = path.stat()
             except OSError:  # removed meanwhile (a retired shard)
                 continue
+            files.append((path, min(stat.st_size, stat.st_blocks * 512)))
     return files
 
 
@@ -191,11 +195,34 @@ def _within_budget(shard_dirs: Iterable[Path], budget: int | None) -> list[list[
 
 
 def _read(path: Path, buffer: memoryview) -> int:
+    """Read the file's data, not its holes: reading a hole fills the page cache with
+    pages of zeros (64 MB of them for a sparse 64 MB file with one line of data)."""
     done = 0
     try:
         with path.open("rb", buffering=0) as file:
-            while read := file.readinto(buffer):
-                done += read
+            for start, end in _data_extents(file.fileno()):
+                file.seek(start)
+                while start < end and (read := file.readinto(buffer[: end - start])):
+                    done += read
+                    start += read
     except OSError:  # removed meanwhile (a retired shard), or unreadable
         logger.debug("Shard file not read into the page cache", extra={"path": str(path)})
     return done
+
+
+def _data_extents(fd: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each stretch of data in the file; the whole file where the file
+    system cannot tell data from holes."""
+    size = os.fstat(fd).st_size
+    position = 0
+    while position < size:
+        try:
+            start = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole to the end
+                return
+            yield position, size  # SEEK_DATA not supported here
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        position = end
