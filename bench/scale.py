@@ -38,7 +38,7 @@ from bench.cgroup import MemoryCgroup
 from bench.data import points, query_vectors, vectors
 from bench.run import load_average, log, machine
 from graph.errors import StoreUnavailable
-from graph.settings import Distance, Quantization, StoreSettings
+from graph.settings import Distance, Quantization, StoreSettings, VectorDatatype
 from graph.store.edge import EdgeStore
 from graph.store.tenancy import DEFAULT_TENANT
 
@@ -250,6 +250,7 @@ def make_store(path: Path, args: argparse.Namespace) -> EdgeStore:
         merge_max_points=args.merge_max_points,
         max_segments=args.max_segments,
         quantization=args.quantization,
+        datatype=args.datatype,
         backlog_wait_seconds=args.max_seconds,
     )
 
@@ -332,7 +333,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         f"## Scale: {i['written']:,} points of {args.dimension} dims, batches of {args.batch}, "
         f"INDEX_THRESHOLD {args.threshold:,}, INDEX_BACKLOG_MAX_POINTS {args.backlog:,}, "
         f"INDEX_MERGE_MAX_POINTS {args.merge_max_points:,}, "
-        f"INDEX_MAX_SEGMENTS {args.max_segments}, VECTOR_QUANTIZATION {args.quantization}",
+        f"INDEX_MAX_SEGMENTS {args.max_segments}, VECTOR_QUANTIZATION {args.quantization}, "
+        f"VECTOR_DATATYPE {args.datatype}",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()),
         "",
@@ -372,6 +374,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Quantization,
         choices=list(Quantization),
         default=defaults.vector_quantization,
+    )
+    parser.add_argument(
+        "--datatype",
+        type=VectorDatatype,
+        choices=list(VectorDatatype),
+        default=defaults.vector_datatype,
     )
     parser.add_argument("--query-interval", type=float, default=0.05)
     parser.add_argument("--max-seconds", type=float, default=3_600.0, help="ingest bound")

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from qdrant_edge import EdgeShard, ScrollRequest, UpdateOperation
 from qdrant_edge import Point as EdgePoint
 
-from graph.settings import Distance, Quantization
+from graph.settings import Distance, Quantization, VectorDatatype
 from graph.store.edge.layout import edge_config
 
 MOVE_BATCH = 1_000
@@ -61,11 +61,13 @@ def build(
     dimension: int,
     distance: Distance,
     quantization: Quantization = Quantization.NONE,
+    datatype: VectorDatatype = VectorDatatype.FLOAT32,
 ) -> dict[str, float | int]:
     started = time.monotonic()
     # The configuration given here wins over the one the copy was made with, so a
     # change of VECTOR_QUANTIZATION reaches older points at their next build.
-    target = EdgeShard.load(target_path, edge_config(dimension, distance, quantization))
+    config = edge_config(dimension, distance, quantization, datatype)
+    target = EdgeShard.load(target_path, config)
     try:
         moved = 0
         for path in source_paths:
@@ -108,6 +110,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quantization", type=Quantization, choices=list(Quantization), default="none"
     )
+    parser.add_argument(
+        "--datatype", type=VectorDatatype, choices=list(VectorDatatype), default="float32"
+    )
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--nice", type=int, default=10)
     return parser.parse_args(argv)
@@ -119,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _die_with_parent(args.parent_pid)
     with contextlib.suppress(OSError):
         os.nice(args.nice)  # the server's requests come first on a small machine
-    stats = build(args.target, args.source, args.dimension, args.distance, args.quantization)
+    stats = build(
+        args.target, args.source, args.dimension, args.distance, args.quantization, args.datatype
+    )
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -286,7 +286,7 @@ class BackgroundIndexing(ShardRunner):
         m = coll.manifest
         fresh = coll.new_shard_name()
         coll.shards[fresh] = await self._run(
-            create_shard, str(coll.path / fresh), m.dimension, m.distance, self.quantization
+            create_shard, str(coll.path / fresh), m, self.quantization
         )
         sealed = replace(coll.manifest, sealed=m.fresh, fresh=fresh)
         await self._run(sealed.write, coll.path)
@@ -313,6 +313,8 @@ class BackgroundIndexing(ShardRunner):
             m.distance.value,
             "--quantization",
             self.quantization.value,
+            "--datatype",
+            m.datatype.value,
             "--parent-pid",
             str(os.getpid()),
             *(arg for name in plan.scratch for arg in ("--source", str(coll.path / name))),

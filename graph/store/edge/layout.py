@@ -39,11 +39,12 @@ from qdrant_edge import (
     ScalarQuantizationConfig,
     ScalarType,
     UpdateOperation,
+    VectorStorageDatatype,
 )
 from qdrant_edge import Distance as EdgeDistance
 
 from graph.errors import StoreUnavailable
-from graph.settings import Distance, Quantization
+from graph.settings import Distance, Quantization, VectorDatatype
 from graph.store.common import fsync_dir
 from graph.store.edge import pagecache
 from graph.store.edge.views import JournalEntry, View
@@ -78,8 +79,17 @@ INDEXING_THRESHOLD_KB = 1
 QUANTILE = 0.99
 
 
+EDGE_DATATYPES: dict[VectorDatatype, VectorStorageDatatype] = {
+    VectorDatatype.FLOAT32: VectorStorageDatatype.Float32,
+    VectorDatatype.FLOAT16: VectorStorageDatatype.Float16,
+}
+
+
 def edge_config(
-    dimension: int, distance: Distance, quantization: Quantization = Quantization.NONE
+    dimension: int,
+    distance: Distance,
+    quantization: Quantization = Quantization.NONE,
+    datatype: VectorDatatype = VectorDatatype.FLOAT32,
 ) -> EdgeConfig:
     """The one configuration of every shard of a collection (WAL on: kill -9 safe)."""
     quantized = quantization is Quantization.SCALAR
@@ -89,6 +99,7 @@ def edge_config(
             distance=EDGE_DISTANCES[distance],
             # Quantized, the originals are read only to rescore a query's best candidates.
             memory=Memory.Cold if quantized else None,
+            datatype=EDGE_DATATYPES[datatype],
         ),
         # Memories' BM25 weights (graph/store/edge/memory.py).
         sparse_vectors={KEYWORDS_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
@@ -112,11 +123,11 @@ def ensure_memory_schema(shard: EdgeShard) -> None:
     shard.update(UpdateOperation.create_field_index(CREATED_FIELD, DatetimeIndexParams()))
 
 
-def create_shard(
-    path: str, dimension: int, distance: Distance, quantization: Quantization
-) -> EdgeShard:
-    """A new, empty shard with the tenant partition index every shard of a collection has."""
-    shard = EdgeShard.create(path, edge_config(dimension, distance, quantization))
+def create_shard(path: str, manifest: Manifest, quantization: Quantization) -> EdgeShard:
+    """A new, empty shard of the collection manifest describes, with the tenant partition
+    index every shard of a collection has."""
+    config = edge_config(manifest.dimension, manifest.distance, quantization, manifest.datatype)
+    shard = EdgeShard.create(path, config)
     try:
         shard.update(
             UpdateOperation.create_field_index(PARTITION_FIELD, KeywordIndexParams(is_tenant=True))
@@ -174,6 +185,7 @@ class Manifest:
     indexed: tuple[str, ...] = ()  # the HNSW-indexed segments
     sealed: str | None = None
     next_shard: int = 1
+    datatype: VectorDatatype = VectorDatatype.FLOAT32  # of the original vectors
 
     def live(self) -> list[str]:
         """The indexed segments first; the fresh shard is always last."""
@@ -183,7 +195,10 @@ class Manifest:
         """Atomically: a crash leaves the old manifest or the new one, never a mix."""
         tmp = directory / f"{MANIFEST}.tmp"
         with tmp.open("w", encoding="utf-8") as f:
-            json.dump({**asdict(self), "distance": self.distance.value}, f)
+            json.dump(
+                {**asdict(self), "distance": self.distance.value, "datatype": self.datatype.value},
+                f,
+            )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, directory / MANIFEST)
@@ -195,7 +210,15 @@ class Manifest:
         indexed = raw.get("indexed") or ()
         # Stores written before segments name one indexed shard (or none).
         indexed = (indexed,) if isinstance(indexed, str) else tuple(indexed)
-        return cls(**{**raw, "distance": Distance(raw["distance"]), "indexed": indexed})
+        return cls(
+            **{
+                **raw,
+                "distance": Distance(raw["distance"]),
+                "indexed": indexed,
+                # Stores written before the setting hold float32 vectors.
+                "datatype": VectorDatatype(raw.get("datatype", VectorDatatype.FLOAT32)),
+            }
+        )
 
 
 @dataclass(slots=True)
@@ -321,12 +344,18 @@ def close_shards(shards: list[EdgeShard]) -> None:
 
 
 def create_collection(
-    path: Path, dimension: int, distance: Distance, quantization: Quantization
+    path: Path,
+    dimension: int,
+    distance: Distance,
+    quantization: Quantization,
+    datatype: VectorDatatype = VectorDatatype.FLOAT32,
 ) -> Collection:
     remove(path)  # an unfinished directory no manifest ever named
     path.mkdir(parents=True)
-    manifest = Manifest(dimension, distance, fresh=f"{SHARD_PREFIX}000001", next_shard=2)
-    shard = create_shard(str(path / manifest.fresh), dimension, distance, quantization)
+    manifest = Manifest(
+        dimension, distance, fresh=f"{SHARD_PREFIX}000001", next_shard=2, datatype=datatype
+    )
+    shard = create_shard(str(path / manifest.fresh), manifest, quantization)
     try:
         manifest.write(path)
     except BaseException:

@@ -25,7 +25,7 @@ from qdrant_edge import Point as EdgePoint
 from qdrant_edge import QueryRequest, ScrollRequest
 
 from graph.errors import AlreadyExists, NotFound, StoreUnavailable
-from graph.settings import Distance, Quantization, Settings
+from graph.settings import Distance, Quantization, Settings, VectorDatatype
 from graph.store import common
 from graph.store.base import VectorStore
 from graph.store.edge import memory, views
@@ -113,6 +113,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         merge_max_points: int = 200_000,
         max_segments: int = 4,
         quantization: Quantization = Quantization.SCALAR,
+        datatype: VectorDatatype = VectorDatatype.FLOAT32,
         backlog_wait_seconds: float = 60.0,
         hnsw_ef: int | None = 128,
         retry_delay_seconds: float = 60.0,
@@ -128,6 +129,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self.merge_max_points = merge_max_points
         self.max_segments = max_segments
         self.quantization = quantization
+        self.datatype = datatype
         self.backlog_wait_seconds = backlog_wait_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.max_vector_shapes = max_vector_shapes
@@ -151,6 +153,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             merge_max_points=settings.store.index_merge_max_points,
             max_segments=settings.store.index_max_segments,
             quantization=settings.store.vector_quantization,
+            datatype=settings.store.vector_datatype,
             min_free_bytes=settings.store.min_free_disk_mb * 1024 * 1024,
             max_vector_shapes=settings.store.max_vector_shapes,
         )
@@ -278,7 +281,12 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         coll = self._collections.get(name)
         if coll is None:
             coll = await self._run(
-                create_collection, self._root / name, dimension, distance, self.quantization
+                create_collection,
+                self._root / name,
+                dimension,
+                distance,
+                self.quantization,
+                self.datatype,
             )
             self._collections[name] = coll
         return coll
