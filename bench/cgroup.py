@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph.store.edge.pagecache import memory_cgroups
+
 MOUNT = Path("/sys/fs/cgroup")
 
 
@@ -69,16 +71,10 @@ class MemoryCgroup:
 
 
 def _current_group(mount: Path, version: int) -> Path:
-    """This process's group in the hierarchy mounted at mount (the mount itself when its
-    path is not under it, as in a container that sees its own group at the root)."""
-    for line in _read(Path("/proc/self/cgroup")).splitlines():
-        _, controllers, path = line.split(":", 2)
-        if (version == 2 and controllers == "") or (
-            version == 1 and "memory" in controllers.split(",")
-        ):
-            group = mount / path.lstrip("/")
-            if group.is_dir():
-                return group
+    """This process's group in the hierarchy of that version mounted at mount."""
+    for each_version, group in memory_cgroups():
+        if each_version == version and group.is_relative_to(mount):
+            return group
     return mount
 
 

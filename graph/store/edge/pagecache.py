@@ -66,26 +66,33 @@ def _meminfo_available() -> int | None:
     return None
 
 
-def _cgroup_room() -> int | None:
-    """What this process's memory cgroup (v1 or v2) may still take before its limit or an
-    ancestor's; None without a limit. The inactive page cache counts as room, as the
-    kernel reclaims it first: a group's usage includes every file it has read."""
+def memory_cgroups() -> list[tuple[int, Path]]:
+    """This process's groups that may hold a memory limit, as (cgroup version, directory):
+    its group in cgroup v1's memory hierarchy, and in the v2 hierarchy."""
     try:
         lines = PROC_CGROUP.read_text(encoding="ascii").splitlines()
     except OSError:
-        return None
-    rooms = []
+        return []
+    groups = []
     for line in lines:
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         _, controllers, path = parts
         if controllers == "":
-            room = _room_v2(_group_dir(CGROUP, path))
+            groups.append((2, _group_dir(CGROUP, path)))
         elif "memory" in controllers.split(","):
-            room = _room_v1(_group_dir(CGROUP / "memory", path))
-        else:
-            continue
+            groups.append((1, _group_dir(CGROUP / "memory", path)))
+    return groups
+
+
+def _cgroup_room() -> int | None:
+    """What this process's memory cgroup (v1 or v2) may still take before its limit or an
+    ancestor's; None without a limit. The inactive page cache counts as room, as the
+    kernel reclaims it first: a group's usage includes every file it has read."""
+    rooms = []
+    for version, group in memory_cgroups():
+        room = _room_v1(group) if version == 1 else _room_v2(group)
         if room is not None:
             rooms.append(room)
     return min(rooms, default=None)
