@@ -15,7 +15,13 @@ from graph.store.edge import EdgeStore
 from graph.store.edge.layout import Manifest
 from tests.store.conftest import TENANT
 from tests.store.test_edge import DIM, fill, vectors, with_store
-from tests.store.test_edge_quantization import LIMIT, POINTS, exact_top, shard_configs
+from tests.store.test_edge_quantization import (
+    LIMIT,
+    POINTS,
+    exact_top,
+    shard_configs,
+    write_and_index,
+)
 
 SHAPE = f"d{DIM}-cosine"
 
@@ -76,16 +82,13 @@ def test_a_shapes_datatype_stays_when_the_setting_changes(tmp_path: Path) -> Non
     vecs = vectors(2 * POINTS)
 
     async def first(store: EdgeStore) -> None:
-        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
-        await fill(store, "c", vecs, 0, POINTS, batch=POINTS)
-        await store.wait_for_indexing()
+        await write_and_index(store, vecs, 0, POINTS)
 
     with_store(tmp_path, first, index_threshold=POINTS, datatype=VectorDatatype.FLOAT16)
 
     async def second(store: EdgeStore) -> None:
         # New fresh shards and new segments of the old shape: still float16.
-        await fill(store, "c", vecs, POINTS, 2 * POINTS, batch=POINTS)
-        await store.wait_for_indexing()
+        await write_and_index(store, vecs, POINTS, 2 * POINTS)
         [hit] = await store.query(TENANT, "c", vecs[POINTS + 3], limit=1)
         assert hit.id == POINTS + 3
         # A new shape follows the setting.

@@ -38,6 +38,14 @@ def exact_top(vecs: np.ndarray, query: np.ndarray) -> set[int]:
     return {int(i) for i in np.argsort(-scores)[:LIMIT]}
 
 
+async def write_and_index(store: EdgeStore, vecs: list[list[float]], start: int, stop: int) -> None:
+    """Points start..stop-1 into collection "c" (made with the first), then their build."""
+    if start == 0:
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+    await fill(store, "c", vecs, start, stop, batch=stop - start)
+    await store.wait_for_indexing()
+
+
 async def indexed_recall(store: EdgeStore, vecs: list[list[float]]) -> float:
     await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
     await fill(store, "c", vecs, 0, POINTS, batch=POINTS)
@@ -81,16 +89,13 @@ def test_a_change_of_setting_reaches_the_next_build(tmp_path: Path) -> None:
     vecs = vectors(2 * POINTS)
 
     async def first(store: EdgeStore) -> None:
-        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
-        await fill(store, "c", vecs, 0, POINTS, batch=POINTS)
-        await store.wait_for_indexing()
+        await write_and_index(store, vecs, 0, POINTS)
 
     with_store(tmp_path, first, index_threshold=POINTS, quantization=Quantization.NONE)
     assert shard_configs(tmp_path)["indexed"].get("quantization_config") is None
 
     async def second(store: EdgeStore) -> None:
-        await fill(store, "c", vecs, POINTS, 2 * POINTS, batch=POINTS)
-        await store.wait_for_indexing()  # a new segment, then the merge of both
+        await write_and_index(store, vecs, POINTS, 2 * POINTS)  # a segment, then a merge
         [hit] = await store.query(TENANT, "c", vecs[POINTS + 3], limit=1)
         assert hit.id == POINTS + 3
 
