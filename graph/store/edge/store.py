@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from graph.errors import AlreadyExists, NotFound, StoreUnavailable
 from graph.settings import Distance, Quantization, Settings, VectorDatatype
 from graph.store import common
 from graph.store.base import VectorStore
-from graph.store.edge import memory, views
+from graph.store.edge import views
 from graph.store.edge.indexing import BackgroundIndexing
 from graph.store.edge.layout import (
     CATALOG,
@@ -46,62 +45,36 @@ from graph.store.edge.layout import (
     take_lock,
     write_catalog,
 )
+from graph.store.edge.logical import Logical
+from graph.store.edge.memory_calls import MemoryCalls
 from graph.store.edge.translate import (
     edge_points,
     from_stored_points,
     nearest_request,
     search_params,
-    to_edge_filter,
 )
 from graph.store.models import (
     CollectionInfo,
     Filter,
     MemoryPoint,
-    MemoryRecord,
     Point,
     PointId,
-    RecallRequest,
     Record,
     ScoredPoint,
     ScrollPage,
     StoredPoint,
-    check_finite,
     check_limit,
-    check_vector_dimension,
-    expired,
     normalize_ids,
     normalize_point_id,
     validate_collection_name,
     validate_dimension,
 )
-from graph.store.tenancy import CollectionEntry, iso, scoped_filter, validate_tenant
+from graph.store.tenancy import CollectionEntry, validate_tenant
 
 logger = logging.getLogger(__name__)
 
 
-class _Logical:
-    """A tenant's collection: its catalog entry, the physical collection holding it, and
-    the partition filter every call on it carries, built once."""
-
-    __slots__ = ("coll", "entry", "only")
-
-    def __init__(self, entry: CollectionEntry, coll: Collection) -> None:
-        self.entry = entry
-        self.coll = coll
-        self.only = to_edge_filter(scoped_filter(entry.partition, None))
-
-    def scoped(self, flt: Filter | None) -> EdgeFilter:
-        """flt confined to this collection (tenancy.scoped_filter), in qdrant_edge's terms."""
-        return (
-            self.only if flt is None else to_edge_filter(scoped_filter(self.entry.partition, flt))
-        )
-
-    def info(self, points_count: int) -> CollectionInfo:
-        e = self.entry
-        return CollectionInfo(e.name, e.dimension, e.distance, points_count)
-
-
-class EdgeStore(BackgroundIndexing, VectorStore):
+class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
     backend = "embedded"
 
     def __init__(
@@ -137,7 +110,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         self._disk = DiskGuard(self.data_dir, min_free_bytes)
         self._search_params = search_params(hnsw_ef, quantization)
         self._collections: dict[str, Collection] = {}  # physical, by name
-        self._catalog: dict[tuple[str, str], _Logical] = {}  # logical, by (tenant, name)
+        self._catalog: dict[tuple[str, str], Logical] = {}  # logical, by (tenant, name)
         self._alone_key: tuple[int, int] | None = None  # see _alone
         self._alone_names: frozenset[str] = frozenset()
         self._collections_lock = asyncio.Lock()
@@ -162,7 +135,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
     def _root(self) -> Path:
         return self.data_dir / COLLECTIONS
 
-    def _logical(self, tenant: str, name: str) -> _Logical:
+    def _logical(self, tenant: str, name: str) -> Logical:
         logical = self._catalog.get((tenant, name))
         if logical is None:
             validate_tenant(tenant)
@@ -170,7 +143,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             raise NotFound(f"Collection '{name}' not found")
         return logical
 
-    def _check_current(self, logical: _Logical) -> None:
+    def _check_current(self, logical: Logical) -> None:
         """Under the physical collection's lock: the logical one was not deleted meanwhile."""
         e = logical.entry
         if logical.coll.closing or self._catalog.get((e.tenant, e.name)) is not logical:
@@ -191,7 +164,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
                     self._collections[coll.name] = coll
             for logical in await self._run(read_catalog, self.data_dir):
                 coll = await self._physical(logical.dimension, logical.distance)
-                self._catalog[(logical.tenant, logical.name)] = _Logical(logical, coll)
+                self._catalog[(logical.tenant, logical.name)] = Logical(logical, coll)
             if (self.data_dir / CATALOG).is_file():
                 # Left by a crash between a delete's catalog commit and the release.
                 for coll in list(self._collections.values()):
@@ -264,7 +237,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             self._disk.check()
             entry = CollectionEntry(tenant, name, dimension, distance)
             common.check_shape_bound(entry.physical, self._collections, self.max_vector_shapes)
-            logical = _Logical(entry, await self._physical(dimension, distance))
+            logical = Logical(entry, await self._physical(dimension, distance))
             coll = logical.coll
             async with coll.lock:
                 # Points of an earlier collection of this name whose delete was cut short
@@ -291,7 +264,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             self._collections[name] = coll
         return coll
 
-    async def _commit_catalog(self, catalog: dict[tuple[str, str], _Logical]) -> None:
+    async def _commit_catalog(self, catalog: dict[tuple[str, str], Logical]) -> None:
         entries = [logical.entry for logical in catalog.values()]
         await self._run(write_catalog, self.data_dir, entries)
         self._catalog = catalog
@@ -351,7 +324,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
 
     async def _write_batch(
         self,
-        logical: _Logical,
+        logical: Logical,
         convert: Callable[..., list[EdgePoint]],
         items: Sequence[Point | MemoryPoint | StoredPoint],
     ) -> int:
@@ -423,7 +396,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
             with_vector,
         )
 
-    def _alone(self, logical: _Logical) -> bool:
+    def _alone(self, logical: Logical) -> bool:
         """Whether logical is the only collection its physical one holds (then a search
         without the partition filter almost always finds its points only). A guess that
         may be stale: views.query_owned checks every hit and searches again if wrong."""
@@ -458,7 +431,7 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         logical = self._logical(tenant, collection)
         return await self._write(logical, views.delete_by_filter, logical.scoped(filter))
 
-    async def _write(self, logical: _Logical, fn: Callable[..., int], *args: Any) -> int:
+    async def _write(self, logical: Logical, fn: Callable[..., int], *args: Any) -> int:
         """fn(shards, *args, journal) on the collection's view, with writes serialised."""
         coll = logical.coll
         async with coll.lock:
@@ -493,57 +466,6 @@ class EdgeStore(BackgroundIndexing, VectorStore):
         return await self._on_view(
             logical.coll.view, False, views.scroll, request, limit, with_vector
         )
-
-    # Memories (memory.py)
-
-    async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
-        logical = self._logical(tenant, collection)
-        return await self._write_batch(logical, memory.memory_points, memories)
-
-    async def recall(
-        self, tenant: str, collection: str, request: RecallRequest
-    ) -> list[MemoryRecord]:
-        logical = self._logical(tenant, collection)
-        coll = logical.coll
-        check_limit(request.limit)
-        if request.dense is not None:
-            check_vector_dimension(request.dense, coll.manifest.dimension, "Query vector")
-            check_finite(request.dense, "Query vector")
-        flt = memory.memories_only(logical.scoped(request.filter), iso(request.now))
-        return await self._on_view(
-            coll.view, False, memory.recall, request, flt, coll.manifest.distance
-        )
-
-    async def get_memories(
-        self, tenant: str, collection: str, ids: Sequence[PointId], *, now: datetime | None
-    ) -> list[MemoryRecord]:
-        logical = self._logical(tenant, collection)
-        wanted = normalize_ids(ids)
-        if not wanted:
-            return []
-        found = await self._on_view(
-            logical.coll.view, False, memory.retrieve, wanted, logical.entry.partition
-        )
-        return [found[i] for i in wanted if i in found and not expired(found[i], now)]
-
-    async def forget_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
-        logical = self._logical(tenant, collection)
-        flt = memory.memories_only(logical.scoped(filter), None)
-        return await self._write(logical, views.delete_by_filter, flt)
-
-    async def sweep_expired_all_tenants(self, now: datetime, limit: int) -> int:
-        flt = memory.expired_everywhere(iso(now))
-        deleted = 0
-        for coll in list(self._collections.values()):
-            if deleted >= limit:
-                break
-            async with coll.lock:
-                if coll.closing:
-                    continue
-                deleted += await self._on_view(
-                    coll.view, True, memory.sweep, flt, limit - deleted, coll.journal
-                )
-        return deleted
 
     # Backup, restore and migrate
 
