@@ -1,5 +1,6 @@
 """The embedded adapter: qdrant-edge shards in this process, one directory per physical
-collection (layout.py), indexed in the background (indexing.py).
+collection (layout.py), indexed in the background (indexing.py); its calls on memories
+are in memory_calls.py.
 
 Tenants' logical collections live inside physical collections, one per vector shape,
 partitioned by a tenant-indexed payload key (graph/store/tenancy.py). EdgeStore keeps
