@@ -46,7 +46,9 @@ def serve() -> None:
     config = uvicorn.Config(
         app,
         http=BoundedHttpToolsProtocol.bounded(
-            settings.limits.max_header_bytes, settings.limits.header_timeout_seconds
+            settings.limits.max_header_bytes,
+            settings.limits.header_timeout_seconds,
+            settings.limits.body_timeout_seconds,
         ),
         host=settings.server.host,
         port=settings.server.port,

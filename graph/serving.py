@@ -9,8 +9,8 @@ Once started, the objects startup made (modules, the schema, caches: several hun
 thousand) are moved out of the garbage collector's reach (settle_heap).
 
 HTTP/1.1 is uvicorn's httptools protocol, which bounds neither the size of a request's
-header block nor the time it takes to arrive: BoundedHttpToolsProtocol adds both
-(docs/hardening.md).
+header block nor the time it or the body takes to arrive: BoundedHttpToolsProtocol adds
+those bounds (docs/hardening.md).
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from typing import cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from graph.errors import ErrorCode
+from graph.http.responses import dumps, error_body
+from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 logger = logging.getLogger("graph.app")
 
@@ -75,36 +79,69 @@ _HEADERS_TOO_LARGE = (
 )
 
 
+def _body_timeout_response(seconds: float, request_id: str | None) -> bytes:
+    """408 with the error body every other refusal has (REQUEST_TIMEOUT, the request's id
+    when the application had given it one), and the connection closed."""
+    body = dumps(
+        error_body(
+            ErrorCode.REQUEST_TIMEOUT,
+            f"The request body did not arrive within {seconds:g} seconds",
+            request_id or "",
+        )
+    )
+    echoed = b"x-request-id: " + request_id.encode() + b"\r\n" if request_id else b""
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\n"
+        b"content-type: application/json; charset=utf-8\r\n"
+        + echoed
+        + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        + body
+    )
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on each request's header block: at most
-    `max_header_bytes` (then 431 and close; measured per socket read, so a block may pass
-    the bound by at most one read before it is refused) and at most `header_timeout`
-    seconds from the connection or the request's first byte to its last header (then the
-    connection is closed). The request line counts as part of the block."""
+    """uvicorn's httptools protocol with bounds on each request's arrival:
+
+    - at most `max_header_bytes` of request line and headers (then 431 and close; measured
+      per socket read, so a block may pass the bound by at most one read before it is
+      refused);
+    - at most `header_timeout` seconds from the connection or the request's first byte to
+      its last header (then the connection is closed);
+    - at most `body_timeout` seconds from the last header to the body's last byte, whether
+      or not the application reads it (then 408 REQUEST_TIMEOUT if no response has begun,
+      and the connection is closed). Time while uvicorn has paused reading because the
+      application has not taken what arrived does not count against the client."""
 
     max_header_bytes = 64 * 1024
     header_timeout = 10.0
+    body_timeout = 60.0
 
     @classmethod
-    def bounded(cls, max_header_bytes: int, header_timeout: float) -> type[HttpToolsProtocol]:
-        attributes = {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout}
+    def bounded(
+        cls, max_header_bytes: int, header_timeout: float, body_timeout: float = body_timeout
+    ) -> type[HttpToolsProtocol]:
+        attributes = {
+            "max_header_bytes": max_header_bytes,
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+        }
         return cast(type[HttpToolsProtocol], type(cls.__name__, (cls,), attributes))
 
     # loop.time() when the header block being read began; None between requests.
     _headers_since: float | None = None
     _header_bytes = 0
-    _header_timer: TimerHandle | None = None
+    # loop.time() when the body being read began (its headers' end); None once it is whole.
+    _body_since: float | None = None
+    _deadline_timer: TimerHandle | None = None
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._headers_since = self.loop.time()
         # One timer per connection, re-armed when it fires, rather than one per request.
-        self._header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
+        self._deadline_timer = self.loop.call_later(self.header_timeout, self._check_deadlines)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._stop_deadlines()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -124,13 +161,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._headers_since = None
         self._header_bytes = 0
+        # An upgrade (a WebSocket) hands the connection to another protocol: no body here.
+        upgrading = self.parser.should_upgrade() and self._should_upgrade()
+        self._body_since = None if upgrading else self.loop.time()
         super().on_headers_complete()
 
-    def _check_headers(self) -> None:
-        waited = 0.0 if self._headers_since is None else self.loop.time() - self._headers_since
-        if waited >= self.header_timeout:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+    def on_message_complete(self) -> None:
+        self._body_since = None
+        super().on_message_complete()
+
+    def _stop_deadlines(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        if self.transport.is_closing():  # closed, or handed on to a WebSocket that closed
             return
-        self._header_timer = self.loop.call_later(self.header_timeout - waited, self._check_headers)
+        now = self.loop.time()
+        wait = self.header_timeout  # between requests: nothing to bound, look again later
+        if self._body_since is not None:  # a body and the next header block never overlap
+            if self.flow.read_paused:
+                self._body_since = now
+            elif now - self._body_since >= self.body_timeout:
+                self._refuse_slow_body()
+                return
+            wait = self.body_timeout - (now - self._body_since)
+        elif self._headers_since is not None:
+            if now - self._headers_since >= self.header_timeout:
+                self.transport.close()
+                return
+            wait = self.header_timeout - (now - self._headers_since)
+        self._deadline_timer = self.loop.call_later(wait, self._check_deadlines)
+
+    def _refuse_slow_body(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            GRAPHQL_ERRORS.labels(code=ErrorCode.REQUEST_TIMEOUT.value).inc()
+            request_id = cycle.scope.get("state", {}).get("request_id")
+            self.transport.write(_body_timeout_response(self.body_timeout, request_id))
+        self.transport.close()

@@ -213,7 +213,7 @@ class LimitSettings(_Group):
         description="larger bodies get HTTP 413 PAYLOAD_TOO_LARGE before any parsing",
     )
     # A request's line and headers: past this size 431, past this time the connection
-    # is closed (graph/serving.py; uvicorn bounds neither).
+    # is closed; its body: past this time 408 (graph/serving.py; uvicorn bounds none).
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
@@ -225,6 +225,13 @@ class LimitSettings(_Group):
         gt=0,
         le=3600,
         description="request line and headers slower than this to arrive: the connection is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="a request body slower than this to arrive after its headers: HTTP 408 "
+        "REQUEST_TIMEOUT and the connection closed",
     )
     max_query_depth: int = Field(
         default=10, ge=1, description="deepest selection a document may have"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import ErrorCode
@@ -99,6 +100,10 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await self._refuse(scope, receive, send)
+        except ClientDisconnect:
+            # The client left (or was cut for a slow body) before its body was read: no
+            # one to answer, and nothing went wrong here (the metrics count a 499).
+            return
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         GRAPHQL_ERRORS.labels(code=ErrorCode.PAYLOAD_TOO_LARGE.value).inc()

@@ -1,10 +1,12 @@
-"""Request headers against a real server process on raw sockets: a header block past
-MAX_HEADER_BYTES is refused (431) after reading about that much, a client that trickles
-its headers is cut once HEADER_TIMEOUT_SECONDS have passed, and meanwhile /healthz on
-another connection answers promptly."""
+"""How a request arrives, against a real server process on raw sockets: a header block
+past MAX_HEADER_BYTES is refused (431) after reading about that much, a client that
+trickles its headers is cut once HEADER_TIMEOUT_SECONDS have passed, one that trickles its
+body gets 408 REQUEST_TIMEOUT once BODY_TIMEOUT_SECONDS have passed, and meanwhile
+/healthz on another connection answers promptly."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 MAX_HEADER_BYTES = 16 * 1024
 HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
 # Wide safety nets for a busy 2-core machine: the refusal itself takes milliseconds.
 REFUSAL_SECONDS = 2.0
 PROBE_MAX_SECONDS = 1.0
@@ -36,6 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         LOG_LEVEL="WARNING",
         MAX_HEADER_BYTES=str(MAX_HEADER_BYTES),
         HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
     ).start()
     try:
         yield process
@@ -174,3 +178,94 @@ def test_a_header_block_just_over_the_limit_gets_431(server: ServerProcess) -> N
         reply = read_reply(sock)
     assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
     assert reply.endswith(b"Request header fields too large\n")
+
+
+def trickle(sock: socket.socket, head: bytes, piece: bytes, seconds: float) -> bool:
+    """head, then piece every 0.1 s for at most `seconds`: whether the server cut it."""
+    try:
+        sock.sendall(head)
+        for _ in range(int(seconds * 10)):
+            sock.sendall(piece)
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return False
+
+
+def split_reply(reply: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.decode().lower().split(": ", 1) for line in lines)
+    return status, headers, body
+
+
+def test_a_client_trickling_its_body_gets_408_within_the_bound(server: ServerProcess) -> None:
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Request-ID: slow-body-1\r\nContent-Length: 10000\r\n\r\n{"
+    )
+    with HealthProbe(server.url), socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(BODY_TIMEOUT + 10)
+        started = time.perf_counter()
+        cut = trickle(sock, head, b" ", BODY_TIMEOUT + 10)  # a byte every 0.1 s
+        reply = read_reply(sock)
+        elapsed = time.perf_counter() - started
+    assert cut, "still connected after trickling for BODY_TIMEOUT + 10 s"
+    assert BODY_TIMEOUT * 0.9 < elapsed < BODY_TIMEOUT + REFUSAL_SECONDS + 1, elapsed
+    status, headers, body = split_reply(reply)
+    assert status == b"HTTP/1.1 408 Request Timeout", reply[:200]
+    assert headers["connection"] == "close"
+    assert headers["x-request-id"] == "slow-body-1"
+    (error,) = json.loads(body)["errors"]
+    assert error["extensions"] == {"code": "REQUEST_TIMEOUT", "requestId": "slow-body-1"}
+    assert "did not arrive within 2 seconds" in error["message"]
+    # The application saw its client leave mid-body: no error logged, no trace anywhere.
+    assert not [line for line in server.log_lines() if '"ERROR"' in line or "Traceback" in line]
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'graphql_errors_total{code="REQUEST_TIMEOUT"}' in metrics
+
+
+def test_a_body_trickled_to_a_route_that_never_reads_it_is_cut(server: ServerProcess) -> None:
+    """/healthz answers without reading; the body still has to arrive in time."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(BODY_TIMEOUT + 10)
+        started = time.perf_counter()
+        cut = trickle(sock, head, b"a", BODY_TIMEOUT + 10)
+        reply = read_reply(sock)
+        elapsed = time.perf_counter() - started
+    assert cut, "still connected after trickling for BODY_TIMEOUT + 10 s"
+    assert elapsed < BODY_TIMEOUT + REFUSAL_SECONDS + 1, elapsed
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 200"), reply[:200]
+
+
+def test_a_slow_body_within_the_bound_is_served(server: ServerProcess) -> None:
+    body = json.dumps({"query": "{ collections { name } }"}).encode()
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(30)
+        sock.sendall(head)
+        for k in range(3):  # three pieces over 0.4 s, a fifth of the bound
+            sock.sendall(body[k * len(body) // 3 : (k + 1) * len(body) // 3])
+            time.sleep(0.2)
+        reply = b""
+        while not reply.endswith(b"}"):
+            reply += sock.recv(65536)
+    status, _, answer = split_reply(reply)
+    assert status == b"HTTP/1.1 200 OK", reply[:300]
+    assert "errors" not in json.loads(answer)
+
+
+def test_a_kept_alive_connection_is_not_cut_after_a_whole_body(server: ServerProcess) -> None:
+    """The body's clock stops at its last byte: idle past BODY_TIMEOUT (within uvicorn's
+    5 s keep-alive), the connection still serves the next request."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        first = client.post("/graphql", json={"query": "{ collections { name } }"})
+        assert first.status_code == 200
+        time.sleep(BODY_TIMEOUT + 1)
+        second = client.post("/graphql", json={"query": "{ collections { name } }"})
+        assert second.status_code == 200
+        assert second.extensions["network_stream"] is first.extensions["network_stream"]
