@@ -289,3 +289,31 @@ def test_a_store_with_one_indexed_shard_named_as_before_opens(tmp_path: Path) ->
         assert hit.id == 3
 
     with_store(tmp_path, reopened, index_threshold=CHUNK)
+
+
+@pytest.mark.parametrize("how", ["delete", "close"])
+def test_a_merge_waiting_for_the_writes_to_pause_is_called_off_with_its_collection(
+    tmp_path: Path, how: str
+) -> None:
+    """Two indexed segments and recent writes: a merge waits on a timer. Deleting the
+    collection, or closing the store, cancels that timer rather than leaving it to fire
+    on a closed collection."""
+    vecs = vectors(2 * CHUNK)
+
+    async def body(store: EdgeStore) -> None:
+        store.merge_idle_seconds = 3600.0
+        await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+        coll = physical(store, "c")
+        for chunk in range(2):
+            await fill(store, "c", vecs, chunk * CHUNK, (chunk + 1) * CHUNK, batch=CHUNK)
+            while coll.build is not None:
+                await asyncio.wait([coll.build])
+        waiting = coll.idle_check
+        assert waiting is not None and len(coll.manifest.indexed) == 2
+        if how == "delete":
+            await store.delete_collection(TENANT, "c")
+        else:
+            await store.close()
+        assert waiting.cancelled() and coll.idle_check is None
+
+    with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=10 * CHUNK)

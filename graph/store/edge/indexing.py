@@ -206,6 +206,9 @@ class BackgroundIndexing(ShardRunner):
 
     async def _stop_build(self, coll: Collection) -> None:
         coll.closing = True
+        if coll.idle_check is not None:  # a merge waiting for the writes to pause
+            coll.idle_check.cancel()
+            coll.idle_check = None
         if coll.process is not None and coll.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 coll.process.kill()
