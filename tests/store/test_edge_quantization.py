@@ -106,3 +106,61 @@ def test_a_change_of_setting_reaches_the_next_build(tmp_path: Path) -> None:
 def test_engine_configuration_per_setting() -> None:
     assert edge_config(DIM, Distance.COSINE, Quantization.NONE).quantization_config is None
     assert edge_config(DIM, Distance.COSINE, Quantization.SCALAR).quantization_config is not None
+
+
+def ranking_params(request: Any) -> list[int | None]:
+    """hnsw_ef of each stage that ranks (a request or prefetch with no prefetch of its
+    own), in order; None where the stage has no search parameters."""
+    if request.prefetches:
+        return [ef for stage in request.prefetches for ef in ranking_params(stage)]
+    return [request.params.hnsw_ef if request.params is not None else None]
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "expected"),
+    [
+        ("SEMANTIC", {}, [[77]]),
+        ("HYBRID", {}, [[None, 77]]),
+        ("HYBRID", {"recency": True}, [[None, 77]]),
+        ("KEYWORD", {}, [[None]]),
+        # Diversity runs each ranking as a request of its own, and the rest here.
+        ("HYBRID", {"diversity": 0.5}, [[None], [77]]),
+    ],
+)
+def test_a_recall_by_meaning_searches_as_a_vector_query_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, extra: dict[str, Any], expected: Any
+) -> None:
+    """The dense ranking of a memory recall carries the store's search parameters
+    (hnsw_ef, and the quantized search's rescoring) as a vector query does; the keyword
+    ranking (BM25, exact) none. The engine runs every request (recorded on the way)."""
+    from graph.store.edge import memory
+    from graph.store.models import RecallMode, Recency
+    from tests.store.test_memory_contract import CORPUS, ask
+
+    sent: list[Any] = []
+    real_query_each = memory.query_each
+
+    def recording(shards: Any, request: Any) -> Any:
+        sent.append(request)
+        return real_query_each(shards, request)
+
+    monkeypatch.setattr(memory, "query_each", recording)
+    recency = Recency(weight=0.5, half_life_seconds=3600) if extra.get("recency") else None
+    request = ask(
+        RecallMode[mode],
+        "cat garden",
+        [1.0, 0.0, 0.0, 0.0],
+        recency=recency,
+        diversity=extra.get("diversity", 0.0),
+    )
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "m", 4, Distance.COSINE)
+        await store.remember(TENANT, "m", CORPUS)
+        found = await store.recall(TENANT, "m", request)
+        assert found  # the engine took every request
+        assert [ranking_params(r) for r in sent] == expected
+        dense = [p for r in sent for p in [r.params, *(s.params for s in r.prefetches)] if p]
+        assert all(p.quantization is not None for p in dense)
+
+    with_store(tmp_path, body, hnsw_ef=77)

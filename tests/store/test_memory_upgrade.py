@@ -217,7 +217,7 @@ def test_recall_skips_empty_shards_but_not_points_that_just_moved(
         logical = store._logical(TENANT, "c")
         flt = edge_memory.memories_only(logical.only, iso(NOW))
         late = (indexed, _LateFresh(fresh))
-        hits = edge_memory.recall(late, keyword_recall("zebra"), flt, Distance.COSINE)  # type: ignore[arg-type]
+        hits = edge_memory.recall(late, keyword_recall("zebra"), flt, Distance.COSINE, None)  # type: ignore[arg-type]
         assert [m.id for m in hits] == [5]
     finally:
         run(store.close())

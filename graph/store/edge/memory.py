@@ -44,6 +44,7 @@ from qdrant_edge import (
     QueryRequest,
     RangeDateTime,
     ScrollRequest,
+    SearchParams,
 )
 from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Point as EdgePoint
@@ -132,23 +133,30 @@ def expired_everywhere(now: str) -> EdgeFilter:
     return EdgeFilter(must=[FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now))])
 
 
-def _rankings(request: RecallRequest) -> list[Query]:
-    """The relevance rankings: BM25 over the keywords, nearest dense vectors, or both."""
-    rankings: list[Query] = []
+def _rankings(
+    request: RecallRequest, dense_params: SearchParams | None
+) -> list[tuple[Query, SearchParams | None]]:
+    """The relevance rankings, each with its search parameters: BM25 over the keywords
+    (exact, no parameters), nearest dense vectors (the store's, as for a vector query:
+    hnsw_ef and the quantized search's rescoring), or both."""
+    rankings: list[tuple[Query, SearchParams | None]] = []
     if request.mode is not RecallMode.SEMANTIC:
         assert request.keywords is not None
         sparse = EdgeSparseVector(request.keywords.indices, request.keywords.values)
-        rankings.append(Query.Nearest(sparse, using=KEYWORDS_VECTOR))
+        rankings.append((Query.Nearest(sparse, using=KEYWORDS_VECTOR), None))
     if request.mode is not RecallMode.KEYWORD:
         assert request.dense is not None
-        rankings.append(Query.Nearest(request.dense))
+        rankings.append((Query.Nearest(request.dense), dense_params))
     return rankings
 
 
-def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
+def recall_request(
+    request: RecallRequest, flt: EdgeFilter, dense_params: SearchParams | None
+) -> QueryRequest:
     """One request running relevance and recency in the engine, for a single shard."""
     candidates = request.candidates
-    relevance = [Prefetch(candidates, query=q, filter=flt) for q in _rankings(request)]
+    rankings = _rankings(request, dense_params)
+    relevance = [Prefetch(candidates, query=q, params=p, filter=flt) for q, p in rankings]
     query: ScoringQueryType | None
     prefetches: list[Prefetch] | None
     if request.recency is not None:
@@ -157,9 +165,14 @@ def recall_request(request: RecallRequest, flt: EdgeFilter) -> QueryRequest:
     elif len(relevance) > 1:
         query, prefetches = _rrf(), relevance
     else:
-        query, prefetches = relevance[0].query, None
+        query, prefetches = rankings[0][0], None
     return QueryRequest(
-        limit=request.limit, query=query, prefetches=prefetches, filter=flt, with_payload=True
+        limit=request.limit,
+        query=query,
+        prefetches=prefetches,
+        filter=flt,
+        with_payload=True,
+        params=rankings[0][1] if prefetches is None else None,
     )
 
 
@@ -189,7 +202,11 @@ def _recency_formula(request: RecallRequest) -> Formula:
 
 
 def recall(
-    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+    shards: tuple[EdgeShard, ...],
+    request: RecallRequest,
+    flt: EdgeFilter,
+    distance: Distance,
+    dense_params: SearchParams | None,
 ) -> list[MemoryRecord]:
     """Scores come back higher-is-better. Shards holding no point are left out, so that
     a collection whose fresh shard is empty (just after an index build) runs as one shard.
@@ -197,15 +214,19 @@ def recall(
     afterwards: if it took points meanwhile, a point moving there from an older shard may
     have been missed, and the recall runs again on every shard."""
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
-    records = _recall(holding, request, flt, distance)
+    records = _recall(holding, request, flt, distance, dense_params)
     fresh = shards[-1]
     if all(s is not fresh for s in holding) and fresh.info().points_count:
-        records = _recall(shards, request, flt, distance)
+        records = _recall(shards, request, flt, distance, dense_params)
     return records
 
 
 def _recall(
-    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+    shards: tuple[EdgeShard, ...],
+    request: RecallRequest,
+    flt: EdgeFilter,
+    distance: Distance,
+    dense_params: SearchParams | None,
 ) -> list[MemoryRecord]:
     """One shard runs every stage (recall_request); with several, each ranking is merged
     across the shards first (recall_merged). Diversity is always computed here:
@@ -213,8 +234,8 @@ def _recall(
     Qdrant's definition (and the Qdrant server) does."""
     plain = request.recency is None and request.diversity == 0 and request.lists == 1
     if request.diversity > 0 or (len(shards) > 1 and not plain):
-        return recall_merged(shards, request, flt, distance)
-    query = recall_request(request, flt)
+        return recall_merged(shards, request, flt, distance, dense_params)
+    query = recall_request(request, flt, dense_params)
     sign = -1.0 if plain and request.mode is RecallMode.SEMANTIC and distance is EUCLID else 1.0
     hits = _newest(shards, query, sign)[: request.limit]
     return [memory_record(h.payload, sign * h.score) for h in hits]
@@ -233,7 +254,11 @@ def _newest(
 
 
 def recall_merged(
-    shards: tuple[EdgeShard, ...], request: RecallRequest, flt: EdgeFilter, distance: Distance
+    shards: tuple[EdgeShard, ...],
+    request: RecallRequest,
+    flt: EdgeFilter,
+    distance: Distance,
+    dense_params: SearchParams | None,
 ) -> list[MemoryRecord]:
     """The stages of recall_request over several shards: each ranking runs on every shard
     and is merged by score, then fused, aged and diversified here by the same arithmetic
@@ -242,8 +267,8 @@ def recall_merged(
     candidates = request.candidates
     hits: dict[EdgeId, EdgeScoredPoint] = {}
     fused: dict[EdgeId, float] = {}
-    rankings = _rankings(request)
-    for position, ranking in enumerate(rankings):
+    rankings = _rankings(request, dense_params)
+    for position, (ranking, params) in enumerate(rankings):
         # The dense ranking comes last; under euclid its scores are distances.
         dense = request.mode is not RecallMode.KEYWORD and position == len(rankings) - 1
         sign = -1.0 if dense and distance is EUCLID else 1.0
@@ -253,6 +278,7 @@ def recall_merged(
             filter=flt,
             with_payload=True,
             with_vector=request.diversity > 0,
+            params=params,
         )
         for rank, hit in enumerate(_newest(shards, query, sign)[:candidates]):
             hits.setdefault(hit.id, hit)

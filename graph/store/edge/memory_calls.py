@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from qdrant_edge import SearchParams
+
 from graph.store.edge import memory, views
 from graph.store.edge.layout import Collection
 from graph.store.edge.logical import Logical
@@ -27,9 +29,10 @@ from graph.store.tenancy import iso
 
 
 class MemoryCalls(views.ShardRunner):
-    """Needs EdgeStore's catalog lookup and its serialised writes."""
+    """Needs EdgeStore's catalog lookup, its serialised writes and its search parameters."""
 
     _collections: dict[str, Collection]
+    _search_params: SearchParams | None
 
     def _logical(self, tenant: str, name: str) -> Logical:
         raise NotImplementedError
@@ -57,7 +60,13 @@ class MemoryCalls(views.ShardRunner):
             check_finite(request.dense, "Query vector")
         flt = memory.memories_only(logical.scoped(request.filter), iso(request.now))
         return await self._on_view(
-            coll.view, False, memory.recall, request, flt, coll.manifest.distance
+            coll.view,
+            False,
+            memory.recall,
+            request,
+            flt,
+            coll.manifest.distance,
+            self._search_params,
         )
 
     async def get_memories(
