@@ -4,7 +4,8 @@ Every client call goes through Client.call (client.py), which bounds it by the
 configured timeout and turns whatever the client raises into one of our ApiErrors. The
 same class runs on qdrant-client's local mode (RemoteStore.local), which the tests use
 as a real, in-process implementation of the same API. The logical collections of
-tenants are kept in a catalog in Qdrant itself (catalog.py).
+tenants are kept in a catalog in Qdrant itself (catalog.py); the calls on memories are a
+part of the class of their own (memory_calls.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 
 from qdrant_client import models
 
@@ -23,25 +23,18 @@ from graph.store.base import VectorStore
 from graph.store.models import (
     CollectionInfo,
     Filter,
-    MemoryPoint,
-    MemoryRecord,
     Point,
     PointId,
-    RecallMode,
-    RecallRequest,
     Record,
     ScoredPoint,
     ScrollPage,
     StoredPoint,
-    check_finite,
     check_limit,
-    expired,
     normalize_ids,
     normalize_point_id,
     validate_collection_name,
     validate_dimension,
 )
-from graph.store.remote import memory
 from graph.store.remote.catalog import Catalog, Logical
 from graph.store.remote.client import (
     Client,
@@ -50,6 +43,7 @@ from graph.store.remote.client import (
     local_client,
     within_one_deadline,
 )
+from graph.store.remote.memory_calls import MemoryCalls
 from graph.store.remote.translate import (
     from_qdrant_id,
     from_qdrant_vector,
@@ -62,8 +56,6 @@ from graph.store.tenancy import (
     check_stored,
     client_record,
     client_scored,
-    is_memory,
-    memory_record,
     owns,
     stored_id,
     validate_tenant,
@@ -77,7 +69,7 @@ logger = logging.getLogger(__name__)
 LOCAL_PREFIX = "path:"
 
 
-class RemoteStore(VectorStore):
+class RemoteStore(MemoryCalls, VectorStore):
     backend = "qdrant"
 
     def __init__(
@@ -368,101 +360,6 @@ class RemoteStore(VectorStore):
             ],
             next_cursor=from_qdrant_id(next_offset) if next_offset is not None else None,
         )
-
-    # Memories (memory.py)
-
-    async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
-        logical = await self._catalog.lookup(tenant, collection, fresh=True)
-        memory.check_metadata(memories)
-        vectors = [m.vector for m in memories if m.vector is not None]
-        self._catalog.check_dimension(logical, vectors)
-        structs = memory.memory_structs(memories, logical.entry.partition)
-        await self._catalog.ensure_physical(logical)  # one made before memories: their vector
-        return await self._write(logical, structs)
-
-    async def recall(
-        self, tenant: str, collection: str, request: RecallRequest
-    ) -> list[MemoryRecord]:
-        check_limit(request.limit)
-        dense = [request.dense] if request.dense is not None else []
-        for vector in dense:
-            check_finite(vector, "Query vector")
-        logical = await self._catalog.reading(tenant, collection, dense)
-        await self._catalog.ensure_physical(logical)
-        flt = memory.memories_only(logical.scoped(request.filter), request.now)
-        query, prefetch, using = memory.recall_query(request, flt)
-        response = await self._client.call(
-            "query_points",
-            lambda c: c.query_points(
-                logical.physical,
-                query=query,
-                prefetch=prefetch,
-                using=using,
-                query_filter=flt,
-                limit=request.limit,
-                with_payload=True,
-            ),
-            collection=collection,
-        )
-        plain = request.recency is None and request.mode is RecallMode.SEMANTIC
-        descending = logical.entry.distance is not Distance.EUCLID or not plain
-        return memory.scored_memories(response.points, descending)
-
-    async def get_memories(
-        self, tenant: str, collection: str, ids: Sequence[PointId], *, now: datetime | None
-    ) -> list[MemoryRecord]:
-        wanted = normalize_ids(ids)
-        logical = await self._catalog.reading(tenant, collection)
-        if not wanted:
-            return []
-        partition = logical.entry.partition
-        stored: list[models.ExtendedPointId] = [stored_id(partition, i) for i in wanted]
-        found = await self._client.call(
-            "retrieve",
-            lambda c: c.retrieve(logical.physical, ids=stored, with_payload=True),
-            collection=collection,
-        )
-        by_id = {
-            m.id: m
-            for m in (
-                memory_record(r.payload)
-                for r in found
-                if owns(partition, r.payload) and is_memory(r.payload)
-            )
-        }
-        return [by_id[i] for i in wanted if i in by_id and not expired(by_id[i], now)]
-
-    async def forget_by_filter(self, tenant: str, collection: str, filter: Filter) -> int:
-        logical = await self._catalog.lookup(tenant, collection, fresh=True)
-        return await self._delete_matching(
-            logical, memory.memories_only(logical.scoped(filter), None)
-        )
-
-    async def sweep_expired_all_tenants(self, now: datetime, limit: int) -> int:
-        flt = memory.expired_everywhere(now)
-        deleted = 0
-        for physical in await self._catalog.physical_names():
-            if deleted >= limit:
-                break
-            deleted += await self._sweep_physical(physical, flt, limit - deleted)
-        return deleted
-
-    async def _sweep_physical(self, physical: str, flt: models.Filter, limit: int) -> int:
-        records, _ = await self._client.call(
-            "scroll",
-            lambda c: c.scroll(physical, scroll_filter=flt, limit=limit, with_payload=False),
-            collection=physical,
-        )
-        ids: list[models.ExtendedPointId] = [r.id for r in records]
-        if ids:
-            await self._client.call(
-                "delete",
-                lambda c: c.delete(
-                    physical, points_selector=models.PointIdsList(points=ids), wait=True
-                ),
-                collection=physical,
-            )
-        return len(ids)
 
     # Backup, restore and migrate
 
