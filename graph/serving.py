@@ -157,18 +157,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self._headers_since is None:  # the next request on a kept-alive connection
             self._headers_since = self.loop.time()
+            self._check_by(self._headers_since + self.header_timeout)
 
     def on_headers_complete(self) -> None:
         self._headers_since = None
         self._header_bytes = 0
         # An upgrade (a WebSocket) hands the connection to another protocol: no body here.
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
-        self._body_since = None if upgrading else self.loop.time()
+        if not upgrading:
+            self._body_since = self.loop.time()
+            self._check_by(self._body_since + self.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._body_since = None
         super().on_message_complete()
+
+    def _check_by(self, when: float) -> None:
+        """The timer fires at `when` at the latest (a request's deadline can come before
+        the timer's next look: a body bound shorter than the header bound, a request on
+        a connection idle since the last look)."""
+        timer = self._deadline_timer
+        if timer is None or timer.when() <= when:
+            return  # stopped (the connection is closing), or it looks in time anyway
+        timer.cancel()
+        self._deadline_timer = self.loop.call_at(when, self._check_deadlines)
 
     def _stop_deadlines(self) -> None:
         if self._deadline_timer is not None:
