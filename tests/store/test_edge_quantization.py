@@ -108,37 +108,48 @@ def test_engine_configuration_per_setting() -> None:
     assert edge_config(DIM, Distance.COSINE, Quantization.SCALAR).quantization_config is not None
 
 
-def ranking_params(request: Any) -> list[int | None]:
-    """hnsw_ef of each stage that ranks (a request or prefetch with no prefetch of its
-    own), in order; None where the stage has no search parameters."""
+def ranking_params(request: Any) -> list[tuple[int, float] | None]:
+    """(hnsw_ef, oversampling) of each stage that ranks (a request or prefetch with no
+    prefetch of its own), in order; None where the stage has no search parameters."""
     if request.prefetches:
-        return [ef for stage in request.prefetches for ef in ranking_params(stage)]
-    return [request.params.hnsw_ef if request.params is not None else None]
+        return [p for stage in request.prefetches for p in ranking_params(stage)]
+    params = request.params
+    if params is None:
+        return [None]
+    assert params.quantization is not None and params.quantization.rescore
+    return [(params.hnsw_ef, params.quantization.oversampling)]
+
+
+# A recall by meaning alone asks for `limit` memories as a vector query does (2x
+# oversampling); a stage of candidates for fusion, recency or diversity rescores them
+# as they are.
+QUERY, STAGE = (77, 2.0), (77, 1.0)
 
 
 @pytest.mark.parametrize(
     ("mode", "extra", "expected"),
     [
-        ("SEMANTIC", {}, [[77]]),
-        ("HYBRID", {}, [[None, 77]]),
-        ("HYBRID", {"recency": True}, [[None, 77]]),
+        ("SEMANTIC", {}, [[QUERY]]),
+        ("SEMANTIC", {"recency": True}, [[STAGE]]),
+        ("HYBRID", {}, [[None, STAGE]]),
+        ("HYBRID", {"recency": True}, [[None, STAGE]]),
         ("KEYWORD", {}, [[None]]),
         # Diversity runs each ranking as a request of its own, and the rest here.
-        ("HYBRID", {"diversity": 0.5}, [[None], [77]]),
+        ("HYBRID", {"diversity": 0.5}, [[None], [STAGE]]),
     ],
 )
 def test_a_recall_by_meaning_searches_as_a_vector_query_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, extra: dict[str, Any], expected: Any
 ) -> None:
     """The dense ranking of a memory recall carries the store's search parameters
-    (hnsw_ef, and the quantized search's rescoring) as a vector query does; the keyword
-    ranking (BM25, exact) none. The engine runs every request (recorded on the way)."""
-    from graph.store.edge import memory
+    (hnsw_ef, and the quantized search's rescoring); the keyword ranking (BM25, exact)
+    none. The engine runs every request (recorded on the way)."""
+    from graph.store.edge import memory, views
     from graph.store.models import RecallMode, Recency
     from tests.store.test_memory_contract import CORPUS, ask
 
     sent: list[Any] = []
-    real_query_each = memory.query_each
+    real_query_each = views.query_each  # what memory.py calls
 
     def recording(shards: Any, request: Any) -> Any:
         sent.append(request)
@@ -160,7 +171,5 @@ def test_a_recall_by_meaning_searches_as_a_vector_query_does(
         found = await store.recall(TENANT, "m", request)
         assert found  # the engine took every request
         assert [ranking_params(r) for r in sent] == expected
-        dense = [p for r in sent for p in [r.params, *(s.params for s in r.prefetches)] if p]
-        assert all(p.quantization is not None for p in dense)
 
     with_store(tmp_path, body, hnsw_ef=77)

