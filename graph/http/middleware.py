@@ -59,7 +59,9 @@ class _BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over max_bytes with 413 before the application parses anything."""
+    """Refuses bodies over max_bytes with 413 before the application parses anything; a
+    client gone before its body was read ends the request quietly (there is no one to
+    answer, and it is not the server's error)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

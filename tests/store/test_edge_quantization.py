@@ -138,12 +138,13 @@ QUERY, STAGE = (77, 2.0), (77, 1.0)
         ("HYBRID", {"diversity": 0.5}, [[None], [STAGE]]),
     ],
 )
-def test_a_recall_by_meaning_searches_as_a_vector_query_does(
+def test_a_recalls_dense_rankings_carry_the_stores_search_parameters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, extra: dict[str, Any], expected: Any
 ) -> None:
     """The dense ranking of a memory recall carries the store's search parameters
-    (hnsw_ef, and the quantized search's rescoring); the keyword ranking (BM25, exact)
-    none. The engine runs every request (recorded on the way)."""
+    (hnsw_ef, and the quantized search's rescoring: with the vector query's oversampling
+    when it is the whole recall, without it as a stage); the keyword ranking (BM25,
+    exact) none. The engine runs every request (recorded on the way)."""
     from graph.store.edge import memory, views
     from graph.store.models import RecallMode, Recency
     from tests.store.test_memory_contract import CORPUS, ask

@@ -40,7 +40,6 @@ from qdrant_edge import (
     Fusion,
     IsEmptyCondition,
     Prefetch,
-    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeDateTime,
@@ -57,7 +56,13 @@ if TYPE_CHECKING:
 
 from graph.errors import BadUserInput
 from graph.settings import Distance
-from graph.store.edge.translate import DENSE, EdgeId, from_edge_id, vector_of
+from graph.store.edge.translate import (
+    DENSE,
+    EdgeId,
+    from_edge_id,
+    stage_search_params,
+    vector_of,
+)
 from graph.store.edge.views import JournalEntry, delete_stored, query_each
 from graph.store.models import (
     RRF_K,
@@ -134,24 +139,11 @@ def expired_everywhere(now: str) -> EdgeFilter:
     return EdgeFilter(must=[FieldCondition(EXPIRES_FIELD, range=RangeDateTime(lte=now))])
 
 
-def _stage_params(params: SearchParams | None) -> SearchParams | None:
-    """The dense search parameters of a ranking stage (`candidates` memories, handed on to
-    fusion, recency or diversity): the store's hnsw_ef, the candidates found on the int8
-    copies rescored with the originals as they are, without the oversampling a vector
-    query's few hits get. At 20,000 memories, 200 hybrid recalls: the same top 10 as with
-    exact search, 2.4 ms a recall against 2.9 with oversampling and 2.2 (97.5% the same)
-    with the engine's defaults, which do not rescore a stage."""
-    if params is None or params.quantization is None:
-        return params
-    rescored = QuantizationSearchParams(rescore=True, oversampling=1.0)
-    return SearchParams(hnsw_ef=params.hnsw_ef, quantization=rescored)
-
-
 def _rankings(
     request: RecallRequest, dense_params: SearchParams | None
 ) -> list[tuple[Query, SearchParams | None]]:
     """The relevance rankings as stages, each with its search parameters: BM25 over the
-    keywords (exact, none), nearest dense vectors (_stage_params), or both."""
+    keywords (exact, none), nearest dense vectors (stage_search_params), or both."""
     rankings: list[tuple[Query, SearchParams | None]] = []
     if request.mode is not RecallMode.SEMANTIC:
         assert request.keywords is not None
@@ -159,7 +151,7 @@ def _rankings(
         rankings.append((Query.Nearest(sparse, using=KEYWORDS_VECTOR), None))
     if request.mode is not RecallMode.KEYWORD:
         assert request.dense is not None
-        rankings.append((Query.Nearest(request.dense), _stage_params(dense_params)))
+        rankings.append((Query.Nearest(request.dense), stage_search_params(dense_params)))
     return rankings
 
 
