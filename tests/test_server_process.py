@@ -184,6 +184,9 @@ def test_settle_heap_collects_the_garbage_before_it_freezes() -> None:
     try:
         frozen = settle_heap()
         assert alive() is None  # collected, not frozen for good
-        assert frozen == gc.get_freeze_count() > 0
+        # A frozen object can still die (a thread an earlier test left dropping its last
+        # reference), so the count may only fall after the return, and by little.
+        assert frozen > 50_000
+        assert frozen - 1_000 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
