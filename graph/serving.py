@@ -20,10 +20,11 @@ import logging
 import signal
 import socket
 import threading
+import uuid
 from asyncio import TimerHandle, Transport
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -72,45 +73,67 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
-_HEADERS_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 32\r\nconnection: close\r\n\r\n"
-    b"Request header fields too large\n"
-)
-
-
-def _body_timeout_response(seconds: float, request_id: str | None) -> bytes:
-    """408 with the error body every other refusal has (REQUEST_TIMEOUT, the request's id
-    when the application had given it one), and the connection closed."""
-    body = dumps(
-        error_body(
-            ErrorCode.REQUEST_TIMEOUT,
-            f"The request body did not arrive within {seconds:g} seconds",
-            request_id or "",
-        )
-    )
-    echoed = b"x-request-id: " + request_id.encode() + b"\r\n" if request_id else b""
+def _refusal(
+    status: bytes,
+    code: ErrorCode,
+    message: str,
+    request_id: str,
+    default_headers: list[tuple[bytes, bytes]],
+) -> bytes:
+    """A response the protocol writes itself (the request never reached the application):
+    the JSON error body and X-Request-ID every response has, and the connection closed."""
+    body = dumps(error_body(code, message, request_id))
     return (
-        b"HTTP/1.1 408 Request Timeout\r\n"
-        b"content-type: application/json; charset=utf-8\r\n"
-        + echoed
-        + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-        + body
+        b"HTTP/1.1 "
+        + status
+        + b"\r\n"
+        + b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
+        + b"content-type: application/json; charset=utf-8\r\n"
+        b"x-request-id: " + request_id.encode() + b"\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
     )
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """uvicorn's logger for one connection: every line it writes about a request carries
+    that request's id (the application's, or the id of the refusal the protocol is about
+    to answer with: uvicorn logs a malformed request before it answers it)."""
+
+    def __init__(self, logger: logging.Logger, protocol: BoundedHttpToolsProtocol) -> None:
+        super().__init__(logger, {})
+        self._protocol = protocol
+
+    @property
+    def level(self) -> int:  # uvicorn reads it before a trace line
+        return int(self.logger.level)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = kwargs["extra"] = dict(kwargs.get("extra") or {})
+        if "request_id" not in extra:
+            extra["request_id"] = self._protocol.log_id()
+        return msg, kwargs
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on each request's arrival:
 
-    - at most `max_header_bytes` of request line and headers (then 431 and close; measured
-      per socket read, so a block may pass the bound by at most one read before it is
-      refused);
+    - at most `max_header_bytes` of request line and headers (then 431 HEADERS_TOO_LARGE
+      and close; measured per socket read, so a block may pass the bound by at most one
+      read before it is refused);
     - at most `header_timeout` seconds from the connection or the request's first byte to
       its last header (then the connection is closed);
     - at most `body_timeout` seconds from the last header to the body's last byte, whether
       or not the application reads it (then 408 REQUEST_TIMEOUT if no response has begun,
       and the connection is closed). Time while uvicorn has paused reading because the
-      application has not taken what arrived does not count against the client."""
+      application has not taken what arrived does not count against the client.
+
+    What it refuses itself (those, and a request httptools cannot parse: 400 BAD_REQUEST)
+    gets the JSON error body and X-Request-ID every other response has, a log line with
+    that id, and a count in graphql_errors_total."""
 
     max_header_bytes = 64 * 1024
     header_timeout = 10.0
@@ -133,6 +156,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # loop.time() when the body being read began (its headers' end); None once it is whole.
     _body_since: float | None = None
     _deadline_timer: TimerHandle | None = None
+    # The id of a refusal the protocol writes itself, made when its log line is.
+    _refusal_id: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn types it as a Logger; the adapter answers every call uvicorn makes.
+        self.logger = cast(logging.Logger, _ConnectionLogger(self.logger, self))
+
+    def log_id(self) -> str:
+        """The id a log line about this connection's current request carries."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            request_id = cycle.scope.get("state", {}).get("request_id")
+            if request_id:
+                return str(request_id)
+        if self._refusal_id is None:
+            self._refusal_id = new_request_id()
+        return self._refusal_id
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -150,8 +191,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         too_large = self._headers_since is not None and self._header_bytes > self.max_header_bytes
         if too_large and not self.transport.is_closing():
-            self.transport.write(_HEADERS_TOO_LARGE)
-            self.transport.close()
+            # A new request, even while the one before it is still being answered.
+            request_id = self._refusal_id = new_request_id()
+            self.logger.warning(
+                "Request header fields too large",
+                extra={
+                    "request_id": request_id,
+                    "header_bytes": self._header_bytes,
+                    "limit": self.max_header_bytes,
+                },
+            )
+            self._refuse(
+                b"431 Request Header Fields Too Large",
+                ErrorCode.HEADERS_TOO_LARGE,
+                f"The request line and headers are over {self.max_header_bytes} bytes",
+            )
+
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse (uvicorn has logged it, with log_id())."""
+        self._refuse(b"400 Bad Request", ErrorCode.BAD_REQUEST, "Invalid HTTP request")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -211,7 +269,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_slow_body(self) -> None:
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
-            GRAPHQL_ERRORS.labels(code=ErrorCode.REQUEST_TIMEOUT.value).inc()
-            request_id = cycle.scope.get("state", {}).get("request_id")
-            self.transport.write(_body_timeout_response(self.body_timeout, request_id))
+            self._refuse(
+                b"408 Request Timeout",
+                ErrorCode.REQUEST_TIMEOUT,
+                f"The request body did not arrive within {self.body_timeout:g} seconds",
+            )
+        self.transport.close()
+
+    def _refuse(self, status: bytes, code: ErrorCode, message: str) -> None:
+        GRAPHQL_ERRORS.labels(code=code.value).inc()
+        request_id = self._refusal_id or self.log_id()
+        refusal = _refusal(status, code, message, request_id, self.server_state.default_headers)
+        self.transport.write(refusal)
         self.transport.close()

@@ -1,8 +1,9 @@
 """How a request arrives, against a real server process on raw sockets: a header block
 past MAX_HEADER_BYTES is refused (431) after reading about that much, a client that
 trickles its headers is cut once HEADER_TIMEOUT_SECONDS have passed, one that trickles its
-body gets 408 REQUEST_TIMEOUT once BODY_TIMEOUT_SECONDS have passed, and meanwhile
-/healthz on another connection answers promptly."""
+body gets 408 REQUEST_TIMEOUT once BODY_TIMEOUT_SECONDS have passed, a request that is not
+HTTP gets 400 (each refusal with the JSON error body and request id every response has),
+and meanwhile /healthz on another connection answers promptly."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -171,13 +173,52 @@ def test_a_connection_that_never_sends_a_request_is_closed(server: ServerProcess
     assert elapsed < HEADER_TIMEOUT + REFUSAL_SECONDS, elapsed
 
 
+def refusal_of(server: ServerProcess, reply: bytes, status: bytes, code: str) -> dict[str, Any]:
+    """The refusal the protocol writes itself carries what every response does: the JSON
+    error body with its code and request id, X-Request-ID, a log line with that id, a count
+    by code. Returns the error."""
+    head, headers, body = split_reply(reply)
+    assert head == status, reply[:300]
+    assert headers["connection"] == "close"
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    (error,) = json.loads(body)["errors"]
+    request_id = headers["x-request-id"]
+    assert error["extensions"] == {"code": code, "requestId": request_id}
+    logged = [json.loads(line) for line in server.log_lines()]
+    assert [r for r in logged if r.get("request_id") == request_id and r["level"] == "WARNING"]
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert f'graphql_errors_total{{code="{code}"}} 0.0' not in metrics
+    return dict(error)
+
+
 def test_a_header_block_just_over_the_limit_gets_431(server: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.settimeout(REFUSAL_SECONDS + 5)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES)
         reply = read_reply(sock)
-    assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
-    assert reply.endswith(b"Request header fields too large\n")
+    status = b"HTTP/1.1 431 Request Header Fields Too Large"
+    error = refusal_of(server, reply, status, "HEADERS_TOO_LARGE")
+    assert error["message"] == f"The request line and headers are over {MAX_HEADER_BYTES} bytes"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n",
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["not HTTP", "bad Content-Length", "bad chunk"],
+)
+def test_a_request_httptools_cannot_parse_gets_a_json_400(
+    server: ServerProcess, request_bytes: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(REFUSAL_SECONDS + 5)
+        sock.sendall(request_bytes)
+        reply = read_reply(sock)
+    error = refusal_of(server, reply, b"HTTP/1.1 400 Bad Request", "BAD_REQUEST")
+    assert error["message"] == "Invalid HTTP request"
 
 
 def trickle(sock: socket.socket, head: bytes, piece: bytes, seconds: float) -> bool:
