@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from qdrant_client import AsyncQdrantClient, models
@@ -17,11 +17,13 @@ from qdrant_client import AsyncQdrantClient, models
 from graph.errors import BadUserInput, NotFound, StoreTimeout, StoreUnavailable
 from graph.settings import Distance, Settings
 from graph.store import create_store
-from graph.store.models import Filter, Point
+from graph.store.common import HNSW_EF
+from graph.store.models import Filter, Point, RecallMode, Recency
 from graph.store.remote import RemoteStore
 from tests.helpers import free_port
 from tests.store.conftest import TENANT
 from tests.store.fake_qdrant import COLLECTIONS_OK, HANG, fake_server, http_reply
+from tests.store.test_memory_contract import ask, ids, memory
 
 if TYPE_CHECKING:
     from tests.store.conftest import Runner
@@ -264,5 +266,72 @@ def test_the_last_collection_of_a_shape_takes_its_qdrant_collection_with_it(run:
             await store.create_collection(TENANT, "c", 4, Distance.DOT)
             with pytest.raises(BadUserInput):
                 await store.create_collection(TENANT, "a", 2, Distance.EUCLID)
+
+    run(check())
+
+
+class RecordingClient(AsyncQdrantClient):
+    """qdrant-client's local mode, which runs the queries but ignores search parameters:
+    what query_points is asked is recorded on the way."""
+
+    def __init__(self) -> None:
+        super().__init__(location=":memory:")
+        self.asked: list[dict[str, Any]] = []
+
+    async def query_points(self, *args: Any, **kwargs: Any) -> models.QueryResponse:
+        self.asked.append(kwargs)
+        return await super().query_points(*args, **kwargs)
+
+
+def dense_efs(asked: dict[str, Any]) -> list[tuple[str, int | None]]:
+    """(kind, hnsw_ef) of every search in a query_points call, stages first."""
+    found: list[tuple[str, int | None]] = []
+
+    def visit(prefetches: list[models.Prefetch] | None) -> None:
+        for stage in prefetches or []:
+            visit(stage.prefetch if isinstance(stage.prefetch, list) else None)
+            query = stage.query
+            if isinstance(query, models.NearestQuery):
+                query = query.nearest
+            if isinstance(query, models.SparseVector):
+                found.append(("sparse", None))
+            elif isinstance(query, list):  # fusion and formulas search nothing themselves
+                found.append(("dense", stage.params.hnsw_ef if stage.params else None))
+
+    visit(asked.get("prefetch"))
+    return found
+
+
+def test_dense_searches_carry_the_same_hnsw_ef_as_the_embedded_store(run: Runner) -> None:
+    """Both adapters search with common.HNSW_EF, so recall does not change with the store
+    (a Qdrant server's default is its graph's ef_construct)."""
+    client = RecordingClient()
+    store = RemoteStore(lambda: client)
+
+    async def check() -> None:
+        async with opened(store):
+            await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+            await store.upsert(TENANT, "c", [Point(id=1, vector=[1.0, 0.0, 0.0, 0.0])])
+            await store.remember(TENANT, "c", [memory(2, "tea with milk", [0.0, 1.0, 0.0, 0.0])])
+            assert len(await store.query(TENANT, "c", [1.0, 0.0, 0.0, 0.0], limit=1)) == 1
+            (vector_query,) = client.asked
+            assert vector_query["search_params"].hnsw_ef == HNSW_EF == 128
+            client.asked.clear()
+            dense = [0.0, 1.0, 0.0, 0.0]
+            recency = Recency(half_life_seconds=60, weight=0.5)
+            for request in (
+                ask(RecallMode.SEMANTIC, dense=dense),
+                ask(RecallMode.HYBRID, "tea", dense),
+                ask(RecallMode.HYBRID, "tea", dense, recency=recency),
+                ask(RecallMode.KEYWORD, "tea", dense, diversity=0.5),
+            ):
+                assert ids(await store.recall(TENANT, "c", request)) == [2]
+            semantic, hybrid, recent, diverse = client.asked
+            for asked in client.asked:  # the top-level search when it is a dense one
+                assert asked["search_params"].hnsw_ef == HNSW_EF
+            assert dense_efs(semantic) == []
+            assert dense_efs(hybrid) == [("sparse", None), ("dense", HNSW_EF)]
+            assert dense_efs(recent) == [("sparse", None), ("dense", HNSW_EF)]
+            assert dense_efs(diverse) == [("sparse", None)]
 
     run(check())

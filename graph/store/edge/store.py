@@ -89,7 +89,7 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
         quantization: Quantization = Quantization.SCALAR,
         datatype: VectorDatatype = VectorDatatype.FLOAT32,
         backlog_wait_seconds: float = 60.0,
-        hnsw_ef: int | None = 128,
+        hnsw_ef: int | None = common.HNSW_EF,
         retry_delay_seconds: float = 60.0,
         workers: int = 4,
         min_free_bytes: int = 100 * 1024 * 1024,

@@ -24,7 +24,7 @@ from graph.store.models import (
     check_finite,
     normalize_point_id,
 )
-from graph.store.remote.translate import DENSE
+from graph.store.remote.translate import DENSE, SEARCH_PARAMS
 from graph.store.tenancy import (
     CREATED_FIELD,
     EXPIRES_FIELD,
@@ -107,7 +107,9 @@ def recall_query(
         )
     if request.mode is not RecallMode.KEYWORD:
         assert request.dense is not None
-        relevance.append(models.Prefetch(query=request.dense, limit=candidates, filter=flt))
+        relevance.append(
+            models.Prefetch(query=request.dense, limit=candidates, filter=flt, params=SEARCH_PARAMS)
+        )
     query: models.Query | None
     prefetch: list[models.Prefetch] | None
     using: str | None = None

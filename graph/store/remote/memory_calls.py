@@ -25,6 +25,7 @@ from graph.store.models import (
 from graph.store.remote import memory
 from graph.store.remote.catalog import Catalog, Logical
 from graph.store.remote.client import Client
+from graph.store.remote.translate import SEARCH_PARAMS
 from graph.store.tenancy import is_memory, memory_record, owns, stored_id
 
 
@@ -70,6 +71,7 @@ class MemoryCalls:
                 query_filter=flt,
                 limit=request.limit,
                 with_payload=True,
+                search_params=SEARCH_PARAMS,  # the top-level dense search, if any
             ),
             collection=collection,
         )

@@ -45,6 +45,7 @@ from graph.store.remote.client import (
 )
 from graph.store.remote.memory_calls import MemoryCalls
 from graph.store.remote.translate import (
+    SEARCH_PARAMS,
     from_qdrant_id,
     from_qdrant_vector,
     from_stored_points,
@@ -246,6 +247,7 @@ class RemoteStore(MemoryCalls, VectorStore):
                 with_payload=True,
                 with_vectors=with_vector,
                 score_threshold=score_threshold,
+                search_params=SEARCH_PARAMS,
             ),
             collection=collection,
         )

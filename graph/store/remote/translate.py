@@ -13,6 +13,7 @@ from qdrant_client import models
 
 from graph.errors import BadUserInput
 from graph.settings import Distance
+from graph.store import common
 from graph.store.models import (
     CollectionInfo,
     Condition,
@@ -30,6 +31,8 @@ from graph.store.tenancy import stored_id, stored_payload
 
 # The unnamed dense vector's name among a point's vectors (a memory has named ones too).
 DENSE = ""
+# Every dense search's parameters (sparse searches take none).
+SEARCH_PARAMS = models.SearchParams(hnsw_ef=common.HNSW_EF)
 
 TO_QDRANT_DISTANCE: dict[Distance, models.Distance] = {
     Distance.COSINE: models.Distance.COSINE,
