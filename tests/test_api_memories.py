@@ -308,6 +308,10 @@ BAD_RECALLS: dict[str, dict[str, Any]] = {
     "diversity below 0": {"vector": [1, 0, 0, 0], "diversity": -0.1},
     "negative half-life": {"text": "x", "recency": {"halfLifeSeconds": -1}},
     "zero half-life": {"text": "x", "recency": {"halfLifeSeconds": 0}},
+    # 0 in the engine's 32-bit floats: the recall failed as STORE_UNAVAILABLE
+    "half-life below 32-bit floats": {"text": "x", "recency": {"halfLifeSeconds": 1e-46}},
+    "half-life under a millisecond": {"text": "x", "recency": {"halfLifeSeconds": 9e-4}},
+    "half-life over 1e12 seconds": {"text": "x", "recency": {"halfLifeSeconds": 1.01e12}},
     "weight above 1": {"text": "x", "recency": {"halfLifeSeconds": 60, "weight": 1.01}},
     "weight below 0": {"text": "x", "recency": {"halfLifeSeconds": 60, "weight": -0.5}},
     "limit 0": {"text": "x", "limit": 0},
@@ -318,9 +322,19 @@ BAD_RECALLS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", list(BAD_RECALLS))
 def test_bad_recalls_are_refused_saying_why(client: TestClient, case: str) -> None:
+    remember(client, {"text": "x marks the spot"})  # a recall with candidates to rank
     error = gql(client, RECALL, BAD_RECALLS[case]).assert_error("BAD_USER_INPUT")
     if "embedder" in case or "dense" in case:
         assert "EMBEDDER" in error["message"] and "vector" in error["message"]
+    if "half-life" in case:
+        assert "between 0.001 and 1e+12 seconds" in error["message"]
+
+
+@pytest.mark.parametrize("half_life", [1e-3, 1e12])
+def test_the_half_life_bounds_themselves_are_served(client: TestClient, half_life: float) -> None:
+    remember(client, {"text": "x marks the spot"})
+    found = recall(client, text="spot", recency={"halfLifeSeconds": half_life, "weight": 0.5})
+    assert [m["text"] for m in found] == ["x marks the spot"]
 
 
 def test_an_embedder_failure_writes_nothing(tmp_path: Path) -> None:

@@ -303,10 +303,20 @@ def _check_diversity(diversity: float | None) -> float:
     return diversity
 
 
+# The engines compute the decay in 32-bit floats: a half-life under ~1e-45 s is 0 there and
+# fails the whole recall, and a Qdrant server may refuse one past the 32-bit range. A
+# millisecond to ~31,700 years covers every use.
+MIN_HALF_LIFE_SECONDS = 1e-3
+MAX_HALF_LIFE_SECONDS = 1e12
+
+
 def _check_recency(recency: Recency) -> None:
     half_life = recency.half_life_seconds
-    if not (math.isfinite(half_life) and half_life > 0):
-        raise BadUserInput("recency.halfLifeSeconds must be a positive number of seconds")
+    if not (math.isfinite(half_life) and MIN_HALF_LIFE_SECONDS <= half_life <= MAX_HALF_LIFE_SECONDS):
+        raise BadUserInput(
+            f"recency.halfLifeSeconds must be between {MIN_HALF_LIFE_SECONDS:g} and "
+            f"{MAX_HALF_LIFE_SECONDS:g} seconds"
+        )
     if not (math.isfinite(recency.weight) and 0.0 <= recency.weight <= 1.0):
         raise BadUserInput("recency.weight must be between 0 and 1")
 

@@ -152,8 +152,8 @@ class RecallMode(Enum):
 class RecencyInput:
     half_life_seconds: float = strawberry.field(
         description=(
-            "A memory this many seconds old gets half the recency boost of a new one. A "
-            "finite number above 0, else BAD_USER_INPUT."
+            "A memory this many seconds old gets half the recency boost of a new one. From "
+            "0.001 to 1e12, else BAD_USER_INPUT."
         )
     )
     weight: float = strawberry.field(
