@@ -312,7 +312,7 @@ MAX_HALF_LIFE_SECONDS = 1e12
 
 def _check_recency(recency: Recency) -> None:
     half_life = recency.half_life_seconds
-    if not (math.isfinite(half_life) and MIN_HALF_LIFE_SECONDS <= half_life <= MAX_HALF_LIFE_SECONDS):
+    if not MIN_HALF_LIFE_SECONDS <= half_life <= MAX_HALF_LIFE_SECONDS:  # NaN included
         raise BadUserInput(
             f"recency.halfLifeSeconds must be between {MIN_HALF_LIFE_SECONDS:g} and "
             f"{MAX_HALF_LIFE_SECONDS:g} seconds"
