@@ -23,9 +23,11 @@ import threading
 import uuid
 from asyncio import TimerHandle, Transport
 from collections.abc import Callable, MutableMapping
+from itertools import chain
 from types import FrameType
 from typing import Any, cast
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -98,6 +100,10 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+class _HeadersTooLarge(Exception):
+    pass
+
+
 class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """uvicorn's logger for one connection: every line it writes about a request carries
     that request's id (the application's, or the id of the refusal the protocol is about
@@ -122,8 +128,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on each request's arrival:
 
     - at most `max_header_bytes` of request line and headers (then 431 HEADERS_TOO_LARGE
-      and close; measured per socket read, so a block may pass the bound by at most one
-      read before it is refused);
+      and close): exactly, once the block is whole; while it is still arriving, by the
+      bytes read, so that a block that never ends is refused after at most one read past
+      the bound;
     - at most `header_timeout` seconds from the connection or the request's first byte to
       its last header (then the connection is closed);
     - at most `body_timeout` seconds from the last header to the body's last byte, whether
@@ -186,30 +193,49 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the header bounds and this server's refusals."""
         if self._headers_since is not None:
             self._header_bytes += len(data)
-        super().data_received(data)
-        too_large = self._headers_since is not None and self._header_bytes > self.max_header_bytes
-        if too_large and not self.transport.is_closing():
-            # A new request, even while the one before it is still being answered.
-            request_id = self._refusal_id = new_request_id()
-            self.logger.warning(
-                "Request header fields too large",
-                extra={
-                    "request_id": request_id,
-                    "header_bytes": self._header_bytes,
-                    "limit": self.max_header_bytes,
-                },
-            )
-            self._refuse(
-                b"431 Request Header Fields Too Large",
-                ErrorCode.HEADERS_TOO_LARGE,
-                f"The request line and headers are over {self.max_header_bytes} bytes",
-            )
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._header_bytes > self.max_header_bytes:  # on_headers_complete refused
+                self._refuse_headers()
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self._refuse(b"400 Bad Request", ErrorCode.BAD_REQUEST, "Invalid HTTP request")
+            return
+        if self._headers_since is not None and self._header_bytes > self.max_header_bytes:
+            self._refuse_headers()  # still arriving, and already past the bound
 
-    def send_400_response(self, msg: str) -> None:
-        """A request httptools cannot parse (uvicorn has logged it, with log_id())."""
+    def send_400_response(self, msg: str) -> None:  # uvicorn's, for any caller left
         self._refuse(b"400 Bad Request", ErrorCode.BAD_REQUEST, "Invalid HTTP request")
+
+    def _refuse_headers(self) -> None:
+        if self.transport.is_closing():
+            return
+        # A new request, even while the one before it is still being answered.
+        request_id = self._refusal_id = new_request_id()
+        self.logger.warning(
+            "Request header fields too large",
+            extra={
+                "request_id": request_id,
+                "header_bytes": self._header_bytes,
+                "limit": self.max_header_bytes,
+            },
+        )
+        self._refuse(
+            b"431 Request Header Fields Too Large",
+            ErrorCode.HEADERS_TOO_LARGE,
+            f"The request line and headers are over {self.max_header_bytes} bytes",
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -219,6 +245,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._headers_since = None
+        # The block exactly as a client would count it: request line, header lines, blank line.
+        block = len(self.parser.get_method()) + len(self.url) + 14 + 4 * len(self.headers)
+        block += sum(map(len, chain.from_iterable(self.headers)))
+        if block > self.max_header_bytes:
+            self._header_bytes = block
+            raise _HeadersTooLarge  # httptools stops here; data_received refuses
         self._header_bytes = 0
         # An upgrade (a WebSocket) hands the connection to another protocol: no body here.
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
