@@ -288,8 +288,9 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
-            *cors_middleware(settings),
+            # Outside CORS, so the preflights it answers itself are counted too.
             *http_metrics,
+            *cors_middleware(settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes),
         ],
         lifespan=lifespan,

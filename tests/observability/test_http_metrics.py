@@ -1,6 +1,8 @@
 """graph/telemetry/http_metrics.py counts every request exactly as starlette-exporter's stock
 middleware does with the same options: both run over the same requests, side by side,
-and every sample they add must match (durations by count: their values are timings)."""
+and every sample they add must match (durations by count: their values are timings).
+The one difference, by design: a request answered before its route ran is labelled
+with that route's template, where the stock middleware says UNMATCHED."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette_exporter import PrometheusMiddleware
 from starlette_exporter.optional_metrics import request_body_size, response_body_size
 
-from graph.telemetry.http_metrics import MAX_REMEMBERED_PATHS, HttpMetricsMiddleware
+from graph.telemetry.http_metrics import MAX_REMEMBERED_PATHS, UNMATCHED, HttpMetricsMiddleware
 
 STOCK_PREFIX = "stock_http"
 SUFFIXES = (
@@ -108,7 +110,8 @@ def stock_app() -> Starlette:
             PrometheusMiddleware,
             prefix=STOCK_PREFIX,
             group_paths=True,
-            filter_unhandled_paths=True,
+            filter_unhandled_paths=False,
+            group_unhandled_paths=True,
             optional_metrics=[request_body_size, response_body_size],
         )
     )
@@ -151,13 +154,12 @@ def record(make: Callable[[], Starlette], prefix: str, requests: list[Any]) -> S
 REFUSE = b"refuse me"
 REQUESTS = [
     ("POST", "/graphql", b'{"query": "{ a }"}'),
-    ("POST", "/graphql", REFUSE),  # answered before routing, on a path seen before
     ("POST", "/graphql", b'{"query": "{ a b c }"}'),
-    ("GET", "/graphql", b""),  # 405 from the endpoint: recorded
-    ("PUT", "/graphql", b"x"),  # 405 from the router (no route for PUT): not recorded
-    ("PATCH", "/graphql", REFUSE),  # answered before routing, on a path never seen
-    ("GET", "/nowhere", b""),  # 404: not recorded
-    ("GET", "/graphql/", b""),  # the router's redirect: not recorded
+    ("GET", "/graphql", b""),  # 405 from the endpoint
+    ("GET", "/nowhere", b""),  # 404: UNMATCHED
+    ("GET", "/elsewhere", b""),  # another 404, the same label
+    ("GET", "/graphql/", b""),  # the router's redirect: UNMATCHED
+    ("GET", "/nowhere", REFUSE),  # answered before routing, on no route's path: UNMATCHED
     ("GET", "/items/1", b""),
     ("GET", "/items/2", b""),  # grouped with /items/1 under /items/{item_id}
     ("HEAD", "/items/3", b""),
@@ -174,9 +176,56 @@ def test_the_same_samples_as_starlette_exporters_own_middleware() -> None:
     assert stock, "the stock middleware recorded nothing: the comparison would prove nothing"
     assert lean == stock
     paths = {dict(labels)["path"] for (_, labels) in lean}
-    assert paths == {"/graphql", "/items/{item_id}", "/boom", "/stream", "/silent"}
+    assert paths == {"/graphql", "/items/{item_id}", "/boom", "/stream", "/silent", UNMATCHED}
     statuses = {dict(labels)["status_code"] for (_, labels) in lean}
-    assert statuses == {"200", "405", "500"}
+    assert statuses == {"200", "307", "404", "405", "413", "500"}
+
+
+def test_a_request_answered_before_its_route_ran_is_labelled_with_the_route() -> None:
+    """Where this middleware and the stock one differ: the stock one labels these
+    UNMATCHED, as if no route had their path."""
+    requests = [
+        ("POST", "/graphql", b"{}"),
+        ("POST", "/graphql", REFUSE),  # refused before routing, on a path seen before
+        ("PATCH", "/graphql", REFUSE),  # refused before routing, on a path never seen
+        ("PUT", "/graphql", b"x"),  # 405 from the router: the route serves GET and POST
+        ("PUT", "/items/1", b"x"),
+        ("PUT", "/items/2", b"x"),
+    ]
+    lean = record(lambda: make_app(Middleware(HttpMetricsMiddleware)), "http", requests)
+    counts = {
+        (labels["method"], labels["path"], labels["status_code"]): value
+        for (suffix, key), value in lean.items()
+        if suffix == "requests_total"
+        for labels in [dict(key)]
+    }
+    assert counts == {
+        ("POST", "/graphql", "200"): 1,
+        ("POST", "/graphql", "413"): 1,
+        ("PATCH", "/graphql", "413"): 1,
+        ("PUT", "/graphql", "405"): 1,
+        ("PUT", "/items/{item_id}", "405"): 2,
+    }
+
+
+def test_paths_no_route_matches_are_never_remembered() -> None:
+    app = make_app(Middleware(HttpMetricsMiddleware))
+    many = [("GET", f"/nowhere/{n}", b"") for n in range(MAX_REMEMBERED_PATHS + 40)]
+    counts = record(lambda: app, "http", many)
+    key = (
+        "requests_total",
+        (
+            ("app_name", "starlette"),
+            ("method", "GET"),
+            ("path", UNMATCHED),
+            ("status_code", "404"),
+        ),
+    )
+    assert counts[key] == len(many)
+    middleware: Any = app.middleware_stack
+    while not isinstance(middleware, HttpMetricsMiddleware):
+        middleware = middleware.app
+    assert middleware._route_paths == {}
 
 
 def test_repeated_requests_count_each_time() -> None:
