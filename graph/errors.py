@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -23,6 +24,15 @@ class ErrorCode(StrEnum):
     STORE_OVERLOADED = "STORE_OVERLOADED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     EMBEDDER_UNAVAILABLE = "EMBEDDER_UNAVAILABLE"
+
+
+def error_body(code: ErrorCode, message: str, request_id: str) -> dict[str, Any]:
+    """The JSON body of every refusal made outside GraphQL's execution (HTTP, MCP's)."""
+    return {
+        "errors": [
+            {"message": message, "extensions": {"code": code.value, "requestId": request_id}}
+        ]
+    }
 
 
 MAX_SHOWN_CHARS = 64

@@ -31,8 +31,8 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from graph.errors import ErrorCode
-from graph.http.responses import dumps, error_body
+from graph.errors import ErrorCode, error_body
+from graph.http.responses import dumps
 from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 logger = logging.getLogger("graph.app")

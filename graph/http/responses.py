@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from graph.errors import ErrorCode
+from graph.errors import ErrorCode, error_body
 
 
 def dumps(content: Any) -> bytes:
@@ -29,14 +29,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
-
-
-def error_body(code: ErrorCode, message: str, request_id: str) -> dict[str, Any]:
-    return {
-        "errors": [
-            {"message": message, "extensions": {"code": code.value, "requestId": request_id}}
-        ]
-    }
 
 
 def error_response(

@@ -1,7 +1,7 @@
 """The MCP server (the SDK's low-level Server): tools/list and tools/call over MemoryTools,
 each call timed, counted and logged, every failure a tool error whose text starts with
 its code; and the streamable HTTP transport, stateless, so that any replica answers any
-request.
+request: POST only, and no parser's or validator's text in its errors.
 
 Over HTTP the gate (graph/http/gate.py) has admitted the request and left its principal
 in the request's state; over stdio there is no credential and every call runs as the
@@ -22,9 +22,10 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph import __version__
-from graph.errors import ApiError, ErrorCode, Unauthenticated
+from graph.errors import ApiError, ErrorCode, Unauthenticated, error_body
 from graph.mcp.tools import SCOPES, TOOLS, MemoryTools
 from graph.security.auth import Principal
 from graph.telemetry.logs import request_id_var
@@ -133,9 +134,91 @@ class StreamableHTTP:
             security_settings=security,
             max_request_body_size=max_body_bytes,
         )
-        self.app = StreamableHTTPASGIApp(self.manager)
+        self.app = PostOnly(StreamableHTTPASGIApp(self.manager))
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
         async with self.manager.run():
             yield
+
+
+# The SDK words these two JSON-RPC errors with the parser's or pydantic's own text.
+FIXED_MESSAGES = {
+    types.PARSE_ERROR: "Parse error: the body is not valid JSON",
+    types.INVALID_PARAMS: "Invalid request: not a JSON-RPC 2.0 request, notification or response",
+}
+REFUSED_METHOD = (
+    "Send MCP messages as POST: this server is stateless, with no event stream to open "
+    "(GET) and no session to end (DELETE)"
+)
+
+
+class PostOnly:
+    """In front of the SDK's transport: a method other than POST is 405 (stateless with
+    JSON responses, there is no server-initiated stream for GET to hold open, and no
+    session for DELETE to end); and a body the SDK could not read as JSON-RPC gets a
+    fixed message rather than the parser's or pydantic's text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["method"] != "POST":
+            await _refuse_method(scope["state"]["request_id"], send)
+        else:
+            await self.app(scope, receive, _FixedErrors(send))
+
+
+async def _refuse_method(request_id: str, send: Send) -> None:
+    body = json.dumps(
+        error_body(ErrorCode.BAD_REQUEST, REFUSED_METHOD, request_id), separators=(",", ":")
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"allow", b"POST"),
+    ]
+    await send({"type": "http.response.start", "status": 405, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _FixedErrors:
+    """The send of one request: a 400 the transport answers is held until complete, and a
+    JSON-RPC error without an id (the body was not read as a message) is reworded."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.start: Message | None = None
+        self.body = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            self.start = message
+            return
+        if self.start is None or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        body = _reworded(self.body)
+        headers = [(k, v) for k, v in self.start.get("headers", ()) if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send({**self.start, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def _reworded(body: bytes) -> bytes:
+    try:
+        answer = json.loads(body)
+        error = answer["error"]
+        fixed = FIXED_MESSAGES.get(error["code"]) if answer.get("id") is None else None
+    except (ValueError, TypeError, KeyError):
+        return body
+    if fixed is None:
+        return body
+    error["message"] = fixed
+    error.pop("data", None)
+    return json.dumps(answer, separators=(",", ":")).encode()

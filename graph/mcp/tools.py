@@ -2,8 +2,10 @@
 (graph/memory/service.py, as GraphQL's resolvers call it), and their results as JSON.
 
 Every failure is an ApiError with its code; graph/mcp/server.py turns it into a tool
-error. The service makes the checks it owns (text, metadata, ttl range, limit, ids);
-here only what JSON can hold that the service's types cannot (a string for a number).
+error. The service makes the checks it owns (text, metadata, ttl range, limit, ids), but
+words a remembered memory's errors for GraphQL's batch (`memories[0]: ttlSeconds ...`):
+so a memory is checked here first, by the same rules, to name the tool's arguments; the
+integer bounds are those the input schemas declare, which are the service's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from graph.memory.service import MAX_RECALL_LIMIT, MAX_TTL_SECONDS, MemoryServic
 from graph.security.auth import Principal, Scope
 from graph.settings import Settings
 from graph.store.defaults import DefaultCollections
-from graph.store.models import MAX_FILTER_DEPTH, Filter, MemoryRecord, validate_collection_name
+from graph.store.models import (
+    MAX_FILTER_DEPTH,
+    Filter,
+    MemoryRecord,
+    check_payload,
+    validate_collection_name,
+)
 
 DEFAULT_RECALL_LIMIT = 10
 
@@ -183,6 +191,7 @@ TOOLS = [
 
 SCOPES = {"remember": Scope.WRITE, "recall": Scope.READ, "forget": Scope.WRITE}
 _ARGUMENTS = {tool.name: frozenset(tool.input_schema["properties"]) for tool in TOOLS}
+_PROPERTIES = {tool.name: tool.input_schema["properties"] for tool in TOOLS}
 
 
 class MemoryTools:
@@ -210,15 +219,10 @@ class MemoryTools:
         await self.defaults.ensure(principal.tenant)
         tenant = principal.tenant
         if name == "remember":
-            memory = NewMemory(
-                text=_text(arguments),
-                metadata=arguments.get("metadata"),
-                ttl_seconds=_optional(arguments, "ttl_seconds", int, "an integer"),
-            )
-            ids = await self.memories.remember(tenant, collection, [memory])
+            ids = await self.memories.remember(tenant, collection, [self._memory(arguments)])
             return {"ids": [str(i) for i in ids]}
         if name == "recall":
-            limit = _optional(arguments, "limit", int, "an integer")
+            limit = _integer(arguments, "recall", "limit")
             raw_filter = _optional(arguments, "filter", dict, "a JSON object")
             asked = Recall(
                 text=_text(arguments),
@@ -229,6 +233,18 @@ class MemoryTools:
             return {"memories": [_memory(m) for m in found]}
         deleted = await self.memories.forget(tenant, collection, ids=_ids(arguments))
         return {"deleted": deleted}
+
+    def _memory(self, arguments: dict[str, Any]) -> NewMemory:
+        text = _text(arguments)
+        self.memories.check_text(text)  # the service's rule; its batch prefixes the message
+        metadata = _optional(arguments, "metadata", dict, "a JSON object")
+        if metadata is not None:
+            try:
+                check_payload(metadata)
+            except BadUserInput as error:
+                raise BadUserInput(f"metadata: {error.message}") from None
+        ttl_seconds = _integer(arguments, "remember", "ttl_seconds")
+        return NewMemory(text=text, metadata=metadata, ttl_seconds=ttl_seconds)
 
     def _collection(self, raw: object) -> str:
         if raw is None:
@@ -250,6 +266,14 @@ def _optional(arguments: dict[str, Any], name: str, kind: type, what: str) -> An
     # bool is an int to Python, never to a JSON schema.
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
         raise BadUserInput(f"{name} must be {what}")
+    return value
+
+
+def _integer(arguments: dict[str, Any], tool: str, name: str) -> int | None:
+    value: int | None = _optional(arguments, name, int, "an integer")
+    schema = _PROPERTIES[tool][name]
+    if value is not None and not schema["minimum"] <= value <= schema["maximum"]:
+        raise BadUserInput(f"{name} must be between {schema['minimum']} and {schema['maximum']}")
     return value
 
 

@@ -164,7 +164,7 @@ class MemoryService:
         return ids
 
     def _check_memory(self, memory: NewMemory) -> PointId:
-        self._check_text(memory.text)
+        self.check_text(memory.text)
         metadata = memory.metadata
         if metadata is not None:
             if not isinstance(metadata, dict):
@@ -177,7 +177,7 @@ class MemoryService:
             return str(uuid.uuid4())
         return normalize_point_id(memory.id)
 
-    def _check_text(self, text: str) -> None:
+    def check_text(self, text: str) -> None:
         if not text.strip():
             raise BadUserInput("text must not be empty or only whitespace")
         maximum = self.settings.memory.max_memory_text_bytes
@@ -227,7 +227,7 @@ class MemoryService:
             raise BadUserInput(f"limit must be between 1 and {MAX_RECALL_LIMIT}")
         text = asked.text
         if text is not None:
-            self._check_text(text)
+            self.check_text(text)
         diversity = _check_diversity(asked.diversity)
         if asked.recency is not None:
             _check_recency(asked.recency)

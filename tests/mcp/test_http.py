@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from graph import __version__
+from graph.errors import ErrorCode, error_body
 from tests.conftest import Runner
 from tests.mcp.support import (
     SECRET,
@@ -220,7 +221,146 @@ def test_bad_arguments_are_tool_errors_with_their_code(
         async with http_session(server.url, token("bad")) as session:
             return tool_error(await session.call_tool(tool, arguments))
 
-    assert run(check()).startswith("BAD_USER_INPUT: ")
+    text = run(check())
+    assert text.startswith("BAD_USER_INPUT: ")
+    # MCP's own argument names, never GraphQL's batch or its camelCase.
+    assert "memories[" not in text
+    assert "ttlSeconds" not in text
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        (
+            "remember",
+            {"text": "x", "ttl_seconds": 0},
+            "ttl_seconds must be between 1 and 316224000",
+        ),
+        (
+            "remember",
+            {"text": "x", "ttl_seconds": 316224001},
+            "ttl_seconds must be between 1 and 316224000",
+        ),
+        ("remember", {"text": "x", "ttl_seconds": "soon"}, "ttl_seconds must be an integer"),
+        ("remember", {"text": "   "}, "text must not be empty or only whitespace"),
+        (
+            "remember",
+            {"text": "x" * 32769},
+            "text is longer than MAX_MEMORY_TEXT_BYTES (32768 bytes)",
+        ),
+        ("remember", {"text": "x", "metadata": [1, 2]}, "metadata must be a JSON object"),
+        (
+            "remember",
+            {"text": "x", "metadata": {"n": 2**70}},
+            "metadata: payload integers must fit in 64 bits",
+        ),
+        ("remember", {"text": "x", "collection": 5}, "collection must be a string"),
+        ("recall", {"text": "  "}, "text must not be empty or only whitespace"),
+        ("recall", {"text": "x", "limit": 0}, "limit must be between 1 and 100"),
+        ("recall", {"text": "x", "limit": 101}, "limit must be between 1 and 100"),
+        ("recall", {"text": "x", "filter": []}, "filter must be a JSON object"),
+        ("forget", {"ids": []}, "ids must hold 1 to 1000 ids"),
+        ("forget", {"ids": "1"}, "ids is required and must be an array of strings"),
+    ],
+)
+def test_a_bad_argument_is_named_as_the_tool_takes_it(
+    server: ServerProcess, run: Runner, tool: str, arguments: dict[str, object], message: str
+) -> None:
+    async def check() -> str:
+        async with http_session(server.url, token("named")) as session:
+            return tool_error(await session.call_tool(tool, arguments))
+
+    assert run(check()) == f"BAD_USER_INPUT: {message}"
+
+
+MCP_HEADERS = {"accept": "application/json, text/event-stream"}
+
+
+@pytest.mark.parametrize(
+    ("method", "accept"),
+    [("GET", "text/event-stream"), ("GET", "*/*"), ("DELETE", "*/*"), ("PUT", "*/*")],
+)
+def test_only_post_is_served_the_rest_is_405_at_once(
+    server: ServerProcess, method: str, accept: str
+) -> None:
+    # Stateless with JSON responses: no stream for GET to hold open, no session to DELETE.
+    headers = {"accept": accept, "authorization": f"Bearer {token('methods')}"}
+    with httpx.stream(method, f"{server.url}/mcp", headers=headers, timeout=10) as response:
+        response.read()
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"].startswith("application/json")
+    request_id = response.headers["x-request-id"]
+    body = response.json()
+    assert body == error_body(ErrorCode.BAD_REQUEST, body["errors"][0]["message"], request_id)
+    assert "POST" in body["errors"][0]["message"]
+
+
+def test_without_a_credential_a_get_is_401_before_405(server: ServerProcess) -> None:
+    response = httpx.get(f"{server.url}/mcp", headers={"accept": "*/*"}, timeout=10)
+    assert response.status_code == 401
+
+
+PARSE_ERROR = (-32700, "Parse error: the body is not valid JSON")
+NOT_A_MESSAGE = (-32602, "Invalid request: not a JSON-RPC 2.0 request, notification or response")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{bad", PARSE_ERROR),
+        (b"\xff\xfe", PARSE_ERROR),
+        (b"[" * 5000 + b"]" * 5000, PARSE_ERROR),
+        (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"n": 1'
+            + b"9" * 5000
+            + b"}}",
+            PARSE_ERROR,
+        ),
+        (b"[]", NOT_A_MESSAGE),
+        (b"{}", NOT_A_MESSAGE),
+        (b'"text"', NOT_A_MESSAGE),
+        (b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]', NOT_A_MESSAGE),
+        (b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}', NOT_A_MESSAGE),
+    ],
+)
+def test_a_body_that_is_not_a_message_gets_a_fixed_json_rpc_error(
+    server: ServerProcess, body: bytes, error: tuple[int, str]
+) -> None:
+    response = httpx.post(
+        f"{server.url}/mcp",
+        content=body,
+        headers={
+            **MCP_HEADERS,
+            "content-type": "application/json",
+            "authorization": f"Bearer {token('bodies')}",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.headers["x-request-id"]
+    code, message = error
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": code, "message": message},
+    }
+
+
+def test_the_newer_protocol_revision_words_a_parse_error_the_same(server: ServerProcess) -> None:
+    response = httpx.post(
+        f"{server.url}/mcp",
+        content=b"{bad",
+        headers={
+            **MCP_HEADERS,
+            "content-type": "application/json",
+            "mcp-protocol-version": "2026-07-28",
+            "authorization": f"Bearer {token('bodies')}",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": PARSE_ERROR[0], "message": PARSE_ERROR[1]}
 
 
 def test_tool_calls_are_counted_and_logged(server: ServerProcess, run: Runner) -> None:
