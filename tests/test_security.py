@@ -537,6 +537,19 @@ def test_malformed_credentials_are_401_json_and_counted(secured: TestClient) -> 
         assert (after or 0) == (before or 0) + 1, name
 
 
+def test_a_token_without_a_scope_claim_is_unauthenticated(secured: TestClient) -> None:
+    """The contract's claims are tenant, scope and exp; anything else is UNAUTHENTICATED.
+    A scope the server does not know is ignored (an identity provider's token may carry
+    other services' scopes): with none it knows, a token may do nothing (FORBIDDEN)."""
+    claims = {"tenant": "acme", "aud": "memory", "exp": int(time.time()) + 300}
+    no_scope = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert_refused(call(secured, COUNT, {"c": None}, **bearer(no_scope)), 401, "UNAUTHENTICATED")
+    for scope in ("", "superuser"):
+        other = token("acme", scope, aud="memory")
+        assert_refused(call(secured, COUNT, {"c": None}, **bearer(other)), 403, "FORBIDDEN")
+    assert count(secured, token("acme", "superuser read", aud="memory")) == 0
+
+
 def test_api_keys_work_until_revoked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "KEYS_RECHECK_SECONDS", 0.0)
     keys_file = tmp_path / "keys.json"

@@ -331,13 +331,13 @@ class JwtVerifier:
             raise _refuse(f"invalid token: {type(exc).__name__}") from None
         wrong = _wrongly_typed_claim(claims)
         if wrong is not None:
-            raise _refuse(f"token whose {wrong} claim has the wrong type")
+            raise _refuse(f"token whose {wrong} claim is missing or has the wrong type")
         tenant: str = claims["tenant"]
         try:
             validate_tenant(tenant)
         except BadUserInput:
             raise _refuse("token with an invalid tenant") from None
-        scope: str = claims.get("scope", "")
+        scope: str = claims["scope"]
         subject: str | None = claims.get("sub")
         return Principal(
             tenant, parse_scopes(scope.split()), f"jwt:{subject[:128] if subject else tenant}"
@@ -352,7 +352,8 @@ def _is_string_or_strings(value: object) -> bool:
 
 # Registered claims are checked by PyJWT only as far as the configuration asks (`iss`
 # only with an issuer set; a string "1" passes as `iat`): their types are checked here,
-# whatever is configured. `tenant` is required.
+# whatever is configured. `tenant` and `scope` are required (an empty scope is a
+# credential that may do nothing: FORBIDDEN).
 _CLAIM_TYPES: dict[str, Callable[[object], bool]] = {
     "tenant": lambda v: isinstance(v, str),
     "scope": lambda v: isinstance(v, str),
@@ -367,8 +368,9 @@ _CLAIM_TYPES: dict[str, Callable[[object], bool]] = {
 
 
 def _wrongly_typed_claim(claims: dict[str, Any]) -> str | None:
-    if "tenant" not in claims:
-        return "tenant"
+    for required in ("tenant", "scope"):  # the contract's claims (exp: PyJWT's `require`)
+        if required not in claims:
+            return required
     for name, valid in _CLAIM_TYPES.items():
         if name in claims and not valid(claims[name]):
             return name
