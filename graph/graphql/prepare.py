@@ -166,6 +166,10 @@ class Preparer:
         too_large = check_document(document, self.limits)
         if too_large:
             return Refusal(ErrorCode.GRAPHQL_VALIDATION_FAILED, tuple(too_large[:MAX_ERRORS]))
+        if operation_name is None and len(operations_of(document)) > 1:
+            # Before validation, whose rule for an anonymous operation beside others
+            # would call it invalid: it is a request that does not say what to run.
+            return _several_operations()
         invalid = validate(
             self.graphql_schema,
             document,
@@ -192,17 +196,23 @@ def _bad_request(message: str) -> Refusal:
     return Refusal(ErrorCode.BAD_REQUEST, (GraphQLError(message),), status=400)
 
 
+def _several_operations() -> Refusal:
+    return _bad_request("The document has several operations: name the one to run in operationName")
+
+
+def operations_of(document: DocumentNode) -> list[OperationDefinitionNode]:
+    return [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+
+
 def choose_operation(
     document: DocumentNode, operation_name: str | None
 ) -> OperationDefinitionNode | Refusal:
     """The operation to run, as the GraphQL spec's GetOperation: with several operations
     the request must name one, and a name must match exactly one."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    operations = operations_of(document)
     if operation_name is None:
         if len(operations) != 1:
-            return _bad_request(
-                "The document has several operations: name the one to run in operationName"
-            )
+            return _several_operations()
         chosen = operations[0]
     else:
         named = [o for o in operations if o.name and o.name.value == operation_name]

@@ -155,10 +155,24 @@ def test_a_field_error_keeps_200_and_the_data_entry(seeded: TestClient) -> None:
         assert [e["extensions"]["code"] for e in answer["errors"]] == ["NOT_FOUND"]
 
 
-def test_an_operation_that_cannot_be_chosen_is_400_under_both(seeded: TestClient) -> None:
-    body = {"query": "query A { health { status } } query B { count }"}
+@pytest.mark.parametrize(
+    "document",
+    [
+        "query A { health { status } } query B { count }",
+        # An anonymous operation beside others also breaks a validation rule; the request
+        # is still one that does not say what to run.
+        "{ health { status } } query B { count }",
+        "{ health { status } } { count }",
+    ],
+    ids=["named", "anonymous and named", "two anonymous"],
+)
+def test_an_operation_that_cannot_be_chosen_is_400_under_both(
+    seeded: TestClient, document: str
+) -> None:
     for accept in ("application/graphql-response+json", "application/json"):
-        assert_refused(post(seeded, body, accept=accept), 400)
+        response = post(seeded, {"query": document}, accept=accept)
+        assert_refused(response, 400, "BAD_REQUEST")
+        assert "name the one to run in operationName" in response.json()["errors"][0]["message"]
 
 
 def test_a_missing_scope_stays_403_under_both(tmp_path: Path) -> None:
