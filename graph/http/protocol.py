@@ -112,8 +112,8 @@ def body_params(body: bytes) -> GraphQLParams | Malformed:
     """The parameters of a POST's JSON body."""
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return Malformed(400, "The request body is not valid JSON")
+    except orjson.JSONDecodeError as error:
+        return _not_json("The request body", error)
     if isinstance(data, list):
         return Malformed(400, "Batched requests are not supported")
     if not isinstance(data, dict):
@@ -121,6 +121,16 @@ def body_params(body: bytes) -> GraphQLParams | Malformed:
     return _params(
         data.get("query"), data.get("variables"), data.get("operationName"), data.get("extensions")
     )
+
+
+# orjson refuses JSON nested deeper than this; its message is the only sign of it.
+MAX_JSON_DEPTH = 1024
+
+
+def _not_json(what: str, error: orjson.JSONDecodeError) -> Malformed:
+    if str(error).startswith("depth limit exceeded"):
+        return Malformed(400, f"{what} nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    return Malformed(400, f"{what} is not valid JSON")
 
 
 def query_string_params(params: QueryParams) -> GraphQLParams | Malformed:
@@ -135,8 +145,8 @@ def query_string_params(params: QueryParams) -> GraphQLParams | Malformed:
         if values[name] is not None:
             try:
                 values[name] = orjson.loads(values[name])
-            except orjson.JSONDecodeError:
-                return Malformed(400, f"`{name}` is not valid JSON")
+            except orjson.JSONDecodeError as error:
+                return _not_json(f"`{name}`", error)
     return _params(
         values["query"], values["variables"], values["operationName"], values["extensions"]
     )

@@ -338,6 +338,10 @@ def test_a_get_with_a_preflight_header_is_served(
         ("", "The request has no GraphQL query string"),
         (f"query={HEALTH}&query={HEALTH}", "`query` is given more than once"),
         (f"query={HEALTH}&variables=%7Bnot", "`variables` is not valid JSON"),
+        (
+            f"query={HEALTH}&variables=" + "%5B" * 1100 + "%5D" * 1100,
+            "`variables` nests JSON deeper than 1024 levels",
+        ),
         (f"query={HEALTH}&variables=%5B1%5D", "`variables` must be a JSON object"),
         (f"query={HEALTH}&extensions=1", "`extensions` must be a JSON object"),
     ],
@@ -347,6 +351,23 @@ def test_malformed_get_parameters_are_400(
 ) -> None:
     response = client.get(f"/graphql?{query_string}", headers=PREFLIGHT)
     assert assert_refused(response, 400)["errors"][0]["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"query": "{ health { status } }", "variables": {bad', "is not valid JSON"),
+        (
+            b'{"variables": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+            "nests JSON deeper than 1024 levels",
+        ),
+    ],
+    ids=["invalid", "valid but too deep"],
+)
+def test_a_body_orjson_refuses_says_why(client: TestClient, body: bytes, message: str) -> None:
+    response = client.post("/graphql", content=body, headers={"content-type": JSON})
+    error = assert_refused(response, 400)["errors"][0]["message"]
+    assert error == f"The request body {message}"
 
 
 def test_get_goes_through_the_same_credentials_scopes_and_rate_limit(tmp_path: Path) -> None:
