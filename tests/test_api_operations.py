@@ -149,6 +149,10 @@ def test_every_response_has_a_request_id_and_echoes_the_clients(client: TestClie
     assert len(generated.headers["x-request-id"]) == 32
     unsafe = client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
+    for padded in ("trace-456 ", "trace-456\t", " trace-456"):
+        # Optional whitespace around a header value (httptools keeps the trailing part).
+        echoed = client.get("/healthz", headers={"X-Request-ID": padded})
+        assert echoed.headers["x-request-id"] == "trace-456"
 
 
 def test_health_readiness_and_metrics_routes(client: TestClient) -> None:

@@ -34,7 +34,8 @@ class RequestIdMiddleware:
         request_id = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                candidate = value.decode("latin-1")
+                # HTTP's optional whitespace around a value is not part of it.
+                candidate = value.decode("latin-1").strip(" \t")
                 if _CLIENT_REQUEST_ID.fullmatch(candidate):
                     request_id = candidate
                 break
