@@ -5,7 +5,8 @@ Every response is counted, its path grouped: a request is counted exactly as the
 middleware counts it with group_paths, group_unhandled_paths and both body-size metrics,
 except that a request answered before its route ran (the body limit's 413, the router's
 405 for a method the route does not serve) is labelled with that route's template, where
-the stock middleware says UNMATCHED. A path no route matches (404, the router's redirect
+the stock middleware says UNMATCHED, and that a refused body (413) counts no request
+bytes, where the stock middleware counts what the client declared. A path no route matches (404, the router's redirect
 to the path without its trailing slash) is UNMATCHED, one label value however many such
 paths arrive. tests/observability/test_http_metrics.py drives both middlewares with the
 same requests and compares every sample. What the stock `__call__` spends per request and
@@ -104,6 +105,10 @@ class HttpMetricsMiddleware(PrometheusMiddleware):
             in_progress.dec()
         if status is None:
             status = 499 if await Request(scope, receive).is_disconnected() else 500
+        if status == 413:
+            # A refused body was not taken; its declared length is the client's to choose
+            # (Content-Length: 99999999999 would add 1e11 bytes).
+            request_bytes = 0
 
         if original is not None:
             # The router when it ran, else the application (Starlette puts itself in the
