@@ -211,10 +211,13 @@ def test_timestamps_are_utc_and_created_at_survives_a_replace(client: TestClient
 
 
 def test_memories_in_the_order_asked_without_missing_or_expired(client: TestClient) -> None:
+    # Long enough that a stalled machine still reads memory 2 before it expires.
+    ttl = 3
+    remembered = time.monotonic()
     remember(
         client,
         {"id": 1, "text": "one"},
-        {"id": 2, "text": "two", "ttlSeconds": 1},
+        {"id": 2, "text": "two", "ttlSeconds": ttl},
         {"id": 3, "text": "three"},
     )
     ids = ["3", "99", "2", "1"]
@@ -223,7 +226,7 @@ def test_memories_in_the_order_asked_without_missing_or_expired(client: TestClie
         "2",
         "1",
     ]
-    time.sleep(1.1)
+    time.sleep(max(0.0, remembered + ttl + 0.2 - time.monotonic()))
     assert [m["id"] for m in gql(client, MEMORIES, {"ids": ids}).data["memories"]] == ["3", "1"]
     assert recalled(client, text="two") == []
     # plain points are not memories

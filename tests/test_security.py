@@ -44,8 +44,8 @@ def token(
     *,
     key: Any = SECRET,
     algorithm: str = "HS256",
-    # Module-level tokens are made at collection: an hour outlives any run of the suite.
-    exp: float | None = 3600,
+    # Module-level tokens are made at collection: a day outlives any run of the suite.
+    exp: float | None = 24 * 3600,
     headers: dict[str, Any] | None = None,
     **claims: Any,
 ) -> str:

@@ -30,8 +30,12 @@ def token(tenant: str = "acme", scope: str = "read write") -> str:
 
 
 @contextlib.asynccontextmanager
-async def http_session(url: str, credential: str | None = None) -> AsyncIterator[ClientSession]:
+async def http_session(
+    url: str, credential: str | None = None, request_id: str | None = None
+) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    if request_id is not None:
+        headers["X-Request-ID"] = request_id
     async with (
         httpx2.AsyncClient(headers=headers, timeout=TIMEOUT_SECONDS) as client,
         streamable_http_client(f"{url}/mcp", http_client=client) as (read, write),

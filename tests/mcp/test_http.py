@@ -3,6 +3,9 @@ that also serves GraphQL: the same memories, credentials, tenancy and scopes."""
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -364,16 +367,30 @@ def test_the_newer_protocol_revision_words_a_parse_error_the_same(server: Server
 
 
 def test_tool_calls_are_counted_and_logged(server: ServerProcess, run: Runner) -> None:
+    request_id = f"counted-{uuid.uuid4().hex}"
+
     async def check() -> None:
-        async with http_session(server.url, token("counted")) as session:
+        async with http_session(server.url, token("counted"), request_id) as session:
             structured(await session.call_tool("recall", {"text": "counted"}))
 
     run(check())
     metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
     assert 'mcp_tool_calls_total{outcome="success",tool="recall"}' in metrics
     assert 'mcp_tool_duration_seconds_count{tool="recall"}' in metrics
-    lines = [line for line in server.log_lines() if '"mcp tool call"' in line]
-    assert lines and all('"request_id"' in line for line in lines)
+    # Log lines are written in batches: wait for this call's own line, not any earlier one.
+    deadline = time.monotonic() + 10
+    while not (
+        lines := [
+            json.loads(line)
+            for line in server.log_lines()
+            if '"mcp tool call"' in line and f'"{request_id}"' in line
+        ]
+    ):
+        assert time.monotonic() < deadline, server.log_lines()[-5:]
+        time.sleep(0.05)
+    assert len(lines) == 1, lines
+    assert lines[0]["request_id"] == request_id
+    assert (lines[0]["tool"], lines[0]["tenant"]) == ("recall", "counted")
 
 
 def test_past_the_rate_limit_mcp_answers_429_from_the_budget_graphql_shares(

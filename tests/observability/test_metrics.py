@@ -90,7 +90,18 @@ def family_samples(name: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
+def per_collection(name: str, **labels: str) -> dict[str, float]:
+    return {
+        found["collection"]: value
+        for found, value in family_samples(name)
+        if labels.items() <= found.items()
+    }
+
+
 def test_points_and_background_indexing_are_sampled(tmp_path: Path) -> None:
+    # The counters are process-wide: only what grows during this test is this store's.
+    builds_before = per_collection("store_index_builds_total", outcome="success")
+    durations_before = per_collection("store_index_build_duration_seconds_count")
     settings = make_settings(tmp_path, index_threshold=3)
     inner = EdgeStore.from_settings(settings)
     with TestClient(create_app(settings, store=inner)) as client:
@@ -101,9 +112,9 @@ def test_points_and_background_indexing_are_sampled(tmp_path: Path) -> None:
     held = [v for labels, v in family_samples("store_collection_points") if v >= 5]
     assert held, family_samples("store_collection_points")
     built = {
-        labels["collection"]
-        for labels, v in family_samples("store_index_builds_total")
-        if labels["outcome"] == "success" and v >= 1
+        collection
+        for collection, v in per_collection("store_index_builds_total", outcome="success").items()
+        if v > builds_before.get(collection, 0.0)
     }
     assert built
     for labels, value in family_samples("store_unindexed_points"):
@@ -111,8 +122,8 @@ def test_points_and_background_indexing_are_sampled(tmp_path: Path) -> None:
             assert value == 0
     segments = {labels["collection"]: v for labels, v in family_samples("store_index_segments")}
     assert all(segments[label] >= 1 for label in built), segments
-    durations = family_samples("store_index_build_duration_seconds_count")
-    assert any(v >= 1 for labels, v in durations if labels["collection"] in built)
+    durations = per_collection("store_index_build_duration_seconds_count")
+    assert any(durations[c] > durations_before.get(c, 0.0) for c in built), durations
 
 
 def test_switches_turn_the_instrumentation_off(tmp_path: Path, switch_back: None) -> None:

@@ -77,9 +77,11 @@ def test_operations_are_recorded_within_the_interval_without_a_scrape(
         before = operations("TimedProbe")
         probe(client, "TimedProbe", "timed-1")
         started = time.monotonic()
-        while operations("TimedProbe") == before:
+        # The recorder counts, then logs, in its own thread: wait for both.
+        while operations("TimedProbe") == before or not request_lines(caplog):
             assert time.monotonic() - started < WAIT_SECONDS
             time.sleep(0.02)
+        assert operations("TimedProbe") == before + 1
         assert [r.request_id for r in request_lines(caplog)] == ["timed-1"]  # type: ignore[attr-defined]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import subprocess
 import threading
@@ -102,7 +103,9 @@ def test_kill_9_at_random_points_of_an_ingest_loses_nothing_acknowledged(
     """Several rounds on one DATA_DIR: ingest, kill -9 at a random moment (a small
     INDEX_THRESHOLD makes background index builds run, and get killed, too), restart,
     and every point whose upsert returned is there, with its payload."""
-    rnd = random.Random()
+    # Seeded, and the seed in every failure message, so the kill moments can be replayed.
+    seed = int.from_bytes(os.urandom(4), "big")
+    rnd = random.Random(seed)
     acknowledged: list[int] = []
     next_id = 0
     for round_ in range(KILL_ROUNDS):
@@ -113,15 +116,15 @@ def test_kill_9_at_random_points_of_an_ingest_loses_nothing_acknowledged(
         started = time.monotonic()
         server.start()
         print(f"round {round_}: open and ready in {time.monotonic() - started:.2f}s")
-        assert not missing(server, acknowledged), f"round {round_}: lost after restart"
+        assert not missing(server, acknowledged), f"seed {seed}, round {round_}: lost"
         with Ingest(server.url, writers=3, first_id=next_id) as ingest:
             # From the first acknowledgement on (a busy machine may take a while to give
             # it), then at a random moment.
             ingest.first_acknowledged.wait(timeout=60)
             time.sleep(rnd.uniform(0.1, 1.2))
             server.kill9()
-        assert not ingest.failures, ingest.failures[:3]
-        assert ingest.acknowledged, "nothing was written before the kill"
+        assert not ingest.failures, (seed, ingest.failures[:3])
+        assert ingest.acknowledged, f"seed {seed}: nothing was written before the kill"
         acknowledged += ingest.acknowledged
         next_id = ingest.next_id
         print(f"round {round_}: killed after {len(ingest.acknowledged)} acknowledged points")
@@ -129,13 +132,13 @@ def test_kill_9_at_random_points_of_an_ingest_loses_nothing_acknowledged(
     last = ServerProcess(tmp_path / "data", tmp_path / "server-last.log")
     servers.append(last)
     last.start()
-    assert missing(last, acknowledged) == []
-    assert last.gql("{ count }")["data"]["count"] >= len(acknowledged)
+    assert missing(last, acknowledged) == [], f"seed {seed}"
+    assert last.gql("{ count }")["data"]["count"] >= len(acknowledged), f"seed {seed}"
     sample = [str(i) for i in rnd.sample(acknowledged, 20)]
     for point in last.gql(GET, {"ids": sample})["data"]["points"]:
-        assert point["payload"] == {"n": int(point["id"]), "t": "x" * 64}
+        assert point["payload"] == {"n": int(point["id"]), "t": "x" * 64}, f"seed {seed}"
     for line in last.log_lines():
-        assert json.loads(line)["level"] != "ERROR", line
+        assert json.loads(line)["level"] != "ERROR", (seed, line)
 
 
 def test_sigterm_under_load_drains_and_exits_0(
@@ -154,16 +157,18 @@ def test_sigterm_under_load_drains_and_exits_0(
     )
     servers.append(server)
     server.start()
+    # (sent at, status): a probe is judged by when it was sent, not when it was answered.
     readiness: list[tuple[float, str]] = []
     stop = threading.Event()
 
     def watch_readiness() -> None:
         while not stop.is_set():
+            sent = time.monotonic()
             try:
                 status = str(httpx.get(f"{server.url}/readyz", timeout=2).status_code)
             except httpx.TransportError as error:
                 status = type(error).__name__
-            readiness.append((time.monotonic(), status))
+            readiness.append((sent, status))
             stop.wait(0.01)
 
     watcher = threading.Thread(target=watch_readiness)
@@ -178,7 +183,8 @@ def test_sigterm_under_load_drains_and_exits_0(
         exited = time.monotonic()
     stop.set()
     watcher.join(timeout=10)
-    after = [(at - signalled, status) for at, status in readiness if at > signalled]
+    # Probes sent within 0.1 s of the signal may have raced it; every later one counts.
+    after = [(at - signalled, status) for at, status in readiness if at > signalled + 0.1]
     print(
         f"SIGTERM: exit {code} after {exited - signalled:.2f}s; "
         f"{len(ingest.acknowledged)} points acknowledged ({acknowledged_at_signal} at the "
@@ -187,12 +193,13 @@ def test_sigterm_under_load_drains_and_exits_0(
     assert code == 0
     assert exited - signalled < delay + grace
     assert not ingest.failures, ingest.failures[:3]
-    # Not ready from the first probe after the signal, while still answering...
-    during = [status for at, status in after if 0.1 < at < delay - 0.1]
-    assert during and set(during) == {"503"}, after[:20]
+    # Not ready from the first probe after the signal (a probe can end in a transport
+    # error once the listener closes, never in a 200)...
+    assert [(at, s) for at, s in after if s == "200"] == [], after[:20]
+    # ...while still answering (a 503 comes only before the listener closes)...
+    assert "503" in {status for _, status in after}, after[:20]
     # ...and serving writes meanwhile.
     assert len(ingest.acknowledged) > acknowledged_at_signal
-    assert "200" not in {status for at, status in after if at > 0.1}, after[-20:]
     messages = [json.loads(line)["message"] for line in server.log_lines()]
     assert any("not ready any more" in m for m in messages)
     assert any("stopped" in m for m in messages)

@@ -769,7 +769,9 @@ def test_a_filter_key_matches_the_payload_stored_under_it_or_is_bad_user_input(
     api: TestClient, segments: list[tuple[str, bool, list[str]]]
 ) -> None:
     key = render_key(segments)
-    marker = fresh_id()
+    # Not one of the small integers earlier examples store all over this module's collection
+    # (yet within what an id, a payload integer and a match value may be): matched only here.
+    marker = 10**15 + fresh_id()
     point = {"id": marker, "vector": [1, 0, 0, 0], "payload": payload_under(segments, marker)}
     assert gql(api, UPSERT, {"points": [point]}).data == {"upsert": {"upserted": 1}}
     flt = {"must": [{"key": key, "match": {"value": marker}}]}

@@ -105,7 +105,7 @@ def test_server_that_never_answers_gives_store_timeout_within_the_timeout(
                         await every_call(store)[name]()
                     elapsed = time.monotonic() - started
                     # A safety net over the 0.5 s timeout, for a busy machine.
-                    assert 0.45 <= elapsed < 1.5, (name, elapsed)
+                    assert 0.45 <= elapsed < 2.5, (name, elapsed)
                     assert caught.value.message == "The vector store did not answer in time"
 
     run(check())

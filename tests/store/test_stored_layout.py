@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graph.store.models import MemoryPoint, SparseVector
@@ -26,6 +26,8 @@ NAMESPACE = uuid.UUID("5b0f3a52-6a4e-4d8e-9c1e-8c9d2f7b4a10")
 MAX_ID = 2**64 - 1
 client_ids = st.one_of(st.integers(0, MAX_ID), st.uuids().map(str))
 partitions = st.text(min_size=1, max_size=40).filter(lambda p: "\x00" not in p)
+# No deadline: a busy machine's stall is not a slow example.
+FAST = settings(deadline=None, database=None)
 
 
 def test_a_stored_id_is_the_one_every_release_derived() -> None:
@@ -33,6 +35,7 @@ def test_a_stored_id_is_the_one_every_release_derived() -> None:
     assert stored_id("default/memories", 42) == "f6fd950e-549f-5aaf-b78c-b4a25fa9e331"
 
 
+@FAST
 @given(partitions, client_ids)
 def test_stored_ids_are_uuid5_of_the_partition_and_client_id(
     partition: str, point_id: object
@@ -42,6 +45,7 @@ def test_stored_ids_are_uuid5_of_the_partition_and_client_id(
     assert stored_uuid(partition, point_id).version == 5  # type: ignore[arg-type]
 
 
+@FAST
 @given(client_ids)
 def test_client_ids_survive_the_payload_as_integers_or_strings(point_id: object) -> None:
     stored = stored_payload("t/c", point_id, None)  # type: ignore[arg-type]
