@@ -147,6 +147,15 @@ FIXED_MESSAGES = {
     types.PARSE_ERROR: "Parse error: the body is not valid JSON",
     types.INVALID_PARAMS: "Invalid request: not a JSON-RPC 2.0 request, notification or response",
 }
+# The SDK's own refusals in plain text (its DNS-rebinding and content-type checks, its
+# body limit, which the app's comes before): the same sentence in the JSON error body.
+PLAIN_REFUSALS = {
+    400: ErrorCode.BAD_REQUEST,
+    403: ErrorCode.BAD_REQUEST,  # an Origin it does not serve: no credential is at fault
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    421: ErrorCode.BAD_REQUEST,
+}
+MAX_PLAIN_CHARS = 200
 REFUSED_METHOD = (
     "Send MCP messages as POST: this server is stateless, with no event stream to open "
     "(GET) and no session to end (DELETE)"
@@ -156,8 +165,9 @@ REFUSED_METHOD = (
 class PostOnly:
     """In front of the SDK's transport: a method other than POST is 405 (stateless with
     JSON responses, there is no server-initiated stream for GET to hold open, and no
-    session for DELETE to end); and a body the SDK could not read as JSON-RPC gets a
-    fixed message rather than the parser's or pydantic's text."""
+    session for DELETE to end); a body the SDK could not read as JSON-RPC gets a fixed
+    message rather than the parser's or pydantic's text; and the SDK's plain-text
+    refusals come in the JSON error body every other refusal has."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -168,7 +178,7 @@ class PostOnly:
         elif scope["method"] != "POST":
             await _refuse_method(scope["state"]["request_id"], send)
         else:
-            await self.app(scope, receive, _FixedErrors(send))
+            await self.app(scope, receive, _FixedErrors(send, scope["state"]["request_id"]))
 
 
 async def _refuse_method(request_id: str, send: Send) -> None:
@@ -185,16 +195,18 @@ async def _refuse_method(request_id: str, send: Send) -> None:
 
 
 class _FixedErrors:
-    """The send of one request: a 400 the transport answers is held until complete, and a
-    JSON-RPC error without an id (the body was not read as a message) is reworded."""
+    """The send of one request: a refusal the transport answers is held until complete; a
+    JSON-RPC error without an id (the body was not read as a message) is reworded, and a
+    plain-text one becomes the JSON error body."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
+        self.request_id = request_id
         self.start: Message | None = None
         self.body = b""
 
     async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] == 400:
+        if message["type"] == "http.response.start" and message["status"] in PLAIN_REFUSALS:
             self.start = message
             return
         if self.start is None or message["type"] != "http.response.body":
@@ -203,8 +215,18 @@ class _FixedErrors:
         self.body += message.get("body", b"")
         if message.get("more_body", False):
             return
-        body = _reworded(self.body)
-        headers = [(k, v) for k, v in self.start.get("headers", ()) if k != b"content-length"]
+        status: int = self.start["status"]
+        kept = self.start.get("headers", ())
+        if not any(k == b"content-type" and b"json" in v for k, v in kept):  # its plain text
+            text = self.body.decode("utf-8", "replace")[:MAX_PLAIN_CHARS]
+            refusal = error_body(PLAIN_REFUSALS[status], text, self.request_id)
+            body = json.dumps(refusal, separators=(",", ":")).encode()
+            kept = [(b"content-type", b"application/json; charset=utf-8")] + [
+                (k, v) for k, v in kept if k != b"content-type"
+            ]
+        else:
+            body = _reworded(self.body)
+        headers = [(k, v) for k, v in kept if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send({**self.start, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})

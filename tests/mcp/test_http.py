@@ -350,6 +350,37 @@ def test_a_body_that_is_not_a_message_gets_a_fixed_json_rpc_error(
     }
 
 
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({"content-type": "text/plain"}, 400, "Invalid Content-Type header"),
+        ({"host": "evil.example"}, 421, "Invalid Host header"),
+        ({"origin": "http://evil.example"}, 403, "Invalid Origin header"),
+    ],
+    ids=["content type", "host", "origin"],
+)
+def test_the_sdks_own_refusals_come_in_the_json_error_body(
+    server: ServerProcess, headers: dict[str, str], status: int, message: str
+) -> None:
+    """Its content-type check and DNS-rebinding protection (on: the server listens on a
+    loopback address) answered in plain text."""
+    response = httpx.post(
+        f"{server.url}/mcp",
+        content=b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}',
+        headers={
+            **MCP_HEADERS,
+            "content-type": "application/json",
+            "authorization": f"Bearer {token('refusals')}",
+            **headers,
+        },
+        timeout=30,
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    request_id = response.headers["x-request-id"]
+    assert response.json() == error_body(ErrorCode.BAD_REQUEST, message, request_id)
+
+
 def test_the_newer_protocol_revision_words_a_parse_error_the_same(server: ServerProcess) -> None:
     response = httpx.post(
         f"{server.url}/mcp",
