@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph import __version__
-from graph.errors import ApiError, ErrorCode
+from graph.errors import ApiError, BadUserInput, ConfigError, ErrorCode
 from graph.graphql.compiled.fastpath import FastPath
 from graph.graphql.execution import Executor
 from graph.graphql.policy import Policy
@@ -41,6 +41,7 @@ from graph.settings import Settings
 from graph.store import VectorStore, create_store
 from graph.store.defaults import DefaultCollections
 from graph.store.instrumented import StoreStats, instrument
+from graph.store.models import validate_collection_name
 from graph.store.tenancy import DEFAULT_TENANT
 from graph.telemetry.http_metrics import HttpMetricsMiddleware
 from graph.telemetry.metrics import (
@@ -151,6 +152,10 @@ def create_app(
     embedder: Embedder | None = None,
 ) -> Starlette:
     settings = settings or Settings()
+    try:
+        validate_collection_name(settings.store.collection)
+    except BadUserInput as exc:
+        raise ConfigError(f"COLLECTION {settings.store.collection!r}: {exc.message}") from None
     store = store or create_store(settings)
     if settings.telemetry.metrics_store:
         store = instrument(store)

@@ -10,6 +10,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from graph.settings import Settings
 
 
 class CommandError(Exception):
@@ -21,28 +25,52 @@ def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     pass
 
 
+def cannot_start(reason: object) -> NoReturn:
+    """One JSON log line saying which setting is wrong, and exit status 2."""
+    logging.getLogger("graph.app").critical("Cannot start: %s", reason)
+    logging.shutdown()  # the line is written before the process ends
+    sys.exit(2)
+
+
+def load_settings() -> Settings:
+    """The settings with logging configured by them; a value that is not valid is
+    cannot_start, naming each variable (logged at the defaults, as there are no others)."""
+    from pydantic import ValidationError
+
+    from graph.settings import Settings
+    from graph.telemetry.logs import configure
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        configure(flush_seconds=0)
+        cannot_start(
+            "; ".join(
+                f"{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+                for error in exc.errors()
+            )
+        )
+    configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
+    return settings
+
+
 def serve() -> None:
     import uvicorn
 
     from graph.app import create_app
+    from graph.errors import ConfigError
     from graph.serving import BoundedHttpToolsProtocol, DrainingServer
-    from graph.settings import Settings
-    from graph.telemetry.logs import configure, log_config
+    from graph.telemetry.logs import log_config
 
-    settings = Settings()
-    configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
+    settings = load_settings()
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, which would end
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _ignore_signal)
-    from graph.security.auth import AuthConfigError
-    from graph.security.ratelimit import RateLimitConfigError
-
     try:
         app = create_app(settings)
-    except (AuthConfigError, RateLimitConfigError) as exc:
-        logging.getLogger("graph.app").critical("Cannot start: %s", exc)
-        sys.exit(2)
+    except ConfigError as exc:
+        cannot_start(exc)
     config = uvicorn.Config(
         app,
         http=BoundedHttpToolsProtocol.bounded(
@@ -70,11 +98,8 @@ def mcp() -> None:
     import asyncio
 
     from graph.mcp.stdio import StoreInUse, serve_stdio
-    from graph.settings import Settings
-    from graph.telemetry.logs import configure
 
-    settings = Settings()
-    configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
+    settings = load_settings()
     try:
         asyncio.run(serve_stdio(settings))
     except StoreInUse as exc:

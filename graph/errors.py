@@ -49,6 +49,10 @@ def shown(value: object) -> str:
     return f"{text[:MAX_SHOWN_CHARS]}... ({len(text)} characters)"
 
 
+class ConfigError(ValueError):
+    """A setting the server cannot start with; it refuses to start, saying which."""
+
+
 class ApiError(Exception):
     """An error whose message is safe to show to the client, with its code."""
 

@@ -337,8 +337,20 @@ class MemorySettings(_Group):
     )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 class TelemetrySettings(_Group):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     # Request log lines and operation metrics are recorded, and log lines written, in
     # batches this often (docs/operating.md "Logs"); 0: each at once.
     log_flush_seconds: float = Field(

@@ -147,3 +147,39 @@ def test_serve_help_lists_every_setting_with_default_and_meaning() -> None:
 
 def test_every_setting_has_a_description() -> None:
     assert [name for name, _, meaning in Settings.described() if not meaning.strip()] == []
+
+
+# Settings every command reads, then those the HTTP app checks when it is made.
+SETTINGS_REFUSED = [
+    ("DISTANCE", "manhattan", "DISTANCE: Input should be 'cosine', 'dot' or 'euclid'"),
+    ("VECTOR_SIZE", "abc", "VECTOR_SIZE: Input should be a valid integer"),
+    ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
+    ("LOG_LEVEL", "LOUD", "LOG_LEVEL: Value error, must be one of DEBUG, INFO"),
+]
+APP_REFUSED = [
+    ("COLLECTION", "bad name!", "COLLECTION 'bad name!': Collection name must be"),
+    ("RATE_LIMIT", "0/second", "RATE_LIMIT '0/second' must allow at least one request"),
+    ("EMBEDDER", "bogus:x", "EMBEDDER='bogus:x' is not understood"),
+    ("EMBEDDER", "openai:m", "EMBEDDER=openai:m needs EMBED_URL"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "value", "named"),
+    [("serve", *case) for case in SETTINGS_REFUSED + APP_REFUSED]
+    + [("mcp", *case) for case in SETTINGS_REFUSED],
+)
+def test_a_setting_it_cannot_start_with_is_one_json_line_and_status_2(
+    tmp_path: Path, command: str, setting: str, value: str, named: str
+) -> None:
+    result = graph(command, env={setting: value, "DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    (line,) = [json.loads(text) for text in result.stderr.splitlines()]
+    assert line["level"] == "CRITICAL" and line["logger"] == "graph.app"
+    assert line["message"].startswith("Cannot start: ") and named in line["message"], line
+    assert not list(tmp_path.iterdir()), "nothing is made before the settings are known"
+
+
+def test_a_lower_case_log_level_is_understood() -> None:
+    assert Settings(log_level="debug").telemetry.log_level == "DEBUG"

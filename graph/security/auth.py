@@ -39,7 +39,7 @@ from typing import Any, cast
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from graph.errors import BadUserInput, Unauthenticated
+from graph.errors import BadUserInput, ConfigError, Unauthenticated
 from graph.settings import Settings
 from graph.store.tenancy import DEFAULT_TENANT, validate_tenant
 
@@ -94,7 +94,7 @@ class Principal:
 OPEN_PRINCIPAL = Principal(DEFAULT_TENANT, ALL_SCOPES, "open")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(ConfigError):
     """A security setting that cannot work; the server refuses to start, saying which."""
 
 

@@ -21,6 +21,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
 
+from graph.errors import ConfigError
 from graph.telemetry.metrics import RATE_LIMITED_REQUESTS, TENANT_LABELS
 
 logger = logging.getLogger("graph.security.ratelimit")
@@ -29,7 +30,7 @@ WARN_EVERY_SECONDS = 10.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
-class RateLimitConfigError(ValueError):
+class RateLimitConfigError(ConfigError):
     pass
 
 
@@ -64,6 +65,8 @@ class TenantRateLimiter:
             raise RateLimitConfigError(
                 f"RATE_LIMIT {limit!r} is not a rate such as 100/second or 1000/minute"
             ) from None
+        if self.item.amount < 1:  # 0/second would refuse every request, for ever
+            raise RateLimitConfigError(f"RATE_LIMIT {limit!r} must allow at least one request")
         self.storage, self._pool = _storage(storage_url)
         self.shared = bool(storage_url)
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)

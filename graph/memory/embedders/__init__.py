@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graph.errors import ConfigError
 from graph.memory.embedders.base import Embedder
 from graph.settings import MemorySettings
 
@@ -15,7 +16,7 @@ def create_embedder(settings: MemorySettings) -> Embedder | None:
 
     Each kind is imported only when it is asked for, so fastembed (an optional extra) is
     never loaded by a server that does not use it. A value that names no embedder raises
-    ValueError: the server refuses to start rather than run without the model it was told to.
+    ConfigError: the server refuses to start rather than run without the model it was told to.
     """
     spec = (settings.embedder or "").strip()
     if not spec:
@@ -30,4 +31,4 @@ def create_embedder(settings: MemorySettings) -> Embedder | None:
         from graph.memory.embedders.fastembed import FastEmbedEmbedder
 
         return FastEmbedEmbedder.from_settings(model, settings)
-    raise ValueError(f"EMBEDDER={spec!r} is not understood: it must be {_FORMS}")
+    raise ConfigError(f"EMBEDDER={spec!r} is not understood: it must be {_FORMS}")

@@ -20,7 +20,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from graph.errors import StoreOverloaded, StoreTimeout
+from graph.errors import ConfigError, StoreOverloaded, StoreTimeout
 from graph.memory.embedders._utils import Failure, checked, measured
 from graph.memory.embedders.base import Embedder
 from graph.settings import MemorySettings
@@ -71,7 +71,7 @@ class OpenAIEmbedder(Embedder):
     @classmethod
     def from_settings(cls, model: str, settings: MemorySettings) -> OpenAIEmbedder:
         if not settings.embed_url:
-            raise ValueError(
+            raise ConfigError(
                 f"EMBEDDER=openai:{model} needs EMBED_URL, the base URL of an "
                 "OpenAI-compatible API (e.g. https://api.openai.com/v1)"
             )
