@@ -11,9 +11,16 @@ segmented into words by dictionary, Korean on spaces), lowercased, accents folde
 ("Straße" and "strasse", "café" and "cafe" match), English stopwords dropped and the
 English Snowball stemmer applied to every word (harmless for other languages: a query
 is stemmed the same way as the texts it is matched against).
+
+Numbers standing alone ("1815", "order 48213", "COVID-19") are words too: the tokenizer
+drops a token of digits only, so each is given a letter first (`as_words`). Digits inside
+a word ("v2", "12ab") were kept already and are left as they are, so every token a text
+had before still comes out the same.
 """
 
 from __future__ import annotations
+
+import re
 
 from qdrant_edge import Bm25, Bm25Config, TokenizerType
 
@@ -35,11 +42,20 @@ _model = Bm25(
 )
 
 
+# A run of digits with no letter, digit or underscore on either side.
+_LONE_NUMBER = re.compile(r"(?<!\w)(\d+)(?!\w)")
+
+
+def as_words(text: str) -> str:
+    """Each number standing alone prefixed with a letter, which the tokenizer keeps."""
+    return _LONE_NUMBER.sub(r"n\1", text)
+
+
 def document_keywords(text: str) -> SparseVector:
-    vector = _model.embed_document(text)
+    vector = _model.embed_document(as_words(text))
     return SparseVector(vector.indices, vector.values)  # new lists on each read
 
 
 def query_keywords(text: str) -> SparseVector:
-    vector = _model.embed_query(text)
+    vector = _model.embed_query(as_words(text))
     return SparseVector(vector.indices, vector.values)

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 import pytest
 from rank_bm25 import BM25Okapi
 
-from graph.memory.keywords import AVERAGE_LENGTH, K1, B, document_keywords, query_keywords
+from graph.memory.keywords import (
+    AVERAGE_LENGTH,
+    K1,
+    B,
+    _model,
+    as_words,
+    document_keywords,
+    query_keywords,
+)
 from graph.store.base import VectorStore
 from graph.store.models import RecallMode, RecallRequest
 from tests.store.conftest import TENANT
@@ -127,3 +135,29 @@ def test_chinese_and_japanese_are_split_into_words(
 def test_query_weights_are_one_per_distinct_term() -> None:
     assert query_keywords("apple apple banana").values == [1.0, 1.0]
     assert document_keywords("the of and").indices == []  # stopwords only: no terms
+
+
+def test_numbers_standing_alone_are_words(store: VectorStore, collection: str, run: Runner) -> None:
+    """The tokenizer drops a token of digits only: a year, an order number, a version part
+    could not be recalled by keywords."""
+    texts = {
+        1: "Ada Lovelace was born in 1815",
+        2: "Order 48213 shipped on Tuesday",
+        3: "notes about topic 3",
+        4: "notes about topic 0",
+        5: "the COVID-19 rules changed",
+    }
+    run(store.remember(TENANT, collection, [memory(i, t) for i, t in texts.items()]))
+    for query, expected in [("1815", [1]), ("48213", [2]), ("19", [5]), ("topic 3", [3, 4])]:
+        assert [m.id for m in recall(store, collection, run, query)] == expected, query
+
+
+def test_numbers_add_words_and_change_none_the_text_had() -> None:
+    """Stored memories keep their weights: a text with no number standing alone is
+    tokenized exactly as before, and one with numbers gains their words only."""
+    untouched = "v2 and 12ab, x_12 and 2026年"  # digits inside words, or beside letters
+    assert as_words(untouched) == untouched
+    assert document_keywords(untouched).indices == _model.embed_document(untouched).indices
+    before = set(_model.embed_document("born in 1815").indices)
+    after = set(document_keywords("born in 1815").indices)
+    assert before < after and len(after - before) == 1
