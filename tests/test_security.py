@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -693,3 +694,22 @@ def test_cors_allows_only_the_listed_origins(tmp_path: Path) -> None:
 def test_settings_hide_secrets() -> None:
     settings = Settings(auth_jwt_secret=SECRET, rate_limit_storage_url="redis://:pw@h:1/0")
     assert SECRET not in repr(settings) and "pw@" not in repr(settings)
+
+
+def test_a_key_file_that_does_not_exist_yet_is_said_at_start_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every request is then 401 until `graph keys create` makes the file: the operator
+    is told why, once, rather than left to guess."""
+    missing = tmp_path / "keys.json"
+    with caplog.at_level(logging.WARNING, logger="graph.security.auth"):
+        auth.Authenticator(Settings(auth_api_keys_file=missing))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"AUTH_API_KEYS_FILE {missing} does not exist: no API key is valid until "
+        "`graph keys create` makes one"
+    ]
+    caplog.clear()
+    ApiKeyFile(missing).create("acme", ["read"])
+    with caplog.at_level(logging.WARNING, logger="graph.security.auth"):
+        auth.Authenticator(Settings(auth_api_keys_file=missing))
+    assert caplog.records == []

@@ -422,6 +422,12 @@ class Authenticator:
         if settings.auth.auth_api_keys_file is not None:
             self.keys = ApiKeyFile(settings.auth.auth_api_keys_file)
             self.keys.load()
+            if not self.keys.path.exists():  # legitimate (keys made later), but say so
+                logger.warning(
+                    "AUTH_API_KEYS_FILE %s does not exist: no API key is valid until "
+                    "`graph keys create` makes one",
+                    self.keys.path,
+                )
         self.open = not self.jwt.configured and self.keys is None
 
     def authenticate(self, authorization: str | None) -> Principal:
