@@ -228,8 +228,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await memories.start()  # checks the embedder's dimension before anything opens
-        await store.open()
+        try:
+            await memories.start()  # checks the embedder's dimension before anything opens
+            await store.open()
+        except ConfigError as exc:  # a DATA_DIR in use or unusable, a wrong dimension
+            logger.critical("Cannot start: %s", exc)
+            app.state.cannot_start = True  # serving.py: no traceback after this line
+            raise
         await supervisor.check()
         sweeping = asyncio.create_task(
             sweep_forever(memories, settings.memory.ttl_sweep_seconds), name="expiry-sweep"

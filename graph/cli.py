@@ -59,7 +59,7 @@ def serve() -> None:
 
     from graph.app import create_app
     from graph.errors import ConfigError
-    from graph.serving import BoundedHttpToolsProtocol, DrainingServer
+    from graph.serving import BoundedHttpToolsProtocol, DrainingServer, QuietRefusal
     from graph.telemetry.logs import log_config
 
     settings = load_settings()
@@ -72,7 +72,7 @@ def serve() -> None:
     except ConfigError as exc:
         cannot_start(exc)
     config = uvicorn.Config(
-        app,
+        QuietRefusal(app),
         http=BoundedHttpToolsProtocol.bounded(
             settings.limits.max_header_bytes,
             settings.limits.header_timeout_seconds,

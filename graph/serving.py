@@ -29,6 +29,8 @@ from typing import Any, cast
 
 import httptools
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from graph.errors import ErrorCode, error_body
@@ -47,6 +49,27 @@ def settle_heap() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+class QuietRefusal:
+    """The application, for uvicorn: when its start-up refused to go on and said why in one
+    `Cannot start` line (graph/app.py's lifespan), the traceback Starlette hands uvicorn as
+    the failure's message is not logged after it."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def quiet(message: Message) -> None:
+            refused = getattr(self.app.state, "cannot_start", False)
+            if message["type"] == "lifespan.startup.failed" and refused:
+                message = {**message, "message": ""}
+            await send(message)
+
+        return await self.app(scope, receive, quiet)
 
 
 class DrainingServer(uvicorn.Server):

@@ -183,3 +183,31 @@ def test_a_setting_it_cannot_start_with_is_one_json_line_and_status_2(
 
 def test_a_lower_case_log_level_is_understood() -> None:
     assert Settings(log_level="debug").telemetry.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("problem", ["in use", "a file"])
+def test_a_data_dir_it_cannot_open_is_one_json_line_and_no_traceback(
+    tmp_path: Path, problem: str
+) -> None:
+    """Found while starting (the store opens in the application's start-up): one
+    `Cannot start` line, then uvicorn's own line, and its start-up failure status, 3."""
+    from graph.store.edge.layout import take_lock
+
+    data_dir = tmp_path / "data"
+    if problem == "in use":
+        data_dir.mkdir()
+        lock = take_lock(data_dir)  # as a running server holds it
+    else:
+        data_dir.write_text("not a directory")
+    try:
+        result = graph("serve", env={"DATA_DIR": str(data_dir), "PORT": "0"})
+    finally:
+        if problem == "in use":
+            os.close(lock)
+    assert result.returncode == 3, result
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [json.loads(text) for text in result.stderr.splitlines()]
+    refused = [line for line in lines if line["message"].startswith("Cannot start: ")]
+    assert len(refused) == 1 and refused[0]["level"] == "CRITICAL", lines
+    assert str(data_dir) in refused[0]["message"]
+    assert lines[-1]["message"] == "Application startup failed. Exiting."

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from graph.errors import ApiError, BadUserInput, EmbedderUnavailable
+from graph.errors import ApiError, BadUserInput, ConfigError, EmbedderUnavailable
 from graph.memory.embedders.base import Embedder
 from graph.memory.keywords import document_keywords, query_keywords
 from graph.settings import Settings
@@ -107,7 +107,7 @@ class MemoryService:
         dimension = await self.embedder.load()
         expected = self.settings.store.vector_size
         if dimension != expected:
-            raise ValueError(
+            raise ConfigError(
                 f"EMBEDDER {self.embedder.name} makes vectors of {dimension} dimensions, but "
                 f"the default collection has VECTOR_SIZE {expected}: set VECTOR_SIZE={dimension} "
                 "(for a new data directory or collection) or choose a matching EMBEDDER"

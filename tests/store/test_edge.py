@@ -21,6 +21,7 @@ import pytest
 from graph.errors import BadUserInput, NotFound
 from graph.settings import Distance, Settings
 from graph.store.edge import EdgeStore, views
+from graph.store.edge.layout import DataDirectoryInUse
 from graph.store.edge.translate import nearest_request
 from graph.store.models import Condition, Filter, Match, Point, PointId, Range
 from tests.store.conftest import TENANT
@@ -162,7 +163,7 @@ def test_a_point_is_found_by_every_read(tmp_path: Path) -> None:
 def test_second_store_on_the_same_directory_is_refused(tmp_path: Path) -> None:
     async def body(store: EdgeStore) -> None:
         other = EdgeStore(tmp_path / "data")
-        with pytest.raises(RuntimeError, match="in use by another process"):
+        with pytest.raises(DataDirectoryInUse, match="in use by another process"):
             await other.open()
         await other.close()  # harmless on a store that never opened
 

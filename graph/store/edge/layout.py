@@ -43,7 +43,7 @@ from qdrant_edge import (
 )
 from qdrant_edge import Distance as EdgeDistance
 
-from graph.errors import StoreUnavailable
+from graph.errors import ConfigError, StoreUnavailable
 from graph.settings import Distance, Quantization, VectorDatatype
 from graph.store.common import fsync_dir
 from graph.store.edge import pagecache
@@ -276,8 +276,9 @@ class Collection:
         )
 
 
-class DataDirectoryInUse(RuntimeError):
-    """Another store (in this or another process) holds the data directory's lock."""
+class DataDirectoryInUse(ConfigError):
+    """Another store (in this or another process) holds the data directory's lock: the
+    server cannot start on that DATA_DIR."""
 
 
 def take_lock(data_dir: Path) -> int:

@@ -24,7 +24,7 @@ from qdrant_edge import Filter as EdgeFilter
 from qdrant_edge import Point as EdgePoint
 from qdrant_edge import QueryRequest, ScrollRequest
 
-from graph.errors import AlreadyExists, NotFound, StoreUnavailable
+from graph.errors import AlreadyExists, ConfigError, NotFound, StoreUnavailable
 from graph.settings import Distance, Quantization, Settings, VectorDatatype
 from graph.store import common
 from graph.store.base import VectorStore
@@ -155,7 +155,10 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
     async def open(self) -> None:
         if self._executor is not None:
             return
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a DATA_DIR it cannot make or write: a setting to mend
+            raise ConfigError(f"DATA_DIR {self.data_dir}: {exc.strerror}") from None
         self._lock_fd = take_lock(self.data_dir)
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="edge-store")
         try:
