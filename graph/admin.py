@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
+
+import orjson
 
 from graph.errors import ApiError
 from graph.settings import Settings
@@ -35,15 +39,37 @@ def fail(command: str, message: object) -> NoReturn:
     sys.exit(1)
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return seconds
+
+
+def credential(text: str) -> str:
+    """An API key or a JWT: printable ASCII without spaces, as an HTTP header carries it.
+    The value is never echoed: it is a secret."""
+    if not all("!" <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(
+            "an API key or JWT is printable ASCII with no spaces; this one is not"
+        )
+    return text
+
+
 def add_commands(commands: Any) -> None:
     """The three subcommands, on the `graph` parser's subparsers."""
     backup = commands.add_parser(
         "backup", help="ask a running server to write a backup archive into its BACKUP_DIR"
     )
     backup.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
-    backup.add_argument("--key", help="an API key or JWT with the admin scope")
+    backup.add_argument("--key", type=credential, help="an API key or JWT with the admin scope")
     backup.add_argument("--path", help="the archive's file name in BACKUP_DIR")
-    backup.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
+    backup.add_argument(
+        "--timeout", type=positive_seconds, default=3600.0, help="seconds (default 3600)"
+    )
     restore_parser = commands.add_parser(
         "restore",
         help="restore an archive into the store of DATA_DIR or QDRANT_URL (server stopped)",
@@ -93,21 +119,41 @@ def remote_backup(args: argparse.Namespace) -> None:
             headers=headers,
             timeout=args.timeout,
         )
-        body = response.json()
+    except httpx.InvalidURL as exc:
+        fail("backup", f"--url {args.url!r} is not a valid URL ({exc})")
+    except httpx.TimeoutException:
+        fail(
+            "backup",
+            f"{args.url} did not answer within {args.timeout:g} s (a backup it began may "
+            "still be running there)",
+        )
     except httpx.HTTPError as exc:
         fail("backup", f"cannot reach {args.url}: {type(exc).__name__}")
-    except ValueError:
-        fail("backup", f"{args.url} answered HTTP {response.status_code} without JSON")
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if errors or not isinstance(body, dict) or not body.get("data"):
-        first = errors[0] if errors else {}
-        code = first.get("extensions", {}).get("code", f"HTTP {response.status_code}")
-        fail("backup", f"{code}: {first.get('message', 'no result')}")
-    result = body["data"]["backup"]
-    sys.stdout.write(
-        f"{result['path']}\t{result['collections']} collections\t{result['points']} points\t"
-        f"{int(result['bytes'])} bytes\t{result['seconds']:.1f} s\n"
-    )
+    except KeyboardInterrupt:
+        fail("backup", "interrupted")
+    sys.stdout.write(backup_result(args.url, response.status_code, response.content) + "\n")
+
+
+def backup_result(url: str, status: int, content: bytes) -> str:
+    """The line printed for the server's answer to BACKUP_MUTATION; fail() if it is an
+    error, or not an answer to it."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        fail("backup", f"{url} answered HTTP {status} without JSON")
+    try:
+        errors = body.get("errors")
+        if errors:
+            first = errors[0]
+            code = first.get("extensions", {}).get("code", f"HTTP {status}")
+            fail("backup", f"{code}: {first.get('message', 'no message')}")
+        result = body["data"]["backup"]
+        return (
+            f"{result['path']}\t{result['collections']} collections\t{result['points']} "
+            f"points\t{int(result['bytes'])} bytes\t{result['seconds']:.1f} s"
+        )
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        fail("backup", f"{url} answered HTTP {status} with no backup result")
 
 
 def store_for(settings: Settings, url: str | None = None) -> VectorStore:
@@ -163,6 +209,7 @@ async def _restore(stack: AsyncExitStack, settings: Settings, archive: Path, for
 
 async def _migrate(stack: AsyncExitStack, settings: Settings, args: argparse.Namespace) -> str:
     embedded = Settings(qdrant_url=None, data_dir=settings.store.data_dir)
+    require_source(settings.store.data_dir if args.to is not None else args.source)
     if args.to is not None:
         source = await _opened(stack, store_for(embedded))
         target = await _opened(stack, store_for(settings, args.to))
@@ -196,6 +243,44 @@ async def _migrate(stack: AsyncExitStack, settings: Settings, args: argparse.Nam
     )
 
 
+class SourceMissing(Exception):
+    pass
+
+
+def require_source(source: Path | str) -> None:
+    """A migrate copies from a store that exists: opening a missing one would make it,
+    empty, and "migrate" nothing. A Qdrant server's URL is checked by the first call."""
+    from graph.store.edge.layout import CATALOG
+    from graph.store.remote.store import LOCAL_PREFIX
+
+    if isinstance(source, Path):
+        if not (source / CATALOG).is_file():
+            raise SourceMissing(f"no embedded store in DATA_DIR {source} (no {CATALOG})")
+    elif source.startswith(LOCAL_PREFIX) and not Path(source.removeprefix(LOCAL_PREFIX)).is_dir():
+        raise SourceMissing(f"no store at {source} (no such directory)")
+
+
+class Reasons(logging.Handler):
+    """The warnings logged while a command runs (a store's "Qdrant scroll failed:
+    ConnectError ..."), kept instead of printed so that a failure stays one line: the last
+    of them is its reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines = record.getMessage().strip().splitlines()
+        self.last = lines[0] if lines else self.last
+
+    def __enter__(self) -> Reasons:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger().removeHandler(self)
+
+
 def _run(command: str, body: Callable[[AsyncExitStack], Awaitable[str]]) -> None:
     from graph.store.edge.layout import DataDirectoryInUse
 
@@ -203,12 +288,22 @@ def _run(command: str, body: Callable[[AsyncExitStack], Awaitable[str]]) -> None
         async with AsyncExitStack() as stack:
             return await body(stack)
 
+    reasons = Reasons()
     try:
-        done = asyncio.run(main())
-    except (ArchiveError, TargetNotEmpty, MigrateMismatch, DataDirectoryInUse) as exc:
+        with reasons:
+            done = asyncio.run(main())
+    except (
+        ArchiveError,
+        TargetNotEmpty,
+        MigrateMismatch,
+        DataDirectoryInUse,
+        SourceMissing,
+    ) as exc:
         fail(command, exc)
     except ApiError as exc:
-        fail(command, f"{exc.code.value}: {exc.message}")
+        store_fault = exc.code.value.startswith("STORE_")
+        reason = f" ({reasons.last})" if store_fault and reasons.last else ""
+        fail(command, f"{exc.code.value}: {exc.message}{reason}")
     except OSError as exc:
         fail(command, f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:

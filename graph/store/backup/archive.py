@@ -14,6 +14,7 @@ docs/backup.md has the format.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -202,9 +203,13 @@ class ArchiveWriter:
         return self.path.stat().st_size
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
-        self.partial.unlink(missing_ok=True)
+        """Delete the partial file, whatever failed before (a full disk included): the
+        tar's closing blocks are not written, and a failing flush is ignored."""
+        try:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 class ArchiveReader:

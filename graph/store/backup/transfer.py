@@ -10,6 +10,7 @@ there, in one of its states.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import math
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from graph.errors import AlreadyExists, BadUserInput, NotFound
+from graph.errors import AlreadyExists, BadUserInput, NotFound, StoreUnavailable
 from graph.store.backup.archive import (
     PARTIAL_SUFFIX,
     ArchiveError,
@@ -81,17 +82,41 @@ async def backup_once(
     store: VectorStore, backup_dir: Path, name: str | None, *, page_points: int = PAGE_POINTS
 ) -> BackupSummary:
     """A backup asked for by a client: one at a time per process (a second while one runs
-    is BadUserInput), into backup_dir only."""
+    is BadUserInput), into backup_dir only. backup_dir that cannot be written (read-only,
+    full, not a directory) is StoreUnavailable, its reason in the log."""
     global _running
-    path = archive_path(backup_dir, name)
+    try:
+        path = archive_path(backup_dir, name)
+    except OSError as exc:  # backup_dir itself unreadable
+        raise _not_written(backup_dir / (name or "backup"), exc) from None
     if _running:
         raise BadUserInput("A backup is already running; try again when it has finished")
     _running = True
     try:
         await asyncio.to_thread(backup_dir.mkdir, parents=True, exist_ok=True)
         return await backup(store, path, page_points=page_points)
+    except FileExistsError as exc:
+        if exc.filename in (str(path), str(partial_path(path))):  # made meanwhile
+            raise AlreadyExists(f"A backup named '{path.name}' already exists") from None
+        raise _not_written(path, exc) from None
+    except TimeoutError:  # an OSError too, but never a disk's
+        raise
+    except OSError as exc:
+        raise _not_written(path, exc) from None
     finally:
         _running = False
+
+
+def _not_written(path: Path, exc: OSError) -> StoreUnavailable:
+    """The client's error names its own file only; the log line has the server's path and
+    the reason."""
+    reason = exc.strerror or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    logger.error("Backup %s not written: %s%s", path, reason, where)
+    return StoreUnavailable(
+        f"The backup '{path.name}' could not be written into BACKUP_DIR; the server log has "
+        "the reason"
+    )
 
 
 async def backup(
@@ -100,7 +125,7 @@ async def backup(
     """Write the archive at path (refused if anything is there, partial or whole)."""
     started = time.perf_counter()
     if path.exists() or partial_path(path).exists():
-        raise FileExistsError(path)
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
     writer = await asyncio.to_thread(ArchiveWriter, path)
     try:
         for entry in await store.all_collections():
