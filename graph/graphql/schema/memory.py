@@ -110,8 +110,9 @@ class MemoryInput:
         default=None,
         description=(
             f"Forget the memory this many seconds from now (1 or more): 1..{MAX_TTL_SECONDS} "
-            "(ten years), else BAD_USER_INPUT. From then on it is never returned, and it is "
-            "deleted within TTL_SWEEP_SECONDS. Omitted or null: it never expires (a "
+            "(ten years), else BAD_USER_INPUT. From then on recall, memories and the MCP "
+            "tools never return it, and it is deleted within TTL_SWEEP_SECONDS (until then "
+            "the point API still sees it). Omitted or null: it never expires (a "
             "remember of the same id without it removes an expiry)."
         ),
     )
