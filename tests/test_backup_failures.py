@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from graph.store.backup.archive import PARTIAL_SUFFIX
 from graph.store.edge import EdgeStore
 from graph.store.models import Point
 from tests.conftest import make_settings
-from tests.helpers import free_port, gql
+from tests.helpers import free_port, gql, stand_in_http
 from tests.test_backup_commands import BACKUP, graph, one_line_failure
 
 # `graph backup`, the client
@@ -83,15 +82,8 @@ class Answers(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def answering() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with stand_in_http(Answers) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

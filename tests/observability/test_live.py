@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import free_port, require_tool
+from tests.helpers import free_port, require_tool, stand_in_http
 from tests.observability.support import (
     DASHBOARD_JSON,
     PROMETHEUS_DIR,
@@ -77,15 +76,8 @@ class EmbeddingAPI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def embedding_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EmbeddingAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with stand_in_http(EmbeddingAPI) as url:
+        yield f"{url}/v1"
 
 
 def prometheus_config(server_port: int, prometheus_port: int) -> dict[str, Any]:
