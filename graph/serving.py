@@ -20,7 +20,6 @@ import logging
 import signal
 import socket
 import threading
-import uuid
 from asyncio import TimerHandle, Transport
 from collections.abc import Callable, MutableMapping
 from itertools import chain
@@ -35,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from graph.errors import ErrorCode, error_body
 from graph.http.responses import dumps
+from graph.telemetry.logs import new_request_id
 from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 logger = logging.getLogger("graph.app")
@@ -117,10 +117,6 @@ def _refusal(
         b"x-request-id: " + request_id.encode() + b"\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
     )
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 class _HeadersTooLarge(Exception):

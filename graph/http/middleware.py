@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import ErrorCode
 from graph.http.responses import error_response
-from graph.telemetry.logs import request_id_var
+from graph.telemetry.logs import new_request_id, request_id_var
 from graph.telemetry.metrics import GRAPHQL_ERRORS
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -39,7 +38,7 @@ class RequestIdMiddleware:
                 if _CLIENT_REQUEST_ID.fullmatch(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from graph import __version__
 from graph.errors import ApiError, ErrorCode, Unauthenticated, error_body
 from graph.mcp.tools import SCOPES, TOOLS, MemoryTools
 from graph.security.auth import Principal
-from graph.telemetry.logs import request_id_var
+from graph.telemetry.logs import new_request_id, request_id_var
 from graph.telemetry.metrics import AUTH_FAILURES, MCP_TOOL_CALLS, MCP_TOOL_DURATION
 
 logger = logging.getLogger("graph.request")
@@ -53,7 +52,7 @@ def build_server(tools: MemoryTools, principal: Principal | None = None) -> Serv
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         state = ctx.request.scope.get("state", {}) if ctx.request is not None else {}
-        request_id = state.get("request_id") or uuid.uuid4().hex
+        request_id = state.get("request_id") or new_request_id()
         token = request_id_var.set(request_id)
         try:
             return await _call(tools, params, state.get("principal", principal), request_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import deque
 from contextvars import ContextVar
 from typing import Any, TextIO
@@ -11,6 +12,11 @@ from typing import Any, TextIO
 from pythonjsonlogger.core import RESERVED_ATTRS
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def new_request_id() -> str:
+    """The id of a request whose client sent none usable: 32 hex digits."""
+    return uuid.uuid4().hex
 
 
 class RequestIdFilter(logging.Filter):
