@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from graph.errors import ApiError
+from graph.errors import ApiError, ConfigError
 from graph.settings import Settings
 from graph.store.backup.archive import ArchiveError
 from graph.store.backup.transfer import (
@@ -97,14 +97,17 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.command == "backup":
         remote_backup(args)
-    elif args.command == "restore":
-        settings = Settings()
+        return
+    try:
+        settings = Settings.from_environment()
+    except ConfigError as exc:
+        fail(args.command, exc)
+    if args.command == "restore":
         _run(
             "restore",
             lambda stack: _restore(stack, settings, args.archive, args.force),
         )
     else:
-        settings = Settings()
         _run("migrate", lambda stack: _migrate(stack, settings, args))
 
 

@@ -35,23 +35,29 @@ def cannot_start(reason: object) -> NoReturn:
 def load_settings() -> Settings:
     """The settings with logging configured by them; a value that is not valid is
     cannot_start, naming each variable (logged at the defaults, as there are no others)."""
-    from pydantic import ValidationError
-
+    from graph.errors import ConfigError
     from graph.settings import Settings
     from graph.telemetry.logs import configure
 
     try:
-        settings = Settings()
-    except ValidationError as exc:
+        settings = Settings.from_environment()
+    except ConfigError as exc:
         configure(flush_seconds=0)
-        cannot_start(
-            "; ".join(
-                f"{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}"
-                for error in exc.errors()
-            )
-        )
+        cannot_start(exc)
     configure(settings.telemetry.log_level, settings.telemetry.log_flush_seconds)
     return settings
+
+
+def check_listen_address(host: str) -> None:
+    """cannot_start unless HOST names an address: uvicorn would start the application
+    first, then log only the resolver's "Name or service not known"."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        cannot_start(f"HOST: cannot listen on {host!r}: {reason}")
 
 
 def serve() -> None:
@@ -63,6 +69,7 @@ def serve() -> None:
     from graph.telemetry.logs import log_config
 
     settings = load_settings()
+    check_listen_address(settings.server.host)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, which would end
     # the process by the signal; a graceful stop must exit with status 0 instead.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -110,7 +117,18 @@ def mcp() -> None:
 def print_schema() -> None:
     from graph.graphql.schema import schema_sdl
 
-    sys.stdout.write(schema_sdl())
+    write_stdout(schema_sdl())
+
+
+def write_stdout(text: str) -> None:
+    """text on stdout, a failed write (a full disk, a closed pipe) a CommandError."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        # Whatever is still buffered would fail again, with a traceback, at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CommandError(f"cannot write to stdout: {exc.strerror}") from None
 
 
 def keys(args: argparse.Namespace) -> None:
@@ -133,10 +151,18 @@ def keys(args: argparse.Namespace) -> None:
                 f"Created key {key.id} for tenant {key.tenant} ({','.join(key.scopes)}). "
                 "The key is shown once and cannot be recovered:\n"
             )
-            sys.stdout.write(credential + "\n")
+            try:
+                write_stdout(credential + "\n")
+            except CommandError:
+                keyfile.revoke(key.id)  # a key nobody saw would be valid for ever
+                raise CommandError(f"could not show the key, so key {key.id} is revoked") from None
         elif args.action == "list":
-            for key in keyfile.list():
-                sys.stdout.write(f"{key.id}\t{key.tenant}\t{','.join(key.scopes)}\t{key.created}\n")
+            write_stdout(
+                "".join(
+                    f"{key.id}\t{key.tenant}\t{','.join(key.scopes)}\t{key.created}\n"
+                    for key in keyfile.list()
+                )
+            )
         elif not keyfile.revoke(args.id):
             raise CommandError(f"no key {args.id}")
         else:

@@ -13,8 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graph.errors import ConfigError
 
 
 class Distance(StrEnum):
@@ -406,6 +408,20 @@ class Settings:
         for name, group in self.GROUPS.items():
             own = {k: v for k, v in overrides.items() if k in group.model_fields}
             setattr(self, name, group(**own))
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings of the environment; a value that is not valid is a ConfigError
+        naming each variable (`DISTANCE: Input should be 'cosine', 'dot' or 'euclid'`)."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigError(
+                "; ".join(
+                    f"{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+                    for error in exc.errors()
+                )
+            ) from None
 
     @classmethod
     def names(cls) -> list[str]:

@@ -19,8 +19,8 @@ CONTRACT = ROOT.parent / "shared" / "contract.graphql"
 # Lower layers never import higher ones; app sits on top and nothing imports it. A module
 # belongs to the longest prefix listed here; modules of the same entry may import each other.
 LAYERS = {
-    "graph.settings": 0,
     "graph.errors": 0,
+    "graph.settings": 0.25,  # a value it cannot take is a ConfigError
     "graph.telemetry": 0.5,  # may name error codes
     "graph.store": 1,
     "graph.security": 2,  # on the store's tenancy rules

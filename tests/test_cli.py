@@ -181,6 +181,61 @@ def test_a_setting_it_cannot_start_with_is_one_json_line_and_status_2(
     assert not list(tmp_path.iterdir()), "nothing is made before the settings are known"
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"), [("999.1.1.1", "Name or service not known"), ("a..b", "not a host name")]
+)
+def test_a_host_it_cannot_listen_on_is_refused_before_anything_starts(
+    tmp_path: Path, host: str, reason: str
+) -> None:
+    """uvicorn would start the application, open the store, then log only the resolver's
+    words without naming HOST."""
+    result = graph("serve", env={"HOST": host, "PORT": "0", "DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    (line,) = [json.loads(text) for text in result.stderr.splitlines()]
+    assert line["level"] == "CRITICAL"
+    assert line["message"] == f"Cannot start: HOST: cannot listen on {host!r}: {reason}"
+    assert not list(tmp_path.iterdir()), "the store is not opened"
+
+
+@pytest.mark.parametrize(
+    "command", [["restore", "backup.tar"], ["migrate", "--to", "http://127.0.0.1:9"]]
+)
+@pytest.mark.parametrize(("setting", "value", "named"), SETTINGS_REFUSED[:2])
+def test_restore_and_migrate_name_a_bad_setting_in_one_line(
+    tmp_path: Path, command: list[str], setting: str, value: str, named: str
+) -> None:
+    result = graph(*command, env={setting: value, "DATA_DIR": str(tmp_path)})
+    assert fails_with_one_line(result, named).startswith(f"graph {command[0]}: ")
+
+
+@pytest.mark.parametrize(
+    "command", [["schema"], ["keys", "create", "--tenant", "acme"], ["keys", "list"]]
+)
+def test_a_failed_write_to_stdout_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    key_file = tmp_path / "keys.json"
+    if command[-1] == "list":
+        assert graph("keys", "--file", str(key_file), "create", "--tenant", "acme").returncode == 0
+    args = command if command == ["schema"] else ["keys", "--file", str(key_file), *command[1:]]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "graph", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert "cannot write to stdout: No space left on device" in result.stderr or (
+        "could not show the key" in result.stderr
+    ), result.stderr
+    if command[1:2] == ["create"]:
+        # The key nobody saw is not left valid.
+        listed = graph("keys", "--file", str(key_file), "list")
+        assert listed.returncode == 0 and listed.stdout == "", listed
+
+
 def test_a_lower_case_log_level_is_understood() -> None:
     assert Settings(log_level="debug").telemetry.log_level == "DEBUG"
 
