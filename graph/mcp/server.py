@@ -141,10 +141,13 @@ class StreamableHTTP:
             yield
 
 
-# The SDK words these two JSON-RPC errors with the parser's or pydantic's own text.
-FIXED_MESSAGES = {
-    types.PARSE_ERROR: "Parse error: the body is not valid JSON",
-    types.INVALID_PARAMS: "Invalid request: not a JSON-RPC 2.0 request, notification or response",
+# The SDK words these two JSON-RPC errors with the parser's or pydantic's own text, and
+# gives a body that is no message "Invalid params", which JSON-RPC 2.0 keeps for a
+# request's parameters: (code, message) as the specification has them, as over stdio.
+NOT_A_MESSAGE = "Invalid request: not a JSON-RPC 2.0 request, notification or response"
+FIXED_ERRORS = {
+    types.PARSE_ERROR: (types.PARSE_ERROR, "Parse error: the body is not valid JSON"),
+    types.INVALID_PARAMS: (types.INVALID_REQUEST, NOT_A_MESSAGE),
 }
 # The SDK's own refusals in plain text (its DNS-rebinding and content-type checks, its
 # body limit, which the app's comes before): the same sentence in the JSON error body.
@@ -235,11 +238,11 @@ def _reworded(body: bytes) -> bytes:
     try:
         answer = json.loads(body)
         error = answer["error"]
-        fixed = FIXED_MESSAGES.get(error["code"]) if answer.get("id") is None else None
+        fixed = FIXED_ERRORS.get(error["code"]) if answer.get("id") is None else None
     except (ValueError, TypeError, KeyError):
         return body
     if fixed is None:
         return body
-    error["message"] = fixed
+    error["code"], error["message"] = fixed
     error.pop("data", None)
     return json.dumps(answer, separators=(",", ":")).encode()

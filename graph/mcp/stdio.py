@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+from types import TracebackType
+from typing import Self
 
+import anyio
+import mcp_types as types
 from mcp.server.stdio import stdio_server
 
-from graph.mcp.server import build_server
+# The SDK's own stream protocols (its transports and Server.run are typed with them).
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+from graph.mcp.server import NOT_A_MESSAGE, build_server
 from graph.mcp.tools import MemoryTools
 from graph.memory.embedders import create_embedder
 from graph.memory.expiry import sweep_forever
@@ -28,6 +38,71 @@ from graph.store.tenancy import DEFAULT_TENANT
 
 class StoreInUse(Exception):
     """The embedded store's data directory is held by another process."""
+
+
+# JSON-RPC 2.0's answer to a line it cannot take (id null), worded as over HTTP.
+NOT_JSON = "Parse error: the line is not valid JSON"
+
+
+class AnsweringBadLines:
+    """The messages read from stdin, a line that is not one answered on stdout: the SDK
+    hands the session the parser's exception, which drops it without a word, so a client
+    (or a person trying the command) waits for an answer that never comes."""
+
+    def __init__(
+        self,
+        lines: ReadStream[SessionMessage | Exception],
+        answers: WriteStream[SessionMessage],
+    ) -> None:
+        self._lines = lines
+        self._answers = answers
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        """The context the message was sent in, which the SDK reads off its own streams."""
+        return getattr(self._lines, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._lines.receive()
+            if not isinstance(item, Exception):
+                return item
+            await self._answers.send(SessionMessage(bad_line_answer(item)))
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._lines.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def bad_line_answer(problem: Exception) -> types.JSONRPCError:
+    not_json = isinstance(problem, ValidationError) and any(
+        error["type"] == "json_invalid" for error in problem.errors()
+    )
+    error = (
+        types.ErrorData(code=types.PARSE_ERROR, message=NOT_JSON)
+        if not_json
+        else types.ErrorData(code=types.INVALID_REQUEST, message=NOT_A_MESSAGE)
+    )
+    return types.JSONRPCError(jsonrpc="2.0", id=None, error=error)
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -48,7 +123,9 @@ async def serve_stdio(settings: Settings) -> None:
         await defaults.ensure(DEFAULT_TENANT)
         server = build_server(MemoryTools(memories, settings, defaults), OPEN_PRINCIPAL)
         async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+            await server.run(
+                AnsweringBadLines(read, write), write, server.create_initialization_options()
+            )
     finally:
         sweeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):

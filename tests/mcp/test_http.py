@@ -305,7 +305,7 @@ def test_without_a_credential_a_get_is_401_before_405(server: ServerProcess) -> 
 
 
 PARSE_ERROR = (-32700, "Parse error: the body is not valid JSON")
-NOT_A_MESSAGE = (-32602, "Invalid request: not a JSON-RPC 2.0 request, notification or response")
+NOT_A_MESSAGE = (-32600, "Invalid request: not a JSON-RPC 2.0 request, notification or response")
 
 
 @pytest.mark.parametrize(

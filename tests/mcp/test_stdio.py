@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,52 @@ def test_graph_mcp_exits_2_while_a_server_holds_data_dir(tmp_path: Path) -> None
     assert len(lines) == 1, lines
     assert "in use by another process" in lines[0]
     assert str(data) in lines[0]
+
+
+def test_a_line_that_is_not_a_message_is_answered_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    """JSON-RPC 2.0's answers, id null: the SDK dropped such a line without a word."""
+    parameters = stdio_parameters(tmp_path / "data")
+    lines = [
+        b"not json",
+        b"\xff\xfe{",
+        b"[1, 2]",
+        b'{"jsonrpc": "2.0", "method": 5}',
+        b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}',
+    ]
+    process = subprocess.Popen(
+        [sys.executable, *parameters.args],
+        env=parameters.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # stdin stays open until every answer is read: at its end the SDK stops the session
+    # and drops answers still being made.
+    watchdog = threading.Timer(TIMEOUT_SECONDS, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b"\n".join(lines) + b"\n")
+        process.stdin.flush()
+        answers = [json.loads(process.stdout.readline()) for _ in lines]
+        _, errors = process.communicate(timeout=TIMEOUT_SECONDS)
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, errors
+    assert b"Traceback" not in errors
+    not_json = {"code": -32700, "message": "Parse error: the line is not valid JSON"}
+    not_rpc = {
+        "code": -32600,
+        "message": "Invalid request: not a JSON-RPC 2.0 request, notification or response",
+    }
+    assert answers == [
+        {"jsonrpc": "2.0", "id": None, "error": not_json},
+        {"jsonrpc": "2.0", "id": None, "error": not_json},
+        {"jsonrpc": "2.0", "id": None, "error": not_rpc},
+        {"jsonrpc": "2.0", "id": None, "error": not_rpc},
+        {"jsonrpc": "2.0", "id": 7, "result": {}},
+    ]
