@@ -40,6 +40,7 @@ def gql(
     client: TestClient,
     query: str,
     variables: dict[str, Any] | None = None,
+    /,
     **headers: str,
 ) -> GraphQLResponse:
     body: dict[str, Any] = {"query": query}

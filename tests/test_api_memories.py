@@ -51,6 +51,7 @@ class TopicEmbedder(Embedder):
     hash-spread remainder so that no vector is zero."""
 
     name = "test:topics"
+    _dimension: int  # known from construction: never None, as it is before a load()
 
     def __init__(self, dimension: int = DIMENSION, fail: bool = False) -> None:
         self._dimension = dimension
@@ -258,6 +259,7 @@ def test_forget_by_ids_or_filter(client: TestClient) -> None:
     tag_x = {"must": [{"key": "tag", "match": {"value": "x"}}]}
     assert gql(client, FORGET, {"filter": tag_x}).data == {"forget": {"deleted": 1}}
     assert count_points(client) == 2  # the plain point with tag x is still there
+    variables: dict[str, Any]
     for variables in ({}, {"ids": ["3"], "filter": tag_x}, {"filter": {}}, {"ids": []}):
         gql(client, FORGET, variables).assert_error("BAD_USER_INPUT")
     assert count_points(client) == 2

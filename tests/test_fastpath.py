@@ -426,6 +426,7 @@ def test_root_resolvers_get_the_same_info_on_both_executors(
     field = executors.schema.get_field_for_type("count", "Query")
     assert field is not None and field.base_resolver is not None
     original = field.base_resolver.wrapped_func
+    assert callable(original)  # a plain function, not a classmethod descriptor
 
     async def recording(self: Any, info: Any, **kwargs: Any) -> int:
         seen.append(

@@ -61,7 +61,7 @@ def bearer(credential: str) -> dict[str, str]:
 
 
 def call(
-    client: TestClient, query: str, variables: dict[str, Any] | None = None, **headers: str
+    client: TestClient, query: str, variables: dict[str, Any] | None = None, /, **headers: str
 ) -> GraphQLResponse:
     return gql(client, query, variables, **headers)
 
@@ -524,9 +524,10 @@ def test_malformed_credentials_are_401_json_and_counted(secured: TestClient) -> 
         response = secured.post(
             "/graphql",
             json={"query": COUNT},
+            # Bytes, so a non-ASCII credential goes out as its UTF-8 bytes.
             headers={
-                "authorization": f"Bearer {credential}".encode(),
-                "x-request-id": f"r-{index}",
+                b"authorization": f"Bearer {credential}".encode(),
+                b"x-request-id": f"r-{index}".encode(),
             },
         )
         assert response.status_code == 401, name

@@ -378,7 +378,7 @@ def test_calls_past_the_admission_bounds_are_refused_at_once(
     server.replies.append(Reply(delay=2.0))
     before = errors("openai", "overloaded")
 
-    async def three_at_once() -> list[Any]:
+    async def three_at_once() -> list[list[float]]:
         first = asyncio.create_task(embedder.embed_query("first"))
         await asyncio.sleep(0.2)  # in flight
         second = asyncio.create_task(embedder.embed_query("second"))  # waits
@@ -387,7 +387,8 @@ def test_calls_past_the_admission_bounds_are_refused_at_once(
         with pytest.raises(EmbedderUnavailable, match="overloaded"):
             await embedder.embed_query("third")  # neither slot nor queue place
         assert time.monotonic() - start < 1.0
-        return await asyncio.gather(first, second)
+        # gather's result is a list; typeshed types two awaitables' as a tuple.
+        return list(await asyncio.gather(first, second))
 
     assert run(three_at_once()) == [vector_of("first"), vector_of("second")]
     assert errors("openai", "overloaded") - before == 1

@@ -55,6 +55,7 @@ class EmbeddingAPI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        answer: dict[str, object]
         if any(UNEMBEDDABLE in text for text in texts):
             status, answer = 400, {"error": {"message": "refused"}}
         else:

@@ -10,6 +10,7 @@ import logging.config
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ class CountingStream(io.StringIO):
             self.writes += 1
             return super().write(text)
 
-    def lines(self) -> list[dict[str, object]]:
+    def lines(self) -> list[dict[str, Any]]:
         with self.lock:
             return [json.loads(line) for line in self.getvalue().splitlines()]
 

@@ -107,6 +107,7 @@ def test_points_and_background_indexing_are_sampled(tmp_path: Path) -> None:
     with TestClient(create_app(settings, store=inner)) as client:
         points = [point(i, [1.0, 0.0, 0.0, float(i)]) for i in range(1, 6)]
         assert gql(client, UPSERT, {"points": points}).data
+        assert client.portal is not None  # open while the client's context is
         client.portal.call(inner.wait_for_indexing)
         client.portal.call(StoreStats(instrument(inner)).refresh)
     held = [v for labels, v in family_samples("store_collection_points") if v >= 5]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,7 +110,7 @@ def open_store(kind: str, path: Path, run: Runner) -> VectorStore:
 
 
 @pytest.fixture
-def source(tmp_path: Path, run: Runner) -> VectorStore:
+def source(tmp_path: Path, run: Runner) -> Iterator[VectorStore]:
     store = open_store("embedded", tmp_path / "source", run)
     run(fill(store))
     yield store
@@ -183,7 +183,7 @@ def refused(target: VectorStore, archive: Path, run: Runner, message: str) -> No
 
 
 @pytest.fixture
-def target(tmp_path: Path, run: Runner) -> VectorStore:
+def target(tmp_path: Path, run: Runner) -> Iterator[VectorStore]:
     store = open_store("embedded", tmp_path / "target", run)
     yield store
     run(store.close())
@@ -290,12 +290,12 @@ def test_writes_go_on_during_a_backup_and_what_was_acknowledged_before_is_in_it(
         await task
         return summary.points
 
-    points = run(both())
+    backed_up = run(both())
     assert written, "no write was acknowledged while the backup ran"
     assert run(source.count("acme", "docs")) == 1_200 + len(written)
     run(restore(target, tmp_path / "a.tar"))
     restored = run(everything(target))
-    assert sum(len(p) for p in restored.values()) == points
+    assert sum(len(p) for p in restored.values()) == backed_up
     for key, points in before.items():
         assert {point_digest(p) for p in points} <= {point_digest(p) for p in restored[key]}
 

@@ -82,5 +82,5 @@ def test_a_write_held_too_long_is_refused_and_writes_nothing(tmp_path: Path) -> 
         body,
         index_threshold=THRESHOLD,
         index_backlog_max_points=THRESHOLD,
-        backlog_wait_seconds=0.05,  # type: ignore[arg-type]
+        backlog_wait_seconds=0.05,
     )

@@ -193,6 +193,7 @@ def test_a_query_over_several_shards_reads_payloads_only_for_the_hits_it_keeps(
         assert [(h.id, h.score) for h in hits] == [(client_id(e.payload), e.score) for e in every]
         assert hits[0].id == CHUNK + 3
         for hit in hits:
+            assert isinstance(hit.id, int)  # the integer ids upserted, indexing vecs
             assert hit.payload == {"i": hit.id, "parity": "even" if hit.id % 2 == 0 else "odd"}
             assert hit.vector == pytest.approx(
                 [x / sum(y * y for y in vecs[hit.id]) ** 0.5 for x in vecs[hit.id]], rel=1e-5
@@ -214,6 +215,7 @@ def test_a_query_over_several_shards_reads_payloads_only_for_the_hits_it_keeps(
                     (h for hits in results for h in hits), key=lambda h: -h.score
                 )[:2]
                 moved = hits[1].id
+                assert isinstance(moved, int)
                 for shard in found:
                     shard.update(UpdateOperation.delete_points([first.id, second.id]))
                 [point] = edge_points([Point(moved, vecs[moved], {"moved": True})], DIM, partition)

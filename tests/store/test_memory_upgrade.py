@@ -31,7 +31,8 @@ from graph.store.tenancy import (
     stored_payload,
 )
 from tests.store.conftest import TENANT
-from tests.store.test_memory_contract import memory, unit
+from tests.store.test_contract import unit
+from tests.store.test_memory_contract import memory
 
 if TYPE_CHECKING:
     from tests.store.conftest import Runner

@@ -11,14 +11,12 @@ from graph.errors import BadUserInput, shown
 from graph.graphql.schema.scalars import JSON, Vector
 from graph.graphql.schema.sizes import MAX_LIST_ITEMS
 from graph.store import models
-from graph.store.models import (  # noqa: F401 (re-exported for tests)
+from graph.store.models import (
     MAX_FILTER_CONDITIONS,
     MAX_FILTER_DEPTH,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
     MAX_PAYLOAD_VALUES,
-    PAYLOAD_INT_MAX,
-    PAYLOAD_INT_MIN,
     check_payload,
 )
 
