@@ -10,6 +10,7 @@ integer bounds are those the input schemas declare, which are the service's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,14 @@ from graph.security.auth import Principal, Scope
 from graph.settings import Settings
 from graph.store.defaults import DefaultCollections
 from graph.store.models import (
+    FILTER_TOO_DEEP,
+    MAX_FILTER_CONDITIONS,
     MAX_FILTER_DEPTH,
+    MAX_MATCH_VALUES,
+    RANGE_NOT_FINITE,
+    TOO_MANY_CONDITIONS,
+    TOO_MANY_IN_A_LIST,
+    TOO_MANY_MATCH_VALUES,
     Filter,
     MemoryRecord,
     check_payload,
@@ -152,7 +160,9 @@ TOOLS = [
                     '"project.name") with `match` ({"value": x}, {"any": [x, y]} or '
                     '{"except": [x]}; strings, integers or booleans) or `range` ({"gte": 1, '
                     '"lt": 5}), or a nested `filter`. Example: {"must": [{"key": "topic", '
-                    '"match": {"value": "billing"}}]}.'
+                    '"match": {"value": "billing"}}]}. At most '
+                    f"{MAX_FILTER_CONDITIONS} conditions and {MAX_MATCH_VALUES} any/except values "
+                    f"in all, {MAX_FILTER_DEPTH} levels of nesting, finite range bounds."
                 ),
             },
             collection=_COLLECTION,
@@ -295,10 +305,13 @@ def _memory(memory: MemoryRecord) -> dict[str, Any]:
 
 
 # The recall filter: the GraphQL Filter input as JSON, checked by the same code as GraphQL's.
+# Its limits are checked while it is read, in GraphQL's words, so that a filter far over
+# them (100,000 conditions, a match on 400,000 values) is refused before it is converted,
+# as graph/graphql/schema/sizes.py refuses GraphQL's variables before they are coerced.
 
 
 def filter_from_json(raw: dict[str, Any]) -> Filter:
-    result = inputs.to_filter(_filter(raw, 1))
+    result = inputs.to_filter(_Reader().filter(raw, 1))
     assert result is not None
     return result
 
@@ -306,68 +319,94 @@ def filter_from_json(raw: dict[str, Any]) -> Filter:
 def _fields(raw: object, allowed: frozenset[str], what: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadUserInput(f"{what} must be a JSON object")
-    unknown = sorted(set(raw) - allowed)
+    unknown = set(raw) - allowed
     if unknown:
-        raise BadUserInput(f"{what} has no key {unknown[0][:64]!r}")
+        raise BadUserInput(f"{what} has no key {min(unknown)[:64]!r}")
     return raw
 
 
 _FILTER_KEYS = frozenset({"must", "should", "mustNot"})
 _CONDITION_KEYS = frozenset({"key", "match", "range", "filter"})
 _MATCH_KEYS = frozenset({"value", "any", "except"})
-_RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+_RANGE_NAMES = ("gt", "gte", "lt", "lte")
+_RANGE_KEYS = frozenset(_RANGE_NAMES)
 
 
-def _filter(raw: object, depth: int) -> inputs.Filter:
-    if depth > MAX_FILTER_DEPTH:
-        raise BadUserInput(f"Filters nest at most {MAX_FILTER_DEPTH} levels deep")
-    fields = _fields(raw, _FILTER_KEYS, "filter")
-    return inputs.Filter(
-        must=_conditions(fields.get("must"), depth),
-        should=_conditions(fields.get("should"), depth),
-        must_not=_conditions(fields.get("mustNot"), depth),
-    )
+class _Reader:
+    """One filter read from JSON: its conditions and its match.any and match.except values
+    counted so far, across its nesting, each list counted before its items are read."""
 
+    def __init__(self) -> None:
+        self.conditions = 0
+        self.values = 0
 
-def _conditions(raw: object, depth: int) -> list[inputs.Condition] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list):
-        raise BadUserInput("must, should and mustNot are lists of conditions")
-    return [_condition(item, depth) for item in raw]
+    def filter(self, raw: object, depth: int) -> inputs.Filter:
+        if depth > MAX_FILTER_DEPTH:
+            raise BadUserInput(FILTER_TOO_DEEP)
+        fields = _fields(raw, _FILTER_KEYS, "filter")
+        return inputs.Filter(
+            must=self.conditions_of(fields.get("must"), depth),
+            should=self.conditions_of(fields.get("should"), depth),
+            must_not=self.conditions_of(fields.get("mustNot"), depth),
+        )
 
+    def conditions_of(self, raw: object, depth: int) -> list[inputs.Condition] | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, list):
+            raise BadUserInput("must, should and mustNot are lists of conditions")
+        # Counted before any is read: a list over the limit is refused at once.
+        self.conditions += len(raw)
+        if self.conditions > MAX_FILTER_CONDITIONS:
+            raise BadUserInput(TOO_MANY_CONDITIONS)
+        return [self.condition(item, depth) for item in raw]
 
-def _condition(raw: object, depth: int) -> inputs.Condition:
-    fields = _fields(raw, _CONDITION_KEYS, "a filter condition")
-    key = fields.get("key")
-    if key is not None and not isinstance(key, str):
-        raise BadUserInput("a condition's key must be a string")
-    match = fields.get("match")
-    bounds = fields.get("range")
-    nested = fields.get("filter")
-    return inputs.Condition(
-        key=key,
-        match=None if match is None else _match(match),
-        range=None if bounds is None else _range(bounds),
-        filter=None if nested is None else _filter(nested, depth + 1),
-    )
+    def condition(self, raw: object, depth: int) -> inputs.Condition:
+        fields = _fields(raw, _CONDITION_KEYS, "a filter condition")
+        key = fields.get("key")
+        if key is not None and not isinstance(key, str):
+            raise BadUserInput("a condition's key must be a string")
+        match = fields.get("match")
+        bounds = fields.get("range")
+        nested = fields.get("filter")
+        return inputs.Condition(
+            key=key,
+            match=None if match is None else self.match(match),
+            range=None if bounds is None else _range(bounds),
+            filter=None if nested is None else self.filter(nested, depth + 1),
+        )
 
-
-def _match(raw: object) -> inputs.Match:
-    fields = _fields(raw, _MATCH_KEYS, "match")
-    lists = {name: fields.get(name) for name in ("any", "except")}
-    for name, values in lists.items():
-        if values is not None and not isinstance(values, list):
-            raise BadUserInput(f"match.{name} must be a list")
-    return inputs.Match(value=fields.get("value"), any=lists["any"], except_=lists["except"])
+    def match(self, raw: object) -> inputs.Match:
+        fields = _fields(raw, _MATCH_KEYS, "match")
+        lists = {name: fields.get(name) for name in ("any", "except")}
+        for name, values in lists.items():
+            if values is None:
+                continue
+            if not isinstance(values, list):
+                raise BadUserInput(f"match.{name} must be a list")
+            if len(values) > MAX_MATCH_VALUES:
+                raise BadUserInput(TOO_MANY_IN_A_LIST)
+            self.values += len(values)
+            if self.values > MAX_MATCH_VALUES:
+                raise BadUserInput(TOO_MANY_MATCH_VALUES)
+        return inputs.Match(value=fields.get("value"), any=lists["any"], except_=lists["except"])
 
 
 def _range(raw: object) -> inputs.Range:
     fields = _fields(raw, _RANGE_KEYS, "range")
     bounds: dict[str, float | None] = {}
-    for name in _RANGE_KEYS:
+    for name in _RANGE_NAMES:
         value = fields.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if value is None:
+            bounds[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadUserInput(f"range.{name} must be a number")
-        bounds[name] = None if value is None else float(value)
+        try:
+            bound = float(value)  # an integer past float's range overflows
+        except OverflowError:
+            raise BadUserInput(RANGE_NOT_FINITE) from None
+        if not math.isfinite(bound):  # 1e400 (read as inf), Infinity, NaN
+            raise BadUserInput(RANGE_NOT_FINITE)
+        bounds[name] = bound
     return inputs.Range(**bounds)

@@ -330,25 +330,80 @@ def _check_range(rng: Range) -> None:
     if not bounds:
         raise BadUserInput("A range needs at least one of gt, gte, lt, lte")
     if not all(math.isfinite(b) for b in bounds):
-        raise BadUserInput("Range bounds must be finite numbers")
+        raise BadUserInput(RANGE_NOT_FINITE)
 
 
 MAX_FILTER_DEPTH = 8
 MAX_FILTER_CONDITIONS = 64
+# The values of all of a filter's match.any and match.except lists together: each is
+# converted for every field that uses the filter (64 lists of 900 cost ~0.1 s a field).
+MAX_MATCH_VALUES = 10_000
+# The engine follows a key's path for every point it filters, one step a level: a path
+# deeper than a payload can nest matches nothing and only costs (a million levels held the
+# engine, and with it the server, for seconds).
+MAX_FILTER_KEY_CHARS = 1_024
+# The refusals, in the same words whichever layer finds them first.
+FILTER_TOO_DEEP = f"Filters nest at most {MAX_FILTER_DEPTH} levels deep"
+TOO_MANY_CONDITIONS = f"A filter has at most {MAX_FILTER_CONDITIONS} conditions"
+TOO_MANY_IN_A_LIST = f"At most {MAX_MATCH_VALUES} values in a list"
+TOO_MANY_MATCH_VALUES = (
+    f"A filter's match.any and match.except lists hold at most {MAX_MATCH_VALUES} values in all"
+)
+RANGE_NOT_FINITE = "Range bounds must be finite numbers"
+
+# A payload path as the engine parses it: dotted names, each followed by any number of []
+# or [N], each name raw or quoted. A raw name is letters, digits, '_' and '-', where
+# "letters and digits" are what Python's str.isalnum() says: a subset of what the engine
+# takes (it also takes the combining marks Unicode counts as alphabetic, which Python
+# cannot tell from the others: a name with a combining mark must be quoted). A quoted
+# name is any non-empty text but a quote or a backslash (the engine takes `""` but it
+# matches nothing, not even a payload key ""). Anything else makes the engine raise, which
+# must reach the client as BAD_USER_INPUT. Checked against the engine for every code
+# point by tests/resilience/test_properties.py.
+_KEY_SEGMENT = r'(?:[\w-]+|"[^"\\\ud800-\udfff]+")(?:\[[0-9]{0,18}\])*'
+_FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
+_QUOTED_NAME = re.compile(r'"[^"]*"')
+
+
+def check_filter_key(key: str) -> str:
+    """key, when it is a payload path of at most MAX_FILTER_KEY_CHARS characters and
+    MAX_PAYLOAD_DEPTH levels (each name and each [] or [N] is one)."""
+    if len(key) > MAX_FILTER_KEY_CHARS:
+        raise BadUserInput(f"A filter key is at most {MAX_FILTER_KEY_CHARS} characters")
+    if not _FILTER_KEY.fullmatch(key):
+        raise BadUserInput(
+            f"Filter key {shown(repr(key))} is not a payload path: dotted names of letters, "
+            "digits, '_' and '-', each optionally followed by [] or [N]; quote a name made of "
+            'other characters ("my key"; one or more of any but a quote or a backslash)'
+        )
+    path = _QUOTED_NAME.sub("q", key)  # only dots between names and brackets remain
+    if path.count(".") + 1 + path.count("[") > MAX_PAYLOAD_DEPTH:
+        raise BadUserInput(
+            f"Filter key {shown(repr(key))} goes deeper than a payload nests "
+            f"({MAX_PAYLOAD_DEPTH} levels)"
+        )
+    return key
 
 
 def validate_filter(flt: Filter) -> Filter:
-    """Reject filters that no adapter can run the same way; returns the filter unchanged."""
+    """Reject filters that no adapter can run the same way, or that cost more than any
+    use needs; returns the filter unchanged."""
     count = 0
+    values = 0
 
     def walk(node: Filter, depth: int) -> None:
-        nonlocal count
+        nonlocal count, values
         if depth > MAX_FILTER_DEPTH:
-            raise BadUserInput(f"Filters nest at most {MAX_FILTER_DEPTH} levels deep")
-        for condition in (*node.must, *node.should, *node.must_not):
+            raise BadUserInput(FILTER_TOO_DEEP)
+        conditions = (*node.must, *node.should, *node.must_not)
+        if depth > 1 and not conditions:
+            # It would match every point: `{must: [{filter: {}}]}` would pass for a filter
+            # with a condition where one is required (a delete).
+            raise BadUserInput("A nested filter needs at least one condition")
+        for condition in conditions:
             count += 1
             if count > MAX_FILTER_CONDITIONS:
-                raise BadUserInput(f"A filter has at most {MAX_FILTER_CONDITIONS} conditions")
+                raise BadUserInput(TOO_MANY_CONDITIONS)
             if condition.filter is not None:
                 if condition.key is not None or condition.match or condition.range:
                     raise BadUserInput("A condition with a nested filter takes nothing else")
@@ -356,12 +411,16 @@ def validate_filter(flt: Filter) -> Filter:
                 continue
             if not condition.key:
                 raise BadUserInput("A condition needs a key (or a nested filter)")
+            check_filter_key(condition.key)
             if (condition.match is None) == (condition.range is None):
                 raise BadUserInput(
                     f"Condition on '{shown(condition.key)}' needs exactly one of match or range"
                 )
             if condition.match is not None:
                 _check_match(condition.match)
+                values += len(condition.match.any or ()) + len(condition.match.except_ or ())
+                if values > MAX_MATCH_VALUES:
+                    raise BadUserInput(TOO_MANY_MATCH_VALUES)
             if condition.range is not None:
                 _check_range(condition.range)
 

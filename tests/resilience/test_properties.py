@@ -26,7 +26,6 @@ from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.errors import BadUserInput
-from graph.graphql.schema.inputs import check_filter_key
 from graph.graphql.schema.scalars import FLOAT32_MAX, parse_vector, parse_vector_literal
 from graph.settings import Distance
 from graph.store.models import (
@@ -37,6 +36,7 @@ from graph.store.models import (
     MAX_POINT_ID,
     PAYLOAD_INT_MAX,
     PAYLOAD_INT_MIN,
+    check_filter_key,
     normalize_point_id,
 )
 from graph.store.tenancy import physical_name
@@ -484,11 +484,24 @@ def _filters(conditions: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, 
     return st.fixed_dictionaries({}, optional={"must": lists, "should": lists, "mustNot": lists})
 
 
-filters = st.recursive(
-    _filters(leaf_conditions),
-    lambda inner: _filters(st.one_of(leaf_conditions, inner.map(lambda f: {"filter": f}))),
+def _nested_filters(conditions: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Filters of at least one condition, as a nested filter must be."""
+    some = st.lists(conditions, min_size=1, max_size=3)
+    lists = st.lists(conditions, max_size=3)
+    return st.one_of(
+        st.fixed_dictionaries({"must": some}, optional={"should": lists, "mustNot": lists}),
+        st.fixed_dictionaries({"should": some}, optional={"must": lists, "mustNot": lists}),
+        st.fixed_dictionaries({"mustNot": some}, optional={"must": lists, "should": lists}),
+    )
+
+
+# A condition is a leaf, or a nested filter of conditions.
+conditions = st.recursive(
+    leaf_conditions,
+    lambda inner: _nested_filters(inner).map(lambda f: {"filter": f}),
     max_leaves=12,
 )
+filters = _filters(conditions)
 
 
 def values_at(payload: dict[str, Any], key: str) -> list[Any]:

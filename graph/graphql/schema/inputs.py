@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, cast
 
 import strawberry
@@ -14,6 +13,7 @@ from graph.store import models
 from graph.store.models import (
     MAX_FILTER_CONDITIONS,
     MAX_FILTER_DEPTH,
+    MAX_FILTER_KEY_CHARS,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
     MAX_PAYLOAD_VALUES,
@@ -86,7 +86,8 @@ class Match:
     any: list[JSON] | None = strawberry.field(
         default=None,
         description=(
-            f"Matches any of these values: 1 to {MAX_LIST_ITEMS} values, all strings or all "
+            f"Matches any of these values: 1 to {MAX_LIST_ITEMS} values (and at most "
+            f"{MAX_LIST_ITEMS} in all of a filter's any and except lists), all strings or all "
             "integers (else BAD_USER_INPUT)."
         ),
     )
@@ -94,7 +95,8 @@ class Match:
         default=None,
         name="except",
         description=(
-            f"Matches none of these values: 1 to {MAX_LIST_ITEMS} values, all strings or all "
+            f"Matches none of these values: 1 to {MAX_LIST_ITEMS} values (and at most "
+            f"{MAX_LIST_ITEMS} in all of a filter's any and except lists), all strings or all "
             "integers (else BAD_USER_INPUT)."
         ),
     )
@@ -112,7 +114,9 @@ class Condition:
         description=(
             'Dotted path into the payload, e.g. "meta.source": names of letters, digits, '
             "'_' and '-', each optionally followed by [] (every element of an array) or [N]; "
-            'quote other names ("my key"). Other keys are BAD_USER_INPUT. Keys address the '
+            'quote other names ("my key"); at most '
+            f"{MAX_FILTER_KEY_CHARS} characters and {MAX_PAYLOAD_DEPTH} levels (each name and "
+            "each [] or [N] is one). Other keys are BAD_USER_INPUT. Keys address the "
             "client's payload (a memory's metadata) only."
         ),
     )
@@ -123,7 +127,8 @@ class Condition:
         default=None, description="The number at `key` must lie within this range."
     )
     filter: Filter | None = strawberry.field(
-        default=None, description="A nested filter, for grouping."
+        default=None,
+        description="A nested filter, for grouping; it needs at least one condition.",
     )
 
 
@@ -206,32 +211,9 @@ def _to_match(match: Match) -> models.Match:
     )
 
 
-# A payload path as the engine parses it: dotted names, each followed by any number of []
-# or [N], each name raw or quoted. A raw name is letters, digits, '_' and '-', where
-# "letters and digits" are what Python's str.isalnum() says: a subset of what the engine
-# takes (it also takes the combining marks Unicode counts as alphabetic, which Python
-# cannot tell from the others: a name with a combining mark must be quoted). A quoted
-# name is any non-empty text but a quote or a backslash (the engine takes `""` but it
-# matches nothing, not even a payload key ""). Anything else makes the engine raise, which
-# must reach the client as BAD_USER_INPUT. Checked against the engine for every code
-# point by tests/resilience/test_properties.py.
-_KEY_SEGMENT = r'(?:[\w-]+|"[^"\\\ud800-\udfff]+")(?:\[[0-9]{0,18}\])*'
-_FILTER_KEY = re.compile(rf"{_KEY_SEGMENT}(?:\.{_KEY_SEGMENT})*")
-
-
-def check_filter_key(key: str) -> str:
-    if not _FILTER_KEY.fullmatch(key):
-        raise BadUserInput(
-            f"Filter key {shown(repr(key))} is not a payload path: dotted names of letters, "
-            "digits, '_' and '-', each optionally followed by [] or [N]; quote a name made of "
-            'other characters ("my key"; one or more of any but a quote or a backslash)'
-        )
-    return key
-
-
 def _to_condition(condition: Condition) -> models.Condition:
     return models.Condition(
-        key=None if condition.key is None else check_filter_key(condition.key),
+        key=condition.key,
         match=None if condition.match is None else _to_match(condition.match),
         range=None
         if condition.range is None

@@ -25,10 +25,19 @@ from graphql import (
 
 from graph.errors import BadUserInput
 from graph.settings import Settings
-from graph.store.models import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH
+from graph.store.models import (
+    FILTER_TOO_DEEP,
+    MAX_FILTER_CONDITIONS,
+    MAX_FILTER_DEPTH,
+    MAX_MATCH_VALUES,
+    TOO_MANY_CONDITIONS,
+    TOO_MANY_IN_A_LIST,
+    TOO_MANY_MATCH_VALUES,
+)
 
-# Lists with no limit of their own (match.any, match.except).
-MAX_LIST_ITEMS = 10_000
+# Lists with no limit of their own (match.any, match.except): each, and all of them in one
+# variable (a filter) together, refused before GraphQL coerces them, value by value.
+MAX_LIST_ITEMS = MAX_MATCH_VALUES
 # Filter -> [Condition] -> Condition -> Filter: three levels of input per filter level.
 MAX_INPUT_DEPTH = 3 * MAX_FILTER_DEPTH + 2
 
@@ -50,7 +59,7 @@ def list_limits(settings: Settings) -> dict[str, tuple[int, str]]:
         ),
         "Condition": (
             MAX_FILTER_CONDITIONS,
-            f"A filter has at most {MAX_FILTER_CONDITIONS} conditions",
+            TOO_MANY_CONDITIONS,
         ),
     }
 
@@ -69,7 +78,7 @@ def check_variable_sizes(
         if isinstance(value, list | dict):
             type_ = type_from_ast(schema, definition.type)
             if type_ is not None:
-                _walk(type_, value, limits, 0)  # type: ignore[arg-type]
+                _walk(type_, value, limits, 0, [0])  # type: ignore[arg-type]
 
 
 def _nullable(type_: GraphQLInputType) -> GraphQLInputType:
@@ -88,25 +97,33 @@ def _holds_lists(type_: GraphQLInputType) -> bool:
 
 
 def _walk(
-    type_: GraphQLInputType, value: Any, limits: dict[str, tuple[int, str]], depth: int
+    type_: GraphQLInputType,
+    value: Any,
+    limits: dict[str, tuple[int, str]],
+    depth: int,
+    unlimited: list[int],
 ) -> None:
+    """unlimited: [items so far in this variable's lists with no limit of their own]."""
     if depth > MAX_INPUT_DEPTH:
-        raise BadUserInput(f"Filters nest at most {MAX_FILTER_DEPTH} levels deep")
+        raise BadUserInput(FILTER_TOO_DEEP)
     type_ = _nullable(type_)
     if isinstance(type_, GraphQLList):
         if not isinstance(value, list):
             return
         item = type_.of_type
-        limit, message = limits.get(
-            get_named_type(item).name,
-            (MAX_LIST_ITEMS, f"At most {MAX_LIST_ITEMS} values in a list"),
-        )
-        if len(value) > limit:
-            raise BadUserInput(message)
+        own = limits.get(get_named_type(item).name)
+        if own is None:
+            if len(value) > MAX_LIST_ITEMS:
+                raise BadUserInput(TOO_MANY_IN_A_LIST)
+            unlimited[0] += len(value)
+            if unlimited[0] > MAX_LIST_ITEMS:
+                raise BadUserInput(TOO_MANY_MATCH_VALUES)
+        elif len(value) > own[0]:
+            raise BadUserInput(own[1])
         if _holds_lists(item):
             for element in value:
-                _walk(item, element, limits, depth + 1)
+                _walk(item, element, limits, depth + 1, unlimited)
     elif isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
         for name, field in type_.fields.items():
             if name in value and isinstance(value[name], list | dict):
-                _walk(field.type, value[name], limits, depth + 1)
+                _walk(field.type, value[name], limits, depth + 1, unlimited)
