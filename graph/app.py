@@ -229,11 +229,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await memories.start()  # checks the embedder's dimension before anything opens
+            # Loads the embedder and checks its dimension before anything opens: one that
+            # cannot be reached or loaded refuses the start too (README "Settings").
+            await memories.start()
             await store.open()
-        except ConfigError as exc:  # a DATA_DIR in use or unusable, a wrong dimension
+        except ConfigError as exc:  # a DATA_DIR in use or unusable, the embedder's failure
             logger.critical("Cannot start: %s", exc)
             app.state.cannot_start = True  # serving.py: no traceback after this line
+            await memories.close()
             raise
         await supervisor.check()
         sweeping = asyncio.create_task(

@@ -104,6 +104,7 @@ def mcp() -> None:
     """The MCP tools over stdio; stdout is the protocol's, so logs go to stderr."""
     import asyncio
 
+    from graph.errors import ConfigError
     from graph.mcp.stdio import StoreInUse, serve_stdio
 
     settings = load_settings()
@@ -112,6 +113,8 @@ def mcp() -> None:
     except StoreInUse as exc:
         sys.stderr.write(f"{exc}\n")
         sys.exit(2)
+    except ConfigError as exc:  # found as it starts: the embedder, its dimension
+        cannot_start(exc)
 
 
 def print_schema() -> None:

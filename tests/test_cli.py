@@ -167,7 +167,7 @@ APP_REFUSED = [
 @pytest.mark.parametrize(
     ("command", "setting", "value", "named"),
     [("serve", *case) for case in SETTINGS_REFUSED + APP_REFUSED]
-    + [("mcp", *case) for case in SETTINGS_REFUSED],
+    + [("mcp", *case) for case in SETTINGS_REFUSED + APP_REFUSED[2:]],
 )
 def test_a_setting_it_cannot_start_with_is_one_json_line_and_status_2(
     tmp_path: Path, command: str, setting: str, value: str, named: str
@@ -266,3 +266,84 @@ def test_a_data_dir_it_cannot_open_is_one_json_line_and_no_traceback(
     assert len(refused) == 1 and refused[0]["level"] == "CRITICAL", lines
     assert str(data_dir) in refused[0]["message"]
     assert lines[-1]["message"] == "Application startup failed. Exiting."
+
+
+def refused_by_embedder(
+    command: str, url: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`graph <command>` with EMBEDDER openai:m at url; the result and its one `Cannot
+    start` line (a start-up failure of the embedder refuses the start, as README says)."""
+    secret = "secret-value-123"
+    env = {
+        "EMBEDDER": "openai:m",
+        "EMBED_URL": url,
+        "EMBED_API_KEY": secret,
+        "EMBED_TIMEOUT_SECONDS": "5",
+        "VECTOR_SIZE": "4",
+        "DATA_DIR": str(tmp_path / "data"),
+        "PORT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "graph", command],
+        input="",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    output = result.stderr + result.stdout
+    assert "Traceback" not in output, output
+    assert secret not in output, output
+    lines = [json.loads(text) for text in result.stderr.splitlines()]
+    refused = [line for line in lines if line["message"].startswith("Cannot start: ")]
+    assert len(refused) == 1 and refused[0]["level"] == "CRITICAL", lines
+    assert refused[0]["logger"] == "graph.app"
+    if command == "serve":
+        assert result.returncode == 3, result  # found as the application starts
+        assert lines[-1]["message"] == "Application startup failed. Exiting."
+    else:
+        assert result.returncode == 2, result
+    assert not (tmp_path / "data").exists(), "the store is not opened"
+    return result, refused[0]["message"]
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_an_embedder_it_cannot_reach_is_one_cannot_start_line(tmp_path: Path, command: str) -> None:
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        _, message = refused_by_embedder(command, url, tmp_path)
+    assert message == (
+        f"Cannot start: EMBEDDER openai:m: EMBED_URL {url} did not embed a probe text: "
+        "connection refused (4 attempts)"
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_an_embedder_that_answers_500_is_one_cannot_start_line(
+    tmp_path: Path, command: str
+) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.helpers import stand_in_http
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(500)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "the model crashed"}')
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with stand_in_http(Failing) as base:
+        _, message = refused_by_embedder(command, f"{base}/v1", tmp_path)
+    assert message == (
+        f"Cannot start: EMBEDDER openai:m: EMBED_URL {base}/v1 did not embed a probe text: "
+        "HTTP 500 Internal Server Error (4 attempts)"
+    )
+    assert "the model crashed" not in message

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from graph.errors import EmbedderUnavailable
+from graph.errors import ConfigError, EmbedderUnavailable
 from graph.memory.embedders import Embedder, create_embedder
 from graph.memory.embedders.openai import OpenAIEmbedder
 from graph.settings import MemorySettings
@@ -567,9 +567,15 @@ def test_fastembed_with_an_empty_model_directory_is_unavailable(
     embedder = create_embedder(settings)
     assert embedder is not None
     before = errors("fastembed", "load")
-    with pytest.raises(EmbedderUnavailable):
+    with pytest.raises(ConfigError) as caught:  # the server refuses to start, saying why
         run(embedder.load())
     assert errors("fastembed", "load") - before == 1
+    message = str(caught.value)
+    assert message.startswith(
+        "EMBEDDER fastembed:sentence-transformers/all-MiniLM-L6-v2: the model cannot be "
+        f"loaded from EMBED_MODEL_PATH {tmp_path}: "
+    ), message
+    assert "\n" not in message and "Traceback" not in message
     run(embedder.close())
 
 
@@ -629,3 +635,69 @@ def test_fastembed_runs_all_minilm_from_a_local_directory(minilm: Path, run: Run
     query = np.array(run(embedder.embed_query("Where is the cat sleeping?")))
     assert query @ cat > query @ market
     run(embedder.close())
+
+
+# --- a load that fails: the server's start-up refusal -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("replies", "why", "reason"),
+    [
+        (
+            [Reply(401, {"error": "Incorrect API key sk-secret"})] * 1,
+            "HTTP 401 Unauthorized (check EMBED_API_KEY)",
+            "refused",
+        ),
+        ([Reply(404, {"error": "no model sk-secret"})], "HTTP 404 Not Found", "rejected"),
+        (
+            [Reply(500, {"error": "sk-secret"})] * 4,
+            "HTTP 500 Internal Server Error (4 attempts)",
+            "server_error",
+        ),
+        (
+            [Reply(200, {"data": "sk-secret"})],
+            "the answer is not one embedding of numbers per text",
+            "bad_response",
+        ),
+        ([Reply(delay=3)], "no answer within EMBED_TIMEOUT_SECONDS (1s)", "timeout"),
+    ],
+    ids=["401", "404", "500", "malformed", "timeout"],
+)
+def test_a_load_that_fails_says_which_embedder_where_and_why(
+    server: EmbeddingsServer, run: Runner, replies: list[Reply], why: str, reason: str
+) -> None:
+    """A ConfigError (graph/app.py logs it as the one `Cannot start` line), never the key,
+    the URL's credentials or query, nor the server's text."""
+    url = server.url.replace("http://", "http://user:url-password@") + "?api-key=in-the-query"
+    embedder = OpenAIEmbedder("m", url=url, api_key=SecretStr("sk-secret"), timeout_seconds=1)
+    server.replies += replies
+    before = errors("openai", reason)
+    with pytest.raises(ConfigError) as caught:
+        run(embedder.load())
+    assert str(caught.value) == (
+        f"EMBEDDER openai:m: EMBED_URL {server.url} did not embed a probe text: {why}"
+    )
+    assert errors("openai", reason) - before == 1
+    run(embedder.close())
+
+
+def test_a_load_that_cannot_connect_says_so(run: Runner) -> None:
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        embedder = OpenAIEmbedder("m", url=url, timeout_seconds=5)
+        with pytest.raises(ConfigError) as caught:
+            run(embedder.load())
+    assert str(caught.value) == (
+        f"EMBEDDER openai:m: EMBED_URL {url} did not embed a probe text: "
+        "connection refused (4 attempts)"
+    )
+    run(embedder.close())
+
+
+@pytest.mark.parametrize("url", ["ftp://host/v1", "http://[::1", "not a url"])
+def test_an_embed_url_that_is_not_http_is_a_setting_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="EMBED_URL must be an http"):
+        OpenAIEmbedder("m", url=url)

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 class Embedder(ABC):
     """Turns texts into dense vectors of one dimension.
 
-    Implementations raise `graph.errors.EmbedderUnavailable` for every failure
-    (load, timeout, transport, a malformed answer) and never let other exception
-    text reach a caller. CPU-bound work runs off the event loop.
+    Implementations raise `graph.errors.EmbedderUnavailable` for every failure of a
+    call (timeout, transport, a malformed answer) and never let other exception text
+    reach a caller; load() raises `graph.errors.ConfigError` instead, naming EMBEDDER
+    (and EMBED_URL or EMBED_MODEL_PATH) and why in a few words, never a credential, so
+    that the server refuses to start with one line. CPU-bound work runs off the event loop.
     """
 
     #: `<kind>:<model>` as configured, e.g. `openai:text-embedding-3-small`.
@@ -24,7 +26,9 @@ class Embedder(ABC):
 
     @abstractmethod
     async def load(self) -> int:
-        """Load the model (or probe the endpoint) once, at start-up; its dimension."""
+        """Load the model (or probe the endpoint) once, at start-up; its dimension. A
+        failure is a ConfigError: the server does not start without the model it was
+        told to use (README "Settings")."""
 
     #: Set by load().
     _dimension: int | None = None

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graph.errors import StoreOverloaded, StoreTimeout
+from graph.errors import ConfigError, StoreOverloaded, StoreTimeout
 from graph.memory.embedders._utils import Failure, checked, measured
 from graph.memory.embedders.base import Embedder
 from graph.settings import MemorySettings
@@ -45,7 +45,7 @@ class FastEmbedEmbedder(Embedder):
         self._model_path = model_path
         if not _is_listed(self._text_embedding, model):
             if model_path is None:
-                raise ValueError(
+                raise ConfigError(
                     f"EMBEDDER=fastembed:{model} names a model fastembed does not list; "
                     "set EMBED_MODEL_PATH to a directory with its ONNX export, or pick one "
                     "of TextEmbedding.list_supported_models()"
@@ -70,12 +70,19 @@ class FastEmbedEmbedder(Embedder):
     async def load(self) -> int:
         """Load (and on first use, fetch) the model; not bounded by EMBED_TIMEOUT_SECONDS,
         since a first download takes as long as it takes."""
-        with measured(self.kind):
+        with measured(self.kind, starting=f"EMBEDDER {self.name}"):
             loop = asyncio.get_running_loop()
             try:
                 self._embedding = await loop.run_in_executor(self._thread, self._open)
-            except Exception:
-                raise Failure("load") from None
+            except Exception as exc:
+                where = (
+                    f"EMBED_MODEL_PATH {self._model_path}"
+                    if self._model_path is not None
+                    else "fastembed's cache or a download"
+                )
+                raise Failure(
+                    "load", f"the model cannot be loaded from {where}: {_said(exc)}"
+                ) from None
             [vector] = await self._run(lambda model: model.embed([_PROBE_TEXT]), 1)
         self._dimension = len(vector)
         return self._dimension
@@ -115,12 +122,22 @@ class FastEmbedEmbedder(Embedder):
         except StoreOverloaded:
             raise Failure("overloaded") from None
         except (StoreTimeout, TimeoutError):
-            raise Failure("timeout") from None
+            raise Failure(
+                "timeout", f"no answer within EMBED_TIMEOUT_SECONDS ({self._timeout:g}s)"
+            ) from None
         except Failure:
             raise
         except Exception:
             raise Failure("inference") from None
         return checked(vectors, count, self._dimension)
+
+
+def _said(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a local library's error (fastembed's, onnxruntime's: no
+    credential), at most limit characters, or its type when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _all(work: Callable[[TextEmbedding], Iterable[Any]], model: TextEmbedding) -> list[Any]:
@@ -133,7 +150,7 @@ def _text_embedding(model: str) -> type[TextEmbedding]:
     try:
         from fastembed import TextEmbedding
     except ImportError:
-        raise ValueError(
+        raise ConfigError(
             f"EMBEDDER=fastembed:{model} needs the fastembed package: pip install -e '.[embed]'"
         ) from None
     return TextEmbedding
@@ -152,7 +169,7 @@ def _register(text_embedding: type[TextEmbedding], model: str, path: Path) -> No
         config = json.loads((path / "config.json").read_text())
         dimension = int(config["hidden_size"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(
+        raise ConfigError(
             f"EMBED_MODEL_PATH={path} has no readable config.json with hidden_size, "
             f"which EMBEDDER=fastembed:{model} (a model fastembed does not list) needs"
         ) from None

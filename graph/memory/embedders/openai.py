@@ -11,8 +11,11 @@ when the budget allows.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
 from collections.abc import Sequence
+from http import HTTPStatus
 from itertools import count
 from typing import Any
 
@@ -49,13 +52,18 @@ class OpenAIEmbedder(Embedder):
         self._model = model
         # Credentials in the URL become basic auth (unless an API key is set), so no request
         # line that httpx logs shows them.
-        base = httpx.URL(url)
+        try:
+            base = httpx.URL(url)
+        except httpx.InvalidURL:
+            base = httpx.URL()
         if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError("EMBED_URL must be an http:// or https:// URL")
+            raise ConfigError("EMBED_URL must be an http:// or https:// URL")
         auth = None
         if base.userinfo and api_key is None:
             auth = httpx.BasicAuth(base.username, base.password)
         base = base.copy_with(userinfo=b"")
+        # As a start-up refusal names it: no credentials, no query (a key could be there).
+        self._shown_url = str(base.copy_with(query=None, fragment=None))
         self._endpoint = base.copy_with(path=base.path.rstrip("/") + "/embeddings")
         self._timeout = timeout_seconds
         self._batch_size = batch_size
@@ -84,7 +92,8 @@ class OpenAIEmbedder(Embedder):
 
     async def load(self) -> int:
         self._dimension = None
-        with measured(self.kind):
+        starting = f"EMBEDDER {self.name}: EMBED_URL {self._shown_url} did not embed a probe text"
+        with measured(self.kind, starting=starting):
             [vector] = await self._embed([_PROBE_TEXT])
         self._dimension = len(vector)
         return self._dimension
@@ -128,16 +137,20 @@ class OpenAIEmbedder(Embedder):
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     response = await self._client.post(self._endpoint, content=body)
             except (TimeoutError, httpx.TimeoutException):
-                raise Failure("timeout") from None
-            except httpx.TransportError:
+                raise Failure(
+                    "timeout", f"no answer within EMBED_TIMEOUT_SECONDS ({self._timeout:g}s)"
+                ) from None
+            except httpx.TransportError as exc:
                 fault = Fault("connection", transient=True)
+                words = _transport_words(exc)
             else:
                 if response.is_success:
                     return _vectors(response.content, len(batch), dimension)
                 fault = _fault_of(response)
+                words = _status_words(response.status_code)
             pause = self._retry.pause(fault, attempt, deadline)
             if pause is None:
-                raise Failure(fault.kind)
+                raise Failure(fault.kind, f"{words} ({attempt + 1} attempts)" if attempt else words)
             await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -154,6 +167,40 @@ def _fault_of(response: httpx.Response) -> Fault:
     if status in (401, 403):
         return Fault("refused", transient=False)
     return Fault("rejected", transient=False)
+
+
+def _status_words(status: int) -> str:
+    """`HTTP 500 Internal Server Error`: the standard phrase, not the one the server sent."""
+    try:
+        words = f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        words = f"HTTP {status}"
+    if status in (401, 403):
+        words += " (check EMBED_API_KEY)"
+    return words
+
+
+def _transport_words(exc: BaseException) -> str:
+    """Why a connection failed, from the OS's error behind httpx's (`connection refused`,
+    `Name or service not known`, a TLS certificate not trusted)."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # the chain is short; never follow a long one
+        if cause is None:
+            break
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS: the certificate is not trusted ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS: {cause.reason or 'the handshake failed'}"
+        if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            return os.strerror(cause.errno).lower()
+        if isinstance(cause, OSError) and cause.strerror:  # a resolver's (socket.gaierror)
+            return str(cause.strerror)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection or broke HTTP"
+    return f"the connection failed ({type(exc).__name__})"
 
 
 def _vectors(content: bytes, count: int, dimension: int | None) -> list[list[float]]:
