@@ -79,6 +79,11 @@ class VectorStore(ABC):
     async def get_collection(self, tenant: str, name: str) -> CollectionInfo: ...
 
     @abstractmethod
+    async def dimension(self, tenant: str, name: str) -> int:
+        """The collection's vector dimension from the catalog, without counting its points
+        as get_collection does; NotFound when there is no such collection."""
+
+    @abstractmethod
     async def list_collections(self, tenant: str) -> list[CollectionInfo]:
         """The tenant's collections, sorted by name."""
 

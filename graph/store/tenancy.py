@@ -116,7 +116,7 @@ def stored_payload(partition: str, point_id: PointId, payload: Payload | None) -
     # (and UUIDs) are strings. client_id reads either.
     kept = point_id if isinstance(point_id, int) and point_id <= _MAX_PAYLOAD_INT else str(point_id)
     stored: Payload = {PARTITION_FIELD: partition, ID_FIELD: kept}
-    if payload:
+    if payload is not None:  # {} is kept, to read back as written (None as null)
         stored[PAYLOAD_FIELD] = payload
     return stored
 
@@ -126,7 +126,7 @@ def stored_memory(
 ) -> Payload:
     """to_iso: iso() memoised over a batch, whose memories mostly share their times."""
     to_iso = to_iso or iso
-    stored = stored_payload(partition, memory.id, memory.metadata)
+    stored = stored_payload(partition, memory.id, memory.metadata or None)
     stored[TEXT_FIELD] = memory.text
     stored[CREATED_FIELD] = to_iso(memory.created_at)
     # Absent while equal to the creation time (every string costs the engine's payload
@@ -171,6 +171,12 @@ def client_id(stored: Payload | None) -> PointId:
 def client_payload(stored: Payload | None) -> Payload:
     payload = (stored or {}).get(PAYLOAD_FIELD)
     return payload if isinstance(payload, dict) else {}
+
+
+def written_payload(stored: Payload | None) -> Payload | None:
+    """The client's payload as written: None when the point was written without one."""
+    payload = (stored or {}).get(PAYLOAD_FIELD)
+    return payload if isinstance(payload, dict) else None
 
 
 def user_key(key: str) -> str:
@@ -218,12 +224,12 @@ def scoped_filter(partition: str, client_filter: Filter | None) -> Filter:
 
 def client_record(stored: Payload | None, vector: list[float] | None) -> Record:
     """A stored point as the client sees it: its own id and payload."""
-    return Record(id=client_id(stored), payload=client_payload(stored), vector=vector)
+    return Record(id=client_id(stored), payload=written_payload(stored), vector=vector)
 
 
 def client_scored(stored: Payload | None, score: float, vector: list[float] | None) -> ScoredPoint:
     return ScoredPoint(
-        id=client_id(stored), score=score, payload=client_payload(stored), vector=vector
+        id=client_id(stored), score=score, payload=written_payload(stored), vector=vector
     )
 
 

@@ -99,9 +99,14 @@ def test_create_get_list_delete_collection(
         (b, 3, Distance.DOT),
     ]
 
+    assert run(store.dimension(TENANT, a)) == 5
+    assert run(store.dimension(TENANT, b)) == 3
+
     run(store.delete_collection(TENANT, b))
     with pytest.raises(NotFound):
         run(store.get_collection(TENANT, b))
+    with pytest.raises(NotFound):
+        run(store.dimension(TENANT, b))
     assert b not in [c.name for c in run(store.list_collections(TENANT))]
 
 
@@ -274,13 +279,14 @@ def test_payload_round_trips_nested_json(store: VectorStore, run: Runner, collec
     }
     run(store.upsert(TENANT, collection, [Point(1, unit(1), payload), Point(2, unit(0, 1))]))
 
-    assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [payload, {}]
+    # A point without a payload reads back None (GraphQL's null, as the schema says).
+    assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [payload, None]
     assert [p.payload for p in run(store.query(TENANT, collection, unit(1), limit=2))] == [
         payload,
-        {},
+        None,
     ]
     scrolled = run(store.scroll(TENANT, collection, limit=2)).points
-    assert {r.id: r.payload for r in scrolled} == {1: payload, 2: {}}
+    assert {r.id: r.payload for r in scrolled} == {1: payload, 2: None}
 
 
 # Query
@@ -665,3 +671,11 @@ def test_a_bad_dimension_anywhere_in_a_batch_writes_nothing(
         run(store.upsert(TENANT, collection, batch))
     assert run(store.count(TENANT, collection)) == 1
     assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [{"v": "kept"}]
+
+
+def test_an_empty_payload_reads_back_as_written(
+    store: VectorStore, run: Runner, collection: str
+) -> None:
+    """{} as {}, no payload as None: the schema's "null when the point has none"."""
+    run(store.upsert(TENANT, collection, [Point(1, unit(1), {}), Point(2, unit(0, 1))]))
+    assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [{}, None]

@@ -131,7 +131,7 @@ def test_reopen_after_close_keeps_collections_and_points(tmp_path: Path) -> None
         records = await store.retrieve(TENANT, "notes", [1, UUID_A], with_vector=True)
         assert [(r.id, r.payload, r.vector) for r in records] == [
             (1, {"a": 1}, [1.0, 0.0, 0.0, 0.0]),
-            (UUID_A, {}, [0.0, 1.0, 0.0, 0.0]),
+            (UUID_A, None, [0.0, 1.0, 0.0, 0.0]),
         ]
 
     with_store(tmp_path, write)

@@ -16,6 +16,7 @@ from graph.graphql.schema.resolvers import (
     IDS_RULE,
     LIMIT_RULE,
     STORE_ERRORS,
+    VECTORS_RULE,
     CollectionArg,
     check_id_count,
     check_limit,
@@ -23,6 +24,7 @@ from graph.graphql.schema.resolvers import (
     collection_name,
     root_description,
     setting,
+    take_vectors,
 )
 from graph.graphql.schema.scalars import Vector
 from graph.store.models import CollectionInfo, normalize_point_id
@@ -42,7 +44,10 @@ def to_collection(info: CollectionInfo) -> types.Collection:
 WithVector = Annotated[
     bool,
     strawberry.argument(
-        description="Return each point's vector too (false: `vector` is null). Default false."
+        description=(
+            "Return each point's vector too (false: `vector` is null). Default false. "
+            + VECTORS_RULE
+        )
     ),
 ]
 PointFilter = Annotated[
@@ -103,7 +108,8 @@ class Query:
             "Only points with a vector take part (memories remembered without one do not).",
             "read",
             "BAD_USER_INPUT (a vector of another dimension than the collection's, `limit` or "
-            "`offset` out of range, a non-finite `scoreThreshold`, a bad filter), NOT_FOUND "
+            "`offset` out of range, a non-finite `scoreThreshold`, a bad filter, more vectors "
+            "than the operation has left with `withVector`), NOT_FOUND "
             f"(no such collection), {STORE_ERRORS}",
         )
     )
@@ -148,13 +154,21 @@ class Query:
         collection: CollectionArg = None,
     ) -> list[types.ScoredPoint]:
         context = info.context
+        name = collection_name(context, collection)
+        limit = check_limit(limit)
+        offset = check_offset(offset)
+        where = to_filter(filter)
+        if with_vector:
+            # The vectors returned have the query vector's length: the store refuses any
+            # other than the collection's dimension, so no lookup is needed.
+            await take_vectors(context, name, limit, len(vector))
         hits = await context.store.query(
             context.principal.tenant,
-            collection_name(context, collection),
+            name,
             vector,
-            limit=check_limit(limit),
-            offset=check_offset(offset),
-            filter=to_filter(filter),
+            limit=limit,
+            offset=offset,
+            filter=where,
             score_threshold=score_threshold,
             with_vector=with_vector,
         )
@@ -165,7 +179,8 @@ class Query:
             "Points by id, in the order asked; missing ids are left out.",
             "read",
             f"BAD_USER_INPUT (no ids, more than {setting('MAX_IDS_PER_REQUEST')}, an id "
-            f"that is not an unsigned 64-bit integer or a UUID), NOT_FOUND (no such "
+            f"that is not an unsigned 64-bit integer or a UUID, more vectors than the "
+            f"operation has left with `withVector`), NOT_FOUND (no such "
             f"collection), {STORE_ERRORS}",
         )
     )
@@ -182,11 +197,12 @@ class Query:
     ) -> list[types.Point]:
         context = info.context
         check_id_count(ids, context.settings.limits.max_ids_per_request)
+        name = collection_name(context, collection)
+        wanted = to_ids(ids)
+        if with_vector:
+            await take_vectors(context, name, len(ids))
         records = await context.store.retrieve(
-            context.principal.tenant,
-            collection_name(context, collection),
-            to_ids(ids),
-            with_vector=with_vector,
+            context.principal.tenant, name, wanted, with_vector=with_vector
         )
         return cast(list[types.Point], records)
 
@@ -217,7 +233,8 @@ class Query:
             "collection does not change. Pass the returned `nextCursor` as `cursor` for the "
             "next page; points written or deleted meanwhile may or may not be seen.",
             "read",
-            "BAD_USER_INPUT (`limit` out of range, a cursor that is not an id, a bad filter), "
+            "BAD_USER_INPUT (`limit` out of range, a cursor that is not an id, a bad filter, "
+            "more vectors than the operation has left with `withVector`), "
             f"NOT_FOUND (no such collection), {STORE_ERRORS}",
         )
     )
@@ -242,12 +259,18 @@ class Query:
         collection: CollectionArg = None,
     ) -> types.ScrollResult:
         context = info.context
+        name = collection_name(context, collection)
+        limit = check_limit(limit)
+        start = None if cursor is None else normalize_point_id(cursor)
+        where = to_filter(filter)
+        if with_vector:
+            await take_vectors(context, name, limit)
         page = await context.store.scroll(
             context.principal.tenant,
-            collection_name(context, collection),
-            limit=check_limit(limit),
-            cursor=None if cursor is None else normalize_point_id(cursor),
-            filter=to_filter(filter),
+            name,
+            limit=limit,
+            cursor=start,
+            filter=where,
             with_vector=with_vector,
         )
         next_cursor = None if page.next_cursor is None else strawberry.ID(str(page.next_cursor))

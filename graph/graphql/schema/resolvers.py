@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 
 from graph.errors import BadUserInput
-from graph.graphql.schema.context import RequestContext
+from graph.graphql.schema.context import MAX_VECTOR_VALUES_PER_REQUEST, RequestContext
 from graph.settings import Settings
 from graph.store.models import validate_collection_name
 
@@ -51,6 +51,15 @@ LIMIT_RULE = (
 )
 
 
+VECTORS_RULE = (
+    f"The vectors all fields of one operation return hold at most "
+    f"{MAX_VECTOR_VALUES_PER_REQUEST:,} numbers together (1,000 vectors of 1,536 "
+    "dimensions; fewer past that dimension): a field asking for more than is left is "
+    "BAD_USER_INPUT before it runs, counting its `limit` (or its number of `ids`) times "
+    "the collection's dimension."
+)
+
+
 def root_description(what: str, scope: str | None, errors: str) -> str:
     """A root field's description: what it does, the scope it needs, the errors it returns
     besides the request's own (see the Query type)."""
@@ -81,3 +90,28 @@ def check_id_count(ids: list[Any], maximum: int) -> None:
         raise BadUserInput("ids must not be empty")
     if len(ids) > maximum:
         raise BadUserInput(f"At most {maximum} ids per request")
+
+
+async def take_vectors(
+    context: RequestContext, collection: str, asked: int, dimension: int | None = None
+) -> None:
+    """Before a field fetches `asked` points with their vectors: take asked times dimension
+    values from the request's budget (MAX_VECTOR_VALUES_PER_REQUEST), or refuse the field
+    with BadUserInput. `dimension` None: the collection's, looked up once per request
+    (NotFound when there is no such collection, as the field itself would say)."""
+    budget = context.vectors
+    async with budget.lock():
+        if dimension is None:
+            dimension = budget.dimensions.get(collection)
+            if dimension is None:
+                dimension = await context.store.dimension(context.principal.tenant, collection)
+                budget.dimensions[collection] = dimension
+        values = asked * dimension
+        if values > budget.left:
+            raise BadUserInput(
+                f"An operation may return at most {MAX_VECTOR_VALUES_PER_REQUEST} vector "
+                f"values (withVector: true) over all its fields; this field asks for {asked} "
+                f"vectors of {dimension} dimensions ({values} values) and {budget.left} are "
+                "left"
+            )
+        budget.left -= values

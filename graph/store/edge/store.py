@@ -305,6 +305,9 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
         view = logical.coll.view
         return logical.info(await self._on_view(view, False, views.count, logical.only))
 
+    async def dimension(self, tenant: str, name: str) -> int:
+        return self._logical(tenant, name).entry.dimension
+
     async def list_collections(self, tenant: str) -> list[CollectionInfo]:
         validate_tenant(tenant)
         infos = []

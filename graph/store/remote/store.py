@@ -185,6 +185,9 @@ class RemoteStore(MemoryCalls, VectorStore):
         logical = await self._catalog.lookup(tenant, name, fresh=True)
         return logical.info(await self._catalog.count(logical, logical.only))
 
+    async def dimension(self, tenant: str, name: str) -> int:
+        return (await self._catalog.lookup(tenant, name)).entry.dimension
+
     async def list_collections(self, tenant: str) -> list[CollectionInfo]:
         validate_tenant(tenant)
         entries = await self._catalog.entries_of(tenant)
