@@ -350,10 +350,25 @@ def test_an_embedder_failure_writes_nothing(tmp_path: Path) -> None:
         )
         response.assert_error("EMBEDDER_UNAVAILABLE")
         assert count_points(client) == 0
-        gql(client, RECALL, {"text": "a"}).assert_error("EMBEDDER_UNAVAILABLE")
         # with every vector given, the embedder is not needed
         remember(client, {"text": "b", "vector": [1, 0, 0, 0]})
         assert embedder.calls == 1
+
+
+def test_while_the_embedder_fails_auto_recall_ranks_by_keywords(tmp_path: Path) -> None:
+    """AUTO ranks by what the request allows; an agent over MCP cannot pick a mode, so its
+    recall would be down with the embedder. The modes that need it still say so."""
+    embedder = TopicEmbedder(fail=True)
+    with make_client(tmp_path, embedder) as client:
+        remember(client, {"text": "the harbour at dawn", "vector": [1, 0, 0, 0]})
+        found = gql(client, RECALL, {"text": "harbour"}).data["recall"]
+        assert [m["text"] for m in found] == ["the harbour at dawn"]
+        for asked in ({"mode": "HYBRID"}, {"mode": "SEMANTIC"}, {"diversity": 0.5}):
+            response = gql(client, RECALL, {"text": "harbour", **asked})
+            response.assert_error("EMBEDDER_UNAVAILABLE")
+        # a vector given needs no embedder: AUTO is HYBRID as ever
+        hybrid = gql(client, RECALL, {"text": "harbour", "vector": [1, 0, 0, 0]}).data
+        assert [m["text"] for m in hybrid["recall"]] == ["the harbour at dawn"]
 
 
 def test_the_embedder_dimension_is_checked_at_start_up(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from enum import Enum
 
 from graph.errors import ApiError, BadUserInput, ConfigError, EmbedderUnavailable
 from graph.memory.embedders.base import Embedder
-from graph.memory.keywords import document_keywords, query_keywords
+from graph.memory.keywords import keywords_of_documents, keywords_of_query
 from graph.settings import Settings
 from graph.store.base import VectorStore
 from graph.store.models import (
@@ -141,13 +141,15 @@ class MemoryService:
             embedded = await self._embed_documents([memories[i].text for i in missing])
             for i, vector in zip(missing, embedded, strict=True):
                 vectors[i] = vector
+        # Off the event loop for a large batch (graph/memory/keywords.py says why).
+        sparse = await keywords_of_documents([m.text for m in memories])
         existing = await self.store.get_memories(tenant, collection, ids, now=now)
         created = {m.id: m.created_at for m in existing}
         points = [
             MemoryPoint(
                 id=point_id,
                 text=memory.text,
-                keywords=document_keywords(memory.text),
+                keywords=keywords,
                 vector=vector,
                 metadata=memory.metadata,  # type: ignore[arg-type]  # checked: a dict or None
                 created_at=created.get(point_id, now),
@@ -158,7 +160,9 @@ class MemoryService:
                     else None
                 ),
             )
-            for point_id, memory, vector in zip(ids, memories, vectors, strict=True)
+            for point_id, memory, vector, keywords in zip(
+                ids, memories, vectors, sparse, strict=True
+            )
         ]
         await self.store.remember(tenant, collection, points)
         return ids
@@ -234,12 +238,21 @@ class MemoryService:
         mode = self._mode(asked, diversity)
         dense = asked.vector
         if dense is None and text is not None and (mode is not RecallMode.KEYWORD or diversity):
-            dense = await self._embed_query(text)
+            try:
+                dense = await self._embed_query(text)
+            except EmbedderUnavailable:
+                # AUTO ranks by what the request allows: while the embedder is down that
+                # is the keywords (an agent over MCP cannot ask for another mode).
+                if asked.mode is not Mode.AUTO or diversity:
+                    raise
+                logger.warning("The embedder is unavailable: an AUTO recall ranks by keywords")
+                mode = RecallMode.KEYWORD
+        keywords = await keywords_of_query(text) if text is not None else None
         request = RecallRequest(
             mode=mode,
             limit=asked.limit,
             now=self.clock(),
-            keywords=query_keywords(text) if text is not None else None,
+            keywords=keywords,
             dense=dense,
             filter=asked.filter,
             recency=asked.recency,

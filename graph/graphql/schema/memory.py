@@ -131,7 +131,8 @@ class RecallMode(Enum):
         "AUTO",
         description=(
             "HYBRID when the request has a dense vector (given, or embedded from the text) "
-            "and text, SEMANTIC with a vector only, KEYWORD with text only."
+            "and text, SEMANTIC with a vector only, KEYWORD with text only, and KEYWORD "
+            "while the embedder fails for text without a vector."
         ),
     )
     HYBRID = strawberry.enum_value(
