@@ -64,7 +64,9 @@ def add_commands(commands: Any) -> None:
     backup = commands.add_parser(
         "backup", help="ask a running server to write a backup archive into its BACKUP_DIR"
     )
-    backup.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
+    backup.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)"
+    )
     backup.add_argument("--key", type=credential, help="an API key or JWT with the admin scope")
     backup.add_argument("--path", help="the archive's file name in BACKUP_DIR")
     backup.add_argument(

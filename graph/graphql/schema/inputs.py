@@ -22,8 +22,9 @@ from graph.store.models import (
 
 PAYLOAD_LIMITS = (
     f"at most {MAX_PAYLOAD_BYTES} bytes of JSON, {MAX_PAYLOAD_VALUES} values and "
-    f"{MAX_PAYLOAD_DEPTH} levels of nesting; numbers finite, integers within -2^63..2^64-1 "
-    "(else BAD_USER_INPUT)"
+    f"{MAX_PAYLOAD_DEPTH} levels of nesting; numbers finite, integers written in the "
+    "document within -2^63..2^64-1 (else BAD_USER_INPUT; in JSON variables a larger "
+    "integer is read as the nearest double, as JavaScript reads it, and kept so)"
 )
 
 
