@@ -44,18 +44,74 @@ class StoreInUse(Exception):
 NOT_JSON = "Parse error: the line is not valid JSON"
 
 
-class AnsweringBadLines:
-    """The messages read from stdin, a line that is not one answered on stdout: the SDK
-    hands the session the parser's exception, which drops it without a word, so a client
-    (or a person trying the command) waits for an answer that never comes."""
+# How long the end of stdin waits for the answers to requests already read.
+ANSWER_WAIT_SECONDS = 60.0
+
+
+class Unanswered:
+    """The ids of requests read from stdin and not answered yet. At the end of stdin the
+    SDK stops the session and drops the answers still being made, so a client that writes
+    its requests and closes its end (`... | graph mcp`) lost the last ones."""
+
+    def __init__(self) -> None:
+        self._ids: set[types.RequestId] = set()
+        self.none = anyio.Event()
+        self.none.set()
+
+    def asked(self, message: types.JSONRPCMessage) -> None:
+        if isinstance(message, types.JSONRPCRequest):
+            if not self._ids:
+                self.none = anyio.Event()
+            self._ids.add(message.id)
+
+    def answered(self, message: types.JSONRPCMessage) -> None:
+        if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
+            self._ids.discard(message.id)  # id null (a bad line): never one of ours
+            if not self._ids:
+                self.none.set()
+
+
+class Answers:
+    """stdout's stream, marking each request answered as its answer goes out."""
+
+    def __init__(self, answers: WriteStream[SessionMessage], unanswered: Unanswered) -> None:
+        self._answers = answers
+        self._unanswered = unanswered
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._answers.send(item)
+        self._unanswered.answered(item.message)
+
+    async def aclose(self) -> None:
+        await self._answers.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Lines:
+    """The messages read from stdin. A line that is not one is answered on stdout (the
+    SDK hands the session the parser's exception, which drops it without a word, so the
+    client waits for an answer that never comes); the end of stdin is passed on once
+    every request read is answered (Unanswered), or after ANSWER_WAIT_SECONDS."""
 
     def __init__(
         self,
         lines: ReadStream[SessionMessage | Exception],
         answers: WriteStream[SessionMessage],
+        unanswered: Unanswered,
     ) -> None:
         self._lines = lines
         self._answers = answers
+        self._unanswered = unanswered
 
     @property
     def last_context(self) -> contextvars.Context | None:
@@ -64,8 +120,14 @@ class AnsweringBadLines:
 
     async def receive(self) -> SessionMessage | Exception:
         while True:
-            item = await self._lines.receive()
+            try:
+                item = await self._lines.receive()
+            except anyio.EndOfStream:
+                with anyio.move_on_after(ANSWER_WAIT_SECONDS):
+                    await self._unanswered.none.wait()
+                raise
             if not isinstance(item, Exception):
+                self._unanswered.asked(item.message)
                 return item
             await self._answers.send(SessionMessage(bad_line_answer(item)))
 
@@ -123,8 +185,11 @@ async def serve_stdio(settings: Settings) -> None:
         await defaults.ensure(DEFAULT_TENANT)
         server = build_server(MemoryTools(memories, settings, defaults), OPEN_PRINCIPAL)
         async with stdio_server() as (read, write):
+            unanswered = Unanswered()
             await server.run(
-                AnsweringBadLines(read, write), write, server.create_initialization_options()
+                Lines(read, write, unanswered),
+                Answers(write, unanswered),
+                server.create_initialization_options(),
             )
     finally:
         sweeping.cancel()

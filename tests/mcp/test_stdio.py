@@ -125,3 +125,42 @@ def test_a_line_that_is_not_a_message_is_answered_and_the_session_goes_on(
         {"jsonrpc": "2.0", "id": None, "error": not_rpc},
         {"jsonrpc": "2.0", "id": 7, "result": {}},
     ]
+
+
+def test_requests_written_before_stdin_ends_are_all_answered(tmp_path: Path) -> None:
+    """`... | graph mcp`: the SDK ended the session at the end of stdin and dropped the
+    answers still being made; it now ends once every request read has its answer."""
+    parameters = stdio_parameters(tmp_path / "data")
+    requests = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *(
+            {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": "remember", "arguments": {"text": f"note number {n}"}},
+            }
+            for n in range(2, 7)
+        ),
+    ]
+    finished = subprocess.run(
+        [sys.executable, *parameters.args],
+        env=parameters.env,
+        input=b"".join(json.dumps(r).encode() + b"\n" for r in requests),
+        capture_output=True,
+        timeout=TIMEOUT_SECONDS,
+    )
+    assert finished.returncode == 0, finished.stderr
+    answers = [json.loads(line) for line in finished.stdout.splitlines()]
+    assert sorted(a["id"] for a in answers) == [1, 2, 3, 4, 5, 6]
+    assert all("result" in a and not a["result"].get("isError") for a in answers), answers
