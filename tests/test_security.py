@@ -714,3 +714,12 @@ def test_a_key_file_that_does_not_exist_yet_is_said_at_start_up(
     with caplog.at_level(logging.WARNING, logger="graph.security.auth"):
         auth.Authenticator(Settings(auth_api_keys_file=missing))
     assert caplog.records == []
+
+
+@pytest.mark.parametrize("audience", [[], "memory", ["memory"], ""])
+def test_a_token_with_an_audience_is_refused_when_none_is_configured(audience: Any) -> None:
+    """PyJWT refused a token's `aud` when no audience is configured, but let an empty
+    one (`[]`, `""`) by: the documented rule has no such exception."""
+    authenticator = auth.Authenticator(Settings(auth_jwt_secret=SECRET))
+    assert outcome(authenticator, "Bearer " + token(aud=audience)) is None
+    assert outcome(authenticator, "Bearer " + token()) is not None

@@ -329,6 +329,9 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise _refuse(f"invalid token: {type(exc).__name__}") from None
+        if self.audience is None and "aud" in claims:
+            # PyJWT refuses an audience when none is configured, but lets an empty one by.
+            raise _refuse("token with an audience, and AUTH_JWT_AUDIENCE is unset")
         wrong = _wrongly_typed_claim(claims)
         if wrong is not None:
             raise _refuse(f"token whose {wrong} claim is missing or has the wrong type")
