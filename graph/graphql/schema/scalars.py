@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NewType
 
@@ -11,7 +12,9 @@ from graphql import (
     FloatValueNode,
     IntValueNode,
     ListValueNode,
+    ObjectValueNode,
     ValueNode,
+    VariableNode,
     value_from_ast_untyped,
 )
 from strawberry.types.scalar import ScalarDefinition
@@ -65,7 +68,29 @@ def parse_vector_literal(node: ValueNode, variables: dict[str, Any] | None = Non
 
 
 def parse_json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    # variables None: validation, which looks at the literal before any variable is known.
+    missing = None if variables is None else _missing_variable(node, variables)
+    if missing is not None:
+        # graphql-core would leave its Undefined in the value, which no JSON can hold.
+        raise BadUserInput(f'Variable "${missing}" is used in a JSON value and not given')
     return value_from_ast_untyped(node, variables)
+
+
+def _missing_variable(node: ValueNode, variables: dict[str, Any]) -> str | None:
+    """The name of the first variable inside node that the request does not give."""
+    if isinstance(node, VariableNode):
+        return None if node.name.value in variables else node.name.value
+    if isinstance(node, ListValueNode):
+        children: Iterable[ValueNode] = node.values
+    elif isinstance(node, ObjectValueNode):
+        children = (field.value for field in node.fields)
+    else:
+        return None
+    for child in children:
+        missing = _missing_variable(child, variables)
+        if missing is not None:
+            return missing
+    return None
 
 
 def _identity(value: Any) -> Any:
