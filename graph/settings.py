@@ -332,7 +332,10 @@ class MemorySettings(_Group):
         default=32 * 1024,
         ge=1,
         le=1024 * 1024,
-        description="longest memory text in UTF-8 bytes; longer is BAD_USER_INPUT",
+        description=(
+            "longest memory text in bytes as JSON (UTF-8, quotes, backslashes and control "
+            "characters escaped); longer is BAD_USER_INPUT"
+        ),
     )
     ttl_sweep_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="how often expired memories are deleted"

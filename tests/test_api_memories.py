@@ -436,3 +436,29 @@ def test_remembered_memories_survive_kill_9(tmp_path: Path) -> None:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "taken"),
+    [
+        ("x" * 32_768, True),
+        ("é" * 16_384, True),  # two bytes of UTF-8 each, as JSON too
+        ('"' * 16_384, True),  # \" is two bytes of JSON
+        ('"' * 16_385, False),
+        ("\x01" * 5_462, False),  # \u0001: six bytes of JSON for one of UTF-8
+        ("\x01" * 5_461 + "xx", True),
+    ],
+    ids=["ascii", "utf-8", "quotes", "quotes-over", "controls-over", "controls"],
+)
+def test_text_is_measured_as_json_as_answers_carry_it(
+    client: TestClient, text: str, taken: bool
+) -> None:
+    """1,000 memories of 32 KB of \\x01 (and metadata alike) made one 208 MB answer: the
+    text bound counted UTF-8, but the answer carries \\u0001, six bytes a character."""
+    response = gql(client, REMEMBER, {"m": [{"text": text}]})
+    if taken:
+        assert "errors" not in response.body, response.body
+    else:
+        message = response.assert_error("BAD_USER_INPUT")["message"]
+        assert message.startswith("memories[0]: text is longer than MAX_MEMORY_TEXT_BYTES (32768")
+        assert count_points(client) == 0

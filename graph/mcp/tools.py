@@ -96,7 +96,7 @@ TOOLS = [
             "text",
             text=_text_schema(
                 "What to remember, as self-contained text: not empty or only whitespace, at "
-                "most 32 KiB of UTF-8 by default (the server's MAX_MEMORY_TEXT_BYTES)."
+                "most 32 KiB as JSON by default (the server's MAX_MEMORY_TEXT_BYTES)."
             ),
             metadata={
                 "type": "object",

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
+import orjson
+
 from graph.errors import ApiError, BadUserInput, ConfigError, EmbedderUnavailable
 from graph.memory.embedders.base import Embedder
 from graph.memory.keywords import keywords_of_documents, keywords_of_query
@@ -185,8 +187,17 @@ class MemoryService:
         if not text.strip():
             raise BadUserInput("text must not be empty or only whitespace")
         maximum = self.settings.memory.max_memory_text_bytes
-        if len(text.encode("utf-8")) > maximum:
-            raise BadUserInput(f"text is longer than MAX_MEMORY_TEXT_BYTES ({maximum} bytes)")
+        # Measured as JSON, as every answer carries it: a control character written out
+        # is six bytes (\u0001), so UTF-8 bytes alone let 1,000 memories make a 200 MB answer.
+        try:
+            size = len(orjson.dumps(text)) - 2
+        except TypeError:  # a lone surrogate: no UTF-8, no JSON
+            raise BadUserInput("text must be valid Unicode") from None
+        if size > maximum:
+            raise BadUserInput(
+                f"text is longer than MAX_MEMORY_TEXT_BYTES ({maximum} bytes as JSON: UTF-8, "
+                "with quotes, backslashes and control characters escaped)"
+            )
 
     async def forget(
         self,

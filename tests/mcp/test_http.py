@@ -249,7 +249,8 @@ def test_bad_arguments_are_tool_errors_with_their_code(
         (
             "remember",
             {"text": "x" * 32769},
-            "text is longer than MAX_MEMORY_TEXT_BYTES (32768 bytes)",
+            "text is longer than MAX_MEMORY_TEXT_BYTES (32768 bytes as JSON: UTF-8, with "
+            "quotes, backslashes and control characters escaped)",
         ),
         ("remember", {"text": "x", "metadata": [1, 2]}, "metadata must be a JSON object"),
         (

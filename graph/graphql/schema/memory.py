@@ -34,8 +34,8 @@ MEMORY_ERRORS = (
     f"EMBED_TIMEOUT_SECONDS), NOT_FOUND (no such collection), {STORE_ERRORS}"
 )
 TEXT_RULE = (
-    f"not empty or only whitespace, at most {setting('MAX_MEMORY_TEXT_BYTES')} bytes of UTF-8 "
-    "(else BAD_USER_INPUT)"
+    f"not empty or only whitespace, at most {setting('MAX_MEMORY_TEXT_BYTES')} bytes as JSON "
+    "(UTF-8, with quotes, backslashes and control characters escaped; else BAD_USER_INPUT)"
 )
 
 
