@@ -94,12 +94,15 @@ def vector_reference(value: object) -> list[float] | None:
     floats = [_as_float(v) for v in value]
     if not all(math.isfinite(f) and abs(f) <= FLOAT32_MAX for f in floats):
         return None
+    if math.hypot(*floats) > FLOAT32_MAX:  # its length must fit a 32-bit float too
+        return None
     return floats
 
 
+# Up to 64 of them: an eighth of the 32-bit range each keeps the vector's length in it.
 float32_numbers = st.one_of(
-    st.floats(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX, allow_nan=False),
-    st.integers(min_value=-(2**127), max_value=2**127),
+    st.floats(min_value=-FLOAT32_MAX / 8, max_value=FLOAT32_MAX / 8, allow_nan=False),
+    st.integers(min_value=-(2**124), max_value=2**124),
 )
 any_numbers = st.one_of(
     st.floats(),  # NaN, infinities and values beyond float32 too
@@ -844,3 +847,14 @@ def test_keys_the_engine_cannot_parse_are_bad_user_input(api: TestClient, key: s
     gql(api, COUNT, {"f": flt}).assert_error("BAD_USER_INPUT")
     quoted = {"must": [{"key": '"😀"', "match": {"value": 1}}]}
     assert gql(api, COUNT, {"f": quoted}).data["count"] == 0
+
+
+def test_a_vector_whose_length_overflows_float32_is_refused() -> None:
+    """384 values of 3e38, each a float32, were stored as zeros under cosine (the norm
+    overflowed in the engine's 32-bit floats)."""
+    with pytest.raises(BadUserInput, match=r"length \(Euclidean norm\) must fit a 32-bit float"):
+        parse_vector([3e38] * 384)
+    with pytest.raises(BadUserInput, match="must fit a 32-bit float"):
+        parse_vector([2e38, 1, 2e38])  # the slow path (an int among floats)
+    assert parse_vector([3e38]) == [3e38]
+    assert parse_vector([FLOAT32_MAX / 2] * 4) == [FLOAT32_MAX / 2] * 4

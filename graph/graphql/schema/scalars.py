@@ -52,6 +52,10 @@ def parse_vector(value: object) -> list[float]:
     # are then exact.
     if not (math.isfinite(sum(value)) and min(value) >= -FLOAT32_MAX and max(value) <= FLOAT32_MAX):
         raise BadUserInput("A vector may contain only finite 32-bit numbers")
+    if math.hypot(*value) > FLOAT32_MAX:
+        # Its length overflows the engine's 32-bit floats: under cosine it was stored as
+        # zeros, under dot and euclid its scores are infinite.
+        raise BadUserInput("A vector's length (Euclidean norm) must fit a 32-bit float")
     return value
 
 
