@@ -855,6 +855,6 @@ def test_a_vector_whose_length_overflows_float32_is_refused() -> None:
     with pytest.raises(BadUserInput, match=r"length \(Euclidean norm\) must fit a 32-bit float"):
         parse_vector([3e38] * 384)
     with pytest.raises(BadUserInput, match="must fit a 32-bit float"):
-        parse_vector([2e38, 1, 2e38])  # the slow path (an int among floats)
+        parse_vector([3e38, 1, 3e38])  # the slow path (an int among floats)
     assert parse_vector([3e38]) == [3e38]
     assert parse_vector([FLOAT32_MAX / 2] * 4) == [FLOAT32_MAX / 2] * 4
