@@ -90,6 +90,7 @@ def serve() -> None:
         log_config=log_config(settings.telemetry.log_level, settings.telemetry.log_flush_seconds),
         access_log=False,
         server_header=False,
+        ws="none",  # no route speaks WebSocket (graph/serving.py answers an upgrade as HTTP)
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds),
     )
     server = DrainingServer(

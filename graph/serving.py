@@ -221,8 +221,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # Else (serve() runs uvicorn with ws="none": no route speaks WebSocket) it is
+            # answered as the plain HTTP request it also is, X-Request-ID and all, where
+            # uvicorn's WebSocket path answered a bare 403; and without uvicorn's warnings.
             return
         except httptools.HttpParserError:
             if self._header_bytes > self.max_header_bytes:  # on_headers_complete refused

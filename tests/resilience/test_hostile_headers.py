@@ -341,3 +341,25 @@ def test_a_kept_alive_connection_is_not_cut_after_a_whole_body(server: ServerPro
         second = client.post("/graphql", json={"query": "{ collections { name } }"})
         assert second.status_code == 200
         assert second.extensions["network_stream"] is first.extensions["network_stream"]
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/mcp", "/healthz"])
+def test_a_websocket_upgrade_is_answered_as_http_with_a_request_id(
+    server: ServerProcess, path: str
+) -> None:
+    """No route speaks WebSocket: uvicorn's WebSocket path answered an upgrade with a bare
+    403 (no X-Request-ID, no JSON) and logged that no WebSocket library was installed."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, close\r\n"
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAccept: application/json\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(REFUSAL_SECONDS + 5)
+        sock.sendall(request)
+        reply = read_reply(sock)
+    status, headers, _ = split_reply(reply)
+    assert not status.startswith(b"HTTP/1.1 101"), reply[:200]
+    assert status != b"HTTP/1.1 403 Forbidden", reply[:200]
+    assert len(headers.get("x-request-id", "")) == 32, reply[:300]
+    assert not [line for line in server.log_lines() if "upgrade" in line.lower()]
