@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -28,7 +29,7 @@ from graph.http.gate import GatedApp
 from graph.http.graphiql import ASSETS_PATH, GraphiQL
 from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from graph.http.protocol import PREFLIGHT_HEADERS
-from graph.http.responses import JSONResponse
+from graph.http.responses import JSONResponse, router_refusal
 from graph.mcp.server import StreamableHTTP, build_server
 from graph.mcp.tools import MemoryTools
 from graph.memory.embedders import Embedder, create_embedder
@@ -306,6 +307,7 @@ def create_app(
             *cors_middleware(settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes),
         ],
+        exception_handlers={HTTPException: router_refusal},
         lifespan=lifespan,
     )
     # For the server (graph/serving.py): SIGTERM makes /readyz answer 503 before the stop.

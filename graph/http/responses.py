@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from graph.errors import ErrorCode, error_body
@@ -45,3 +47,20 @@ def error_response(
         headers=headers,
         media_type=utf8(media_type),
     )
+
+
+# What Starlette's router refuses itself (no route at the path, a method a route does not
+# take): the coded JSON body every other refusal has, instead of its plain text.
+ROUTER_REFUSALS = {
+    404: (ErrorCode.NOT_FOUND, "No route at this path (see the README's Operating it)"),
+    405: (ErrorCode.BAD_REQUEST, "This route does not take this method (see Allow)"),
+}
+
+
+async def router_refusal(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's handler for its HTTPException (the router's 404 and 405)."""
+    assert isinstance(exc, HTTPException)
+    code, message = ROUTER_REFUSALS.get(exc.status_code, (ErrorCode.BAD_REQUEST, exc.detail))
+    request_id: str = request.scope["state"]["request_id"]  # RequestIdMiddleware's
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, request_id, headers=headers)

@@ -125,3 +125,26 @@ def test_random_unknown_paths_add_one_path_label(client: TestClient) -> None:
     assert new == {("GET", UNMATCHED, "404"): 1000}
     assert UNMATCHED in {path for (_, path, _) in counts()}
     assert not {path for (_, path, _) in counts()} & paths
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "NOT_FOUND"),
+        ("GET", "/graphql/extra", 404, "NOT_FOUND"),
+        ("POST", "/healthz", 405, "BAD_REQUEST"),
+        ("DELETE", "/readyz", 405, "BAD_REQUEST"),
+        ("PUT", "/metrics", 405, "BAD_REQUEST"),
+    ],
+)
+def test_the_router_s_own_refusals_have_the_coded_json_body(
+    client: TestClient, method: str, path: str, status: int, code: str
+) -> None:
+    """Starlette answered these in plain text ("Not Found"), unlike every other refusal."""
+    response = client.request(method, path, follow_redirects=False)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": code, "requestId": response.headers["x-request-id"]}
+    if status == 405:
+        assert "GET" in response.headers["allow"]
