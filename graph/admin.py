@@ -39,6 +39,14 @@ def fail(command: str, message: object) -> NoReturn:
     sys.exit(1)
 
 
+# The longest --timeout: a week. It is how long the command waits for the server's answer,
+# and a backup that takes longer is not waited for (it goes on on the server: the archive
+# appears in BACKUP_DIR when complete). Past it the value would only reach the limits below
+# it: socket.settimeout holds nanoseconds in 64 bits, so above ~9.2e9 s (292 years) it fails
+# with an OverflowError (`--timeout 1e12` did, in a traceback).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
 def positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -46,6 +54,10 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < seconds < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TIMEOUT_SECONDS} seconds (7 days), not {text}"
+        )
     return seconds
 
 

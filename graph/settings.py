@@ -118,11 +118,13 @@ class StoreSettings(_Group):
 
     # Embedded store: writes are refused (STORE_UNAVAILABLE) below this much free space
     # in DATA_DIR, because the engine dies of SIGBUS when a mapped file finds a full disk.
+    # Backups keep it in BACKUP_DIR: refused, or stopped, below it (docs/backup.md).
     min_free_disk_mb: int = Field(
         default=100,
         ge=0,
         description=(
-            "embedded store: below this free space in DATA_DIR, writes get STORE_UNAVAILABLE"
+            "embedded store: below this free space in DATA_DIR, writes get STORE_UNAVAILABLE; "
+            "backups are refused (or stopped) below it in BACKUP_DIR"
         ),
     )
     index_threshold: int = Field(

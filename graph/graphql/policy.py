@@ -28,6 +28,7 @@ from graphql import (
 from graph.errors import ApiError, BadUserInput, Forbidden
 from graph.graphql.compiled.coercion import INT_MAX, INT_MIN
 from graph.graphql.prepare import PreparedOperation
+from graph.graphql.schema.backups import several_backups
 from graph.graphql.schema.sizes import check_variable_sizes, list_limits
 from graph.security.auth import Principal, scope_for
 from graph.settings import Settings
@@ -159,7 +160,13 @@ def points_budget(operation: PreparedOperation, facts: RequestFacts) -> ApiError
     return None
 
 
-RULES: tuple[Rule, ...] = (required_scopes, variable_sizes, points_budget)
+def one_backup(operation: PreparedOperation, facts: RequestFacts) -> ApiError | None:
+    """At most one `backup` field per operation, aliases and fragments included: each
+    writes an archive of every tenant's data (graph/graphql/schema/backups.py)."""
+    return several_backups(operation.root_nodes)
+
+
+RULES: tuple[Rule, ...] = (required_scopes, variable_sizes, points_budget, one_backup)
 
 
 class Policy:

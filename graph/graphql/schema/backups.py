@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from strawberry.types import Info
 
+from graph.errors import BadUserInput
 from graph.graphql.schema.context import RequestContext
 from graph.graphql.schema.resolvers import root_description
 from graph.store.backup.archive import FORMAT_VERSION
@@ -18,11 +27,51 @@ BACKUP_DESCRIPTION = root_description(
     "BACKUP_DIR (never elsewhere, and never sent to the client); returns when the archive "
     "is complete, under its name, with its manifest of counts and checksums. Reads and "
     "writes go on meanwhile; every point acknowledged before the call began is in the "
-    "archive. One backup at a time. `graph restore` restores an archive (docs/backup.md).",
+    "archive. One backup at a time, and at most one `backup` field per operation. Refused "
+    "when BACKUP_DIR's disk would keep less than MIN_FREE_DISK_MB free once the archive is "
+    "written, and stopped (nothing kept) when its free space falls below that meanwhile. "
+    "`graph restore` restores an archive (docs/backup.md).",
     "admin",
-    "BAD_USER_INPUT (a bad file name, or a backup already running), ALREADY_EXISTS (the "
-    "name is taken), STORE_UNAVAILABLE, STORE_TIMEOUT",
+    "BAD_USER_INPUT (a bad file name, a backup already running, or an operation selecting "
+    "backup more than once), ALREADY_EXISTS (the name is taken), STORE_UNAVAILABLE (BACKUP_DIR "
+    "cannot be written or is out of disk space), STORE_TIMEOUT",
 )
+
+SEVERAL_BACKUPS = (
+    "An operation may select backup at most once (aliases and fragments included); "
+    "send one backup per request"
+)
+
+
+def several_backups(root_fields: Iterable[FieldNode]) -> BadUserInput | None:
+    """The refusal of an operation whose root fields (one per response key, as
+    PreparedOperation.root_nodes) select backup more than once: each would write a whole
+    archive of every tenant's data."""
+    if sum(1 for node in root_fields if node.name.value == "backup") > 1:
+        return BadUserInput(SEVERAL_BACKUPS)
+    return None
+
+
+def operation_root_fields(
+    selection: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    """The root fields of an operation, one per response key, through fragments and inline
+    fragments (graph/graphql/prepare.py root_nodes does the same for the policy)."""
+    by_key: dict[str, FieldNode] = {}
+    seen: set[str] = set()
+    pending = [selection]
+    while pending:
+        for node in pending.pop().selections:
+            if isinstance(node, FieldNode):
+                by_key.setdefault((node.alias or node.name).value, node)
+            elif isinstance(node, InlineFragmentNode):
+                pending.append(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                seen.add(node.name.value)
+                fragment = fragments.get(node.name.value)
+                if fragment is not None:
+                    pending.append(fragment.selection_set)
+    return list(by_key.values())
 
 
 PathArg = Annotated[
@@ -55,10 +104,20 @@ async def backup(
     info: Info[RequestContext, Any],
     path: PathArg = None,
 ) -> BackupResult:
+    # Each field of an operation selecting backup twice refuses, so that none is written
+    # whichever executor runs it (the compiled one only takes documents without fragments).
+    fragments = getattr(info._raw_info, "fragments", None) or {}
+    refusal = several_backups(operation_root_fields(info.operation.selection_set, fragments))
+    if refusal is not None:
+        raise refusal
     context = info.context
     store = context.settings.store
     summary = await backup_once(
-        context.store, store.backup_dir, path, page_points=store.backup_page_points
+        context.store,
+        store.backup_dir,
+        path,
+        page_points=store.backup_page_points,
+        min_free_bytes=store.min_free_disk_mb * 1024 * 1024,
     )
     return BackupResult(
         path=summary.path.name,
