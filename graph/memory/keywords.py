@@ -25,6 +25,13 @@ text by text, in pieces of at most PIECE_KEYWORD_BYTES: the loop gets the GIL ba
 between two texts, so it waits for one text at most, never for the batch. (Once per
 process, the first Chinese and the first Japanese text also load the tokenizer's
 dictionary for that language: 0.15-0.3 s each, holding the GIL, about 67 MB together.)
+
+A recall's terms are bounded (MAX_QUERY_TERMS): the engine's BM25 search holds the GIL
+for the whole call, worker thread or not, and its cost grows with the query's distinct
+terms times the memories it scores, so a query of thousands of distinct words stalled
+every other request for as long as its search took. A query with more distinct terms
+keeps the MAX_QUERY_TERMS most useful (`useful_terms`); a question of a few hundred words
+has fewer and is sent whole, as before.
 """
 
 from __future__ import annotations
@@ -68,8 +75,59 @@ def document_keywords(text: str) -> SparseVector:
 
 
 def query_keywords(text: str) -> SparseVector:
-    vector = _model.embed_query(as_words(text))
-    return SparseVector(vector.indices, vector.values)
+    """Weight 1 for each distinct term of text, at most MAX_QUERY_TERMS of them."""
+    words = as_words(text)
+    vector = _model.embed_query(words)
+    if len(vector.indices) <= MAX_QUERY_TERMS:
+        return SparseVector(vector.indices, vector.values)
+    return useful_terms(words, vector.indices)
+
+
+# At most this many distinct terms go to the engine in a recall's BM25 vector. Measured on
+# a busy 2-core machine (qdrant-edge 0.9), the engine holds the GIL for the whole query,
+# and with the tenant's filter (below 5,000 memories, apparently the sparse index's
+# full-scan threshold) it scores each memory the filter passes term by term (the same
+# search without the filter: 5 ms, with it: 270 ms): over 1,050 memories of 3,000 words
+# (plus 1,050 short ones), 3,000 query terms took 320 ms, 1,000 took 65 ms, 300 took
+# 13 ms, 100 took 5 ms; over 2,000 such memories 512 terms took 55-60 ms and 256 took 22-30 ms; over
+# 2,450 (4,900 memories in all, just under the threshold) 256 terms took 30-55 ms, and
+# 128 no less (what remains is per memory scored, not per term). So a recall holds the
+# loop for some tens of ms at most, and a question of a few hundred words (100-200
+# distinct terms after stopwords and stemming; 1,000 words of the GPL have 224) is sent
+# whole.
+MAX_QUERY_TERMS = 256
+# The text is read in pieces of about this many characters (cut at a space where there is
+# one) to find the order in which its terms first occur.
+_ORDER_PIECE_CHARS = 512
+
+
+def useful_terms(words: str, indices: Sequence[int]) -> SparseVector:
+    """MAX_QUERY_TERMS of the query terms indices (words' terms), weight 1 each.
+
+    The engine supplies IDF, so rarity is unknown here: the terms kept are those the query
+    repeats most (a long text's repeated words are its subject), and among terms repeated
+    as often, those occurring first (a question states its subject early; a text cut after
+    its 256th distinct word would keep these). Repeats are read from embed_document, whose
+    weights grow with a term's count in the text; first occurrences piece by piece, in the
+    order of the pieces (within one, by index), which tokenizes the text once more."""
+    document = _model.embed_document(words)
+    counts = dict(zip(document.indices, document.values, strict=True))
+    wanted = set(indices)
+    first: dict[int, None] = {}
+    start = 0
+    while start < len(words) and len(first) < len(wanted):
+        end = start + _ORDER_PIECE_CHARS
+        if end < len(words):
+            space = words.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        for index in _model.embed_query(words[start:end]).indices:
+            if index in wanted:
+                first.setdefault(index, None)
+        start = end
+    order = [*first, *sorted(wanted.difference(first))]  # a term split by a cut comes last
+    order.sort(key=lambda index: -counts.get(index, 0.0))  # stable: first occurrence next
+    kept = sorted(order[:MAX_QUERY_TERMS])
+    return SparseVector(kept, [1.0] * len(kept))
 
 
 # Up to this much text (UTF-8 bytes, the whole batch) is converted on the event loop.
@@ -113,7 +171,12 @@ async def keywords_of_documents(texts: Sequence[str]) -> list[SparseVector]:
 
 
 async def keywords_of_query(text: str) -> SparseVector:
-    """query_keywords of the text; a long text off the event loop."""
-    if _size(text) <= INLINE_KEYWORD_BYTES:
-        return query_keywords(text)
-    return await asyncio.to_thread(query_keywords, text)
+    """query_keywords of the text; a long text off the event loop, and the choice of the
+    terms kept (a few tokenizations of the text) too."""
+    if _size(text) > INLINE_KEYWORD_BYTES:
+        return await asyncio.to_thread(query_keywords, text)
+    words = as_words(text)
+    vector = _model.embed_query(words)
+    if len(vector.indices) <= MAX_QUERY_TERMS:
+        return SparseVector(vector.indices, vector.values)
+    return await asyncio.to_thread(useful_terms, words, vector.indices)
