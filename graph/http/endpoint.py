@@ -148,7 +148,7 @@ class GraphQLEndpoint:
             error = GraphQLError(refusal.message, original_error=refusal)
             result = ExecutionResult(data=None, errors=[error])
         else:
-            await self.defaults.ensure(principal.tenant)
+            made = await self.defaults.ensure(principal.tenant)
             context = RequestContext(
                 store=self.store,
                 settings=self.settings,
@@ -156,6 +156,7 @@ class GraphQLEndpoint:
                 principal=principal,
                 server=self.server,
                 memories=self.memories,
+                default_problem=None if made else self.defaults.problem(principal.tenant),
             )
             result = await self.executor.execute(prepared, variables, context)
         body: dict[str, Any] = {}

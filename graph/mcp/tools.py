@@ -226,7 +226,10 @@ class MemoryTools:
         if unknown:
             raise BadUserInput(f"{name} takes no argument {unknown[0][:64]!r}")
         collection = self._collection(arguments.get("collection"))
-        await self.defaults.ensure(principal.tenant)
+        if not await self.defaults.ensure(principal.tenant) and arguments.get("collection") is None:
+            problem = self.defaults.problem(principal.tenant)
+            if problem is not None:
+                raise problem
         tenant = principal.tenant
         if name == "remember":
             ids = await self.memories.remember(tenant, collection, [self._memory(arguments)])

@@ -11,6 +11,10 @@ from graph.store.base import VectorStore
 
 logger = logging.getLogger("graph.store")
 
+# Tenants whose failure is kept at once: a bound on what many tenants' failed first
+# requests can hold (one beyond it says NOT_FOUND, as before).
+MAX_PROBLEMS_KEPT = 10_000
+
 
 class DefaultCollections:
     def __init__(self, store: VectorStore, settings: StoreSettings) -> None:
@@ -18,6 +22,8 @@ class DefaultCollections:
         self.settings = settings
         # Tenants whose default collection this process has made sure exists.
         self.ready: set[str] = set()
+        # Why a tenant's default collection could not be made, until it is.
+        self._problems: dict[str, ApiError] = {}
 
     async def ensure(self, tenant: str) -> bool:
         """Whether the tenant's default collection exists; a store fault is logged and
@@ -32,8 +38,16 @@ class DefaultCollections:
                 settings.vector_size,
                 settings.distance,
             )
-        except ApiError:
+        except ApiError as exc:
             logger.warning("Could not prepare the default collection", extra={"tenant": tenant})
+            if len(self._problems) < MAX_PROBLEMS_KEPT:
+                self._problems[tenant] = exc
             return False
+        self._problems.pop(tenant, None)
         self.ready.add(tenant)
         return True
+
+    def problem(self, tenant: str) -> ApiError | None:
+        """Why the tenant's default collection is missing, when making it failed: a
+        request on it says that (STORE_UNAVAILABLE: out of disk space), not NOT_FOUND."""
+        return self._problems.get(tenant)

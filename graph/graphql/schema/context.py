@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from graph.errors import ApiError
 from graph.memory.service import MemoryService
 from graph.security.auth import OPEN_PRINCIPAL, Principal
 from graph.settings import Settings
@@ -70,5 +71,8 @@ class RequestContext:
     server: ServerState = field(default_factory=ServerState)
     # The memory service (graph/memory/service.py) the memory fields call.
     memories: MemoryService | None = None
+    # Why the tenant's default collection could not be made (graph/store/defaults.py):
+    # what a field on it says instead of NOT_FOUND.
+    default_problem: ApiError | None = None
     # The vector values this request may still return (made afresh for each context).
     vectors: VectorBudget = field(default_factory=VectorBudget)

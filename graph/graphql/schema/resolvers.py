@@ -69,6 +69,8 @@ def root_description(what: str, scope: str | None, errors: str) -> str:
 
 def collection_name(context: RequestContext, collection: str | None) -> str:
     if collection is None:
+        if context.default_problem is not None:
+            raise context.default_problem
         return context.settings.store.collection
     return validate_collection_name(collection)
 
