@@ -11,17 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.errors import StoreUnavailable
-from graph.graphql.prepare import root_nodes
-from graph.graphql.schema.backups import (
-    SEVERAL_BACKUPS,
-    operation_root_fields,
-    several_backups,
-)
+from graph.graphql.schema.backups import SEVERAL_BACKUPS
 from graph.settings import Distance
 from graph.store.backup.transfer import backup_once, expected_archive_bytes
 from graph.store.edge import EdgeStore
@@ -120,20 +114,6 @@ def test_the_same_backup_field_repeated_under_one_key_is_one_backup(tmp_path: Pa
     with TestClient(create_app(make_settings(tmp_path, backup_dir=backup_dir))) as client:
         data = gql(client, "mutation { backup { path } backup { path } }").data
     assert written(backup_dir) == [data["backup"]["path"]]
-
-
-@pytest.mark.parametrize("query", [FIFTEEN, *TWICE, "mutation { backup { path } }"])
-def test_the_resolver_counts_backups_as_the_prepared_operation_does(query: str) -> None:
-    """several_backups on PreparedOperation.root_nodes (a policy rule) and on the
-    resolver's own walk of the operation refuse the same operations."""
-    document = parse(query)
-    (operation,) = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    by_policy = several_backups(root_nodes(operation.selection_set, document))
-    by_resolver = several_backups(operation_root_fields(operation.selection_set, fragments))
-    assert (by_policy is None) == (by_resolver is None) == (query == "mutation { backup { path } }")
 
 
 # The disk guard, before anything is written

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import strawberry
 from graphql import (
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    SelectionSetNode,
 )
 from strawberry.types import Info
 
@@ -46,32 +42,11 @@ SEVERAL_BACKUPS = (
 def several_backups(root_fields: Iterable[FieldNode]) -> BadUserInput | None:
     """The refusal of an operation whose root fields (one per response key, as
     PreparedOperation.root_nodes) select backup more than once: each would write a whole
-    archive of every tenant's data."""
+    archive of every tenant's data. A policy rule (graph/graphql/policy.py), so that
+    nothing of such an operation runs."""
     if sum(1 for node in root_fields if node.name.value == "backup") > 1:
         return BadUserInput(SEVERAL_BACKUPS)
     return None
-
-
-def operation_root_fields(
-    selection: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
-) -> list[FieldNode]:
-    """The root fields of an operation, one per response key, through fragments and inline
-    fragments (graph/graphql/prepare.py root_nodes does the same for the policy)."""
-    by_key: dict[str, FieldNode] = {}
-    seen: set[str] = set()
-    pending = [selection]
-    while pending:
-        for node in pending.pop().selections:
-            if isinstance(node, FieldNode):
-                by_key.setdefault((node.alias or node.name).value, node)
-            elif isinstance(node, InlineFragmentNode):
-                pending.append(node.selection_set)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
-                seen.add(node.name.value)
-                fragment = fragments.get(node.name.value)
-                if fragment is not None:
-                    pending.append(fragment.selection_set)
-    return list(by_key.values())
 
 
 PathArg = Annotated[
@@ -104,12 +79,6 @@ async def backup(
     info: Info[RequestContext, Any],
     path: PathArg = None,
 ) -> BackupResult:
-    # Each field of an operation selecting backup twice refuses, so that none is written
-    # whichever executor runs it (the compiled one only takes documents without fragments).
-    fragments = getattr(info._raw_info, "fragments", None) or {}
-    refusal = several_backups(operation_root_fields(info.operation.selection_set, fragments))
-    if refusal is not None:
-        raise refusal
     context = info.context
     store = context.settings.store
     summary = await backup_once(
