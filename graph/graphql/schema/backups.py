@@ -6,9 +6,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import strawberry
-from graphql import (
-    FieldNode,
-)
+from graphql import FieldNode
 from strawberry.types import Info
 
 from graph.errors import BadUserInput
