@@ -71,19 +71,11 @@ class Unanswered:
                 self.none.set()
 
 
-class Answers:
-    """stdout's stream, marking each request answered as its answer goes out."""
-
-    def __init__(self, answers: WriteStream[SessionMessage], unanswered: Unanswered) -> None:
-        self._answers = answers
-        self._unanswered = unanswered
-
-    async def send(self, item: SessionMessage, /) -> None:
-        await self._answers.send(item)
-        self._unanswered.answered(item.message)
+class _Stream:
+    """What the SDK does with a stream as a context manager: close it at the end."""
 
     async def aclose(self) -> None:
-        await self._answers.aclose()
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self
@@ -97,7 +89,22 @@ class Answers:
         await self.aclose()
 
 
-class Lines:
+class Answers(_Stream):
+    """stdout's stream, marking each request answered as its answer goes out."""
+
+    def __init__(self, answers: WriteStream[SessionMessage], unanswered: Unanswered) -> None:
+        self._answers = answers
+        self._unanswered = unanswered
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._answers.send(item)
+        self._unanswered.answered(item.message)
+
+    async def aclose(self) -> None:
+        await self._answers.aclose()
+
+
+class Lines(_Stream):
     """The messages read from stdin. A line that is not one is answered on stdout (the
     SDK hands the session the parser's exception, which drops it without a word, so the
     client waits for an answer that never comes); the end of stdin is passed on once
@@ -142,17 +149,6 @@ class Lines:
 
     async def aclose(self) -> None:
         await self._lines.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def bad_line_answer(problem: Exception) -> types.JSONRPCError:

@@ -9,13 +9,10 @@ has a cost of its own, in graph/store/edge, that this test is not about."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -27,8 +24,7 @@ from graph.store.base import VectorStore
 from graph.store.edge import EdgeStore
 from graph.store.models import MemoryPoint, SparseVector
 from tests.conftest import DIMENSION, Runner, make_settings
-
-T = TypeVar("T")
+from tests.helpers import longest_stall
 
 TENANT = "t1"
 COLLECTION = "notes"
@@ -89,30 +85,6 @@ def service(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
 @pytest.fixture
 def keeping(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
     yield from open_service(KeptWrites(data_dir=tmp_path / "data"), tmp_path, run)
-
-
-async def longest_stall(work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-    """work's result, and the longest time the loop did not run a 1 ms ticker meanwhile."""
-    longest = 0.0
-    done = False
-
-    async def tick() -> None:
-        nonlocal longest
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            longest = max(longest, now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.01)  # the ticker is running
-    try:
-        result = await work()
-    finally:
-        done = True
-        await ticker
-    return result, longest
 
 
 def keywords_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:

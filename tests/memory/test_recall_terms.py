@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -31,8 +29,7 @@ from graph.settings import Distance
 from graph.store.edge import EdgeStore
 from graph.store.models import MemoryRecord, RecallMode, RecallRequest, SparseVector
 from tests.conftest import DIMENSION, Runner, make_settings
-
-T = TypeVar("T")
+from tests.helpers import longest_stall
 
 TENANT = "t1"
 COLLECTION = "notes"
@@ -68,30 +65,6 @@ def service(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
         yield MemoryService(store, make_settings(tmp_path))
     finally:
         run(store.close())
-
-
-async def longest_stall(work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-    """work's result, and the longest time the loop did not run a 1 ms ticker meanwhile."""
-    longest = 0.0
-    done = False
-
-    async def tick() -> None:
-        nonlocal longest
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            longest = max(longest, now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.01)  # the ticker is running
-    try:
-        result = await work()
-    finally:
-        done = True
-        await ticker
-    return result, longest
 
 
 def test_a_query_of_thousands_of_words_sends_at_most_the_bound() -> None:
