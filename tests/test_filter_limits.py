@@ -61,22 +61,26 @@ def test_a_key_as_deep_as_a_payload_nests_is_taken(key: str) -> None:
     assert check_filter_key(key) == key
 
 
+DEEPER = "goes deeper than a payload nests (64 levels)"
+LONGER = f"A filter key is at most {MAX_FILTER_KEY_CHARS} characters"
+
+
 @pytest.mark.parametrize(
-    "key",
+    ("key", "said"),
     [
-        ".".join(["a"] * (MAX_PAYLOAD_DEPTH + 1)),
-        "a" + "[]" * MAX_PAYLOAD_DEPTH,
-        ".".join(["a[0]"] * 33),
+        (".".join(["a"] * (MAX_PAYLOAD_DEPTH + 1)), DEEPER),
+        ("a" + "[]" * MAX_PAYLOAD_DEPTH, DEEPER),
+        (".".join(["a[0]"] * 33), DEEPER),
         # The probe's key: half a million levels held the engine for 9 s.
-        ".".join(["a"] * 500_000),
+        (".".join(["a"] * 500_000), LONGER),
     ],
     ids=["names", "brackets", "both", "half-a-million"],
 )
 def test_a_key_deeper_than_a_payload_nests_is_refused_before_the_engine(
-    filled: TestClient, key: str
+    filled: TestClient, key: str, said: str
 ) -> None:
     message = refused(filled, COUNT, {"f": on_key(key)})
-    assert "goes deeper than a payload nests" in message or "at most 1024 characters" in message
+    assert said in message
     assert len(message) < 300
 
 
@@ -107,17 +111,10 @@ def test_match_values_are_bounded_over_the_whole_filter(filled: TestClient) -> N
     # The probe's shape: 64 lists of 900, each under the per-list bound.
     probe = {"should": [any_of(k * 900, 900) for k in range(64)]}
     assert refused(filled, COUNT, {"f": probe}) == TOO_MANY_MATCH_VALUES
-    # In a nested filter, and written in the document rather than a variable.
+    # In a nested filter. (Written in the document, 10,001 values are over MAX_TOKENS
+    # before this rule: the variables are the way to send that many.)
     nested = {"must": [{"filter": over}]}
     assert refused(filled, COUNT, {"f": nested}) == TOO_MANY_MATCH_VALUES
-    literal = ", ".join(str(i) for i in range(half + 1))
-    document = (
-        "query { count(filter: {should: ["
-        f'{{key: "n", match: {{any: [{literal}]}}}}, {{key: "n", match: {{any: [{literal}]}}}}'
-        "]}) }"
-    )
-    response = gql(filled, document)
-    assert response.codes, response.body  # refused: by the token limit or by this rule
 
 
 def test_below_graphql_the_total_holds_too() -> None:
