@@ -8,9 +8,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.testclient import TestClient
+
+from graph.memory.service import MemoryService
+from graph.settings import Distance
+from graph.store.base import VectorStore
+from tests.conftest import DIMENSION, Runner, make_settings
 
 
 class GraphQLResponse:
@@ -177,3 +183,16 @@ async def longest_stall(work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
         done = True
         await ticker
     return result, longest
+
+
+def open_memory_service(
+    store: VectorStore, tmp_path: Path, run: Runner, tenant: str, collection: str
+) -> Iterator[MemoryService]:
+    """A memory service on store, opened with the tenant's collection (conftest's
+    DIMENSION, cosine) made, closed afterwards: the body of a fixture."""
+    run(store.open())
+    try:
+        run(store.create_collection(tenant, collection, DIMENSION, Distance.COSINE))
+        yield MemoryService(store, make_settings(tmp_path))
+    finally:
+        run(store.close())

@@ -19,12 +19,10 @@ import pytest
 from graph.memory import keywords
 from graph.memory.keywords import INLINE_KEYWORD_BYTES
 from graph.memory.service import MemoryService, Mode, NewMemory, Recall
-from graph.settings import Distance
-from graph.store.base import VectorStore
 from graph.store.edge import EdgeStore
 from graph.store.models import MemoryPoint, SparseVector
-from tests.conftest import DIMENSION, Runner, make_settings
-from tests.helpers import longest_stall
+from tests.conftest import Runner
+from tests.helpers import longest_stall, open_memory_service
 
 TENANT = "t1"
 COLLECTION = "notes"
@@ -68,23 +66,18 @@ class KeptWrites(EdgeStore):
         return len(memories)
 
 
-def open_service(store: VectorStore, tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
-    run(store.open())
-    try:
-        run(store.create_collection(TENANT, COLLECTION, DIMENSION, Distance.COSINE))
-        yield MemoryService(store, make_settings(tmp_path))
-    finally:
-        run(store.close())
-
-
 @pytest.fixture
 def service(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
-    yield from open_service(EdgeStore(data_dir=tmp_path / "data"), tmp_path, run)
+    yield from open_memory_service(
+        EdgeStore(data_dir=tmp_path / "data"), tmp_path, run, TENANT, COLLECTION
+    )
 
 
 @pytest.fixture
 def keeping(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
-    yield from open_service(KeptWrites(data_dir=tmp_path / "data"), tmp_path, run)
+    yield from open_memory_service(
+        KeptWrites(data_dir=tmp_path / "data"), tmp_path, run, TENANT, COLLECTION
+    )
 
 
 def keywords_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:

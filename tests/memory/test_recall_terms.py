@@ -25,11 +25,10 @@ from graph.memory.keywords import (
     query_keywords,
 )
 from graph.memory.service import MemoryService, Mode, NewMemory, Recall
-from graph.settings import Distance
 from graph.store.edge import EdgeStore
 from graph.store.models import MemoryRecord, RecallMode, RecallRequest, SparseVector
-from tests.conftest import DIMENSION, Runner, make_settings
-from tests.helpers import longest_stall
+from tests.conftest import Runner
+from tests.helpers import longest_stall, open_memory_service
 
 TENANT = "t1"
 COLLECTION = "notes"
@@ -59,12 +58,7 @@ def terms_of(text: str) -> set[int]:
 @pytest.fixture
 def service(tmp_path: Path, run: Runner) -> Iterator[MemoryService]:
     store = EdgeStore(data_dir=tmp_path / "data")
-    run(store.open())
-    try:
-        run(store.create_collection(TENANT, COLLECTION, DIMENSION, Distance.COSINE))
-        yield MemoryService(store, make_settings(tmp_path))
-    finally:
-        run(store.close())
+    yield from open_memory_service(store, tmp_path, run, TENANT, COLLECTION)
 
 
 def test_a_query_of_thousands_of_words_sends_at_most_the_bound() -> None:
