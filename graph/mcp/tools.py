@@ -190,7 +190,10 @@ TOOLS = [
             "deleted",
             {
                 "type": "integer",
-                "description": "How many of the ids were memories and are now gone.",
+                "description": (
+                    "How many of the ids existed and are now gone (memories, or points "
+                    "stored with those ids through the GraphQL points API)."
+                ),
             },
         ),
         annotations=types.ToolAnnotations(
@@ -283,11 +286,16 @@ def _optional(arguments: dict[str, Any], name: str, kind: type, what: str) -> An
 
 
 def _integer(arguments: dict[str, Any], tool: str, name: str) -> int | None:
-    value: int | None = _optional(arguments, name, int, "an integer")
+    value = arguments.get(name)
+    if isinstance(value, float) and value.is_integer():
+        # JSON Schema's integer is any number without a fraction (5.0 too, as some clients
+        # write every number), and GraphQL's Int takes 5.0 as well.
+        value = int(value)
+    checked: int | None = _optional({name: value}, name, int, "an integer")
     schema = _PROPERTIES[tool][name]
-    if value is not None and not schema["minimum"] <= value <= schema["maximum"]:
+    if checked is not None and not schema["minimum"] <= checked <= schema["maximum"]:
         raise BadUserInput(f"{name} must be between {schema['minimum']} and {schema['maximum']}")
-    return value
+    return checked
 
 
 def _ids(arguments: dict[str, Any]) -> Sequence[object]:

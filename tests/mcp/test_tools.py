@@ -93,3 +93,47 @@ def test_an_unexpected_failure_is_a_tool_error_without_its_text(
     assert content.text == "INTERNAL_SERVER_ERROR: Internal server error"
     [record] = [r for r in caplog.records if r.exc_info]
     assert getattr(record, "request_id", None) == "req-1"
+
+
+class _Recording:
+    """A memory service that keeps what the tools asked of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[object] = []
+
+    def check_text(self, text: str) -> None:
+        pass
+
+    async def remember(self, tenant: str, collection: str, memories: list[object]) -> list[int]:
+        self.asked.extend(memories)
+        return [1]
+
+    async def recall(self, tenant: str, collection: str, asked: object) -> list[object]:
+        self.asked.append(asked)
+        return []
+
+
+class _Ready:
+    async def ensure(self, tenant: str) -> bool:
+        return True
+
+
+def test_an_integer_written_as_a_number_without_fraction_is_taken(run: Runner) -> None:
+    """JSON Schema's integer is any number without a fraction: clients that write every
+    number as a float (5.0) pass their own validation, and GraphQL's Int takes 5.0 too."""
+    from graph.mcp.tools import MemoryTools
+    from graph.memory.service import NewMemory, Recall
+    from graph.security.auth import OPEN_PRINCIPAL
+    from graph.settings import Settings
+
+    service = _Recording()
+    tools = MemoryTools(service, Settings(), _Ready())  # type: ignore[arg-type]
+    run(tools.call("recall", {"text": "x", "limit": 3.0}, OPEN_PRINCIPAL))
+    run(tools.call("remember", {"text": "x", "ttl_seconds": 60.0}, OPEN_PRINCIPAL))
+    recall, memory = service.asked
+    assert isinstance(recall, Recall) and recall.limit == 3 and type(recall.limit) is int
+    assert isinstance(memory, NewMemory) and memory.ttl_seconds == 60
+    assert type(memory.ttl_seconds) is int
+    for arguments in ({"limit": 2.5}, {"limit": True}, {"limit": "3"}, {"limit": 1e300}):
+        with pytest.raises(BadUserInput, match=r"^limit must be"):
+            run(tools.call("recall", {"text": "x", **arguments}, OPEN_PRINCIPAL))
