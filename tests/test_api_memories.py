@@ -279,6 +279,8 @@ BAD_BATCHES: dict[str, list[dict[str, Any]]] = {
     "empty batch": [],
     "empty text": [{"text": ""}],
     "blank text": [{"text": "  \n\t "}],
+    "no-break spaces only": [{"text": "\u00a0\u202f\u3000"}],
+    "zero-width characters only": [{"text": "\u200b \ufeff\u200d\u2060\u00ad"}],
     "oversized text": [{"text": "é" * 600}],  # 1200 bytes over a limit of 1000
     "ttl zero": [{"text": "ok", "ttlSeconds": 0}],
     "ttl negative": [{"text": "ok", "ttlSeconds": -5}],
@@ -305,6 +307,7 @@ def test_bad_memories_write_nothing(tmp_path: Path, case: str) -> None:
 BAD_RECALLS: dict[str, dict[str, Any]] = {
     "neither text nor vector": {},
     "blank text": {"text": "   "},
+    "zero-width text": {"text": "\u200b\u200b"},
     "semantic without vector or embedder": {"text": "x", "mode": "SEMANTIC"},
     "hybrid without vector or embedder": {"text": "x", "mode": "HYBRID"},
     "keyword without text": {"vector": [1, 0, 0, 0], "mode": "KEYWORD"},

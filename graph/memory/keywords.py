@@ -17,6 +17,13 @@ drops a token of digits only, so each is given a letter first (`as_words`). Digi
 a word ("v2", "12ab") were kept already and are left as they are, so every token a text
 had before still comes out the same.
 
+Invisible characters are read as Unicode's word boundaries have them (`as_words` too): the
+tokenizer splits on an ordinary space but not on a no-break space (U+00A0, U+202F), a line
+separator or a zero-width space, and keeps a soft hyphen, a word joiner or a bidi mark
+inside the word it sits in, so "Ada\u00a0Lovelace" had no word "lovelace". Every space is
+read as a space and every invisible format character but the zero-width non-joiner (which
+the tokenizer splits on already) as nothing; a text without them comes out the same.
+
 Off the event loop: Bm25 holds the GIL for the whole of a call, which grows with the text
 (a 32 KB text of CJK takes 7-15 ms), so a batch of long texts converted inline would stall
 every other request for as long as the whole batch takes. `keywords_of_documents` and
@@ -62,11 +69,45 @@ _model = Bm25(
 
 # A run of digits with no letter, digit or underscore on either side.
 _LONE_NUMBER = re.compile(r"(?<!\w)(\d+)(?!\w)")
+# Spaces the tokenizer does not split on (every Unicode space but the ASCII ones it does),
+# and the zero-width space, which separates words as a space does.
+_SPACE_CHARACTERS = "\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000"
+# Format characters (Cf, as of Unicode 14), which Unicode ignores inside a word: the soft
+# hyphen, the zero-width joiner, bidi marks, the word joiner, the byte order mark... but the
+# zero-width non-joiner (U+200C), which the tokenizer splits on (as Persian writes
+# compounds), and the zero-width space (above).
+_FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200d-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+_SPACES = re.compile(f"[{_SPACE_CHARACTERS}]")
+_INVISIBLE = re.compile(f"[{_FORMAT_CHARACTERS}]")
+# A character that shows: no space and no format character (found at once in a text that
+# has one, where visible() would read the whole text).
+_SHOWS = re.compile(f"[^\\s{_SPACE_CHARACTERS}{_FORMAT_CHARACTERS}\u200c]")
+_ASCII_SPACES = "\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def visible(text: str) -> str:
+    """text with every space a plain one and no invisible format character."""
+    if text.isascii():  # the common case, and a scan of it by _INVISIBLE costs ~25 us/KB
+        if not any(space in text for space in _ASCII_SPACES):
+            return text
+        return _SPACES.sub(" ", text)
+    return _INVISIBLE.sub("", _SPACES.sub(" ", text))
+
+
+def blank(text: str) -> bool:
+    """Whether text is empty, or only spaces and invisible characters (zero-width ones)."""
+    return _SHOWS.search(text) is None
 
 
 def as_words(text: str) -> str:
-    """Each number standing alone prefixed with a letter, which the tokenizer keeps."""
-    return _LONE_NUMBER.sub(r"n\1", text)
+    """The text as the tokenizer should read it: visible, and each number standing alone
+    prefixed with a letter, which the tokenizer keeps."""
+    return _LONE_NUMBER.sub(r"n\1", visible(text))
 
 
 def document_keywords(text: str) -> SparseVector:

@@ -27,7 +27,7 @@ import orjson
 
 from graph.errors import ApiError, BadUserInput, ConfigError, EmbedderUnavailable
 from graph.memory.embedders.base import Embedder
-from graph.memory.keywords import keywords_of_documents, keywords_of_query
+from graph.memory.keywords import blank, keywords_of_documents, keywords_of_query
 from graph.settings import Settings
 from graph.store.base import VectorStore
 from graph.store.models import (
@@ -184,7 +184,9 @@ class MemoryService:
         return normalize_point_id(memory.id)
 
     def check_text(self, text: str) -> None:
-        if not text.strip():
+        # Zero-width characters count as whitespace: a text of them shows nothing and has
+        # no words to recall it by.
+        if blank(text):
             raise BadUserInput("text must not be empty or only whitespace")
         maximum = self.settings.memory.max_memory_text_bytes
         # Measured as JSON, as every answer carries it: a control character written out

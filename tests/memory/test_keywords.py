@@ -132,6 +132,39 @@ def test_chinese_and_japanese_are_split_into_words(
         assert [m.id for m in recall(store, collection, run, query)] == [expected], query
 
 
+def test_every_unicode_space_separates_words(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    """Text pasted from a web page or a word processor: a no-break space (U+00A0, and
+    French's narrow one, U+202F), a line separator, a zero-width space between words; a
+    soft hyphen, a word joiner or a bidi mark inside one, which Unicode ignores there."""
+    texts = {
+        1: "Ada\u00a0Lovelace wrote the first program",
+        2: "Prix\u202fnet: quarante\u2028euros\u000bpayés",
+        3: "ゼロ幅 zero\u200bwidth separated",
+        4: "Koope\u00adration und Wort\u2060verbindung",
+        5: "\u05e9\u05dc\u05d5\u05dd\u200f olam\u200e tov",
+    }
+    run(store.remember(TENANT, collection, [memory(i, t) for i, t in texts.items()]))
+    for query, expected in [
+        ("lovelace", 1),
+        ("Ada", 1),
+        ("prix", 2),
+        ("net", 2),
+        ("euros", 2),
+        ("payes", 2),
+        ("zero", 3),
+        ("width", 3),
+        ("Kooperation", 4),
+        ("Wortverbindung", 4),
+        ("olam", 5),
+        ("\u05e9\u05dc\u05d5\u05dd", 5),
+    ]:
+        assert [m.id for m in recall(store, collection, run, query)] == [expected], query
+    # The query is read the same way: a soft hyphen in it does not hide the word.
+    assert [m.id for m in recall(store, collection, run, "Ada\u00a0Love\u00adlace")] == [1]
+
+
 def test_query_weights_are_one_per_distinct_term() -> None:
     assert query_keywords("apple apple banana").values == [1.0, 1.0]
     assert document_keywords("the of and").indices == []  # stopwords only: no terms
