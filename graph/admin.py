@@ -21,7 +21,9 @@ from graph.settings import Settings
 from graph.store.backup.archive import ArchiveError
 from graph.store.backup.transfer import (
     Checkpoint,
+    CheckpointError,
     MigrateMismatch,
+    ShapeMismatch,
     TargetNotEmpty,
     migrate,
     restore,
@@ -227,15 +229,15 @@ async def _restore(stack: AsyncExitStack, settings: Settings, archive: Path, for
 async def _migrate(stack: AsyncExitStack, settings: Settings, args: argparse.Namespace) -> str:
     embedded = Settings(qdrant_url=None, data_dir=settings.store.data_dir)
     require_source(settings.store.data_dir if args.to is not None else args.source)
+    data_dir = settings.store.data_dir.resolve()
+    route = f"{data_dir} -> {args.to}" if args.to is not None else f"{args.source} -> {data_dir}"
+    checkpoint = Checkpoint(args.checkpoint, route)  # refused before any store is made
     if args.to is not None:
         source = await _opened(stack, store_for(embedded))
         target = await _opened(stack, store_for(settings, args.to))
-        route = f"{settings.store.data_dir.resolve()} -> {args.to}"
     else:
         source = await _opened(stack, store_for(settings, args.source))
         target = await _opened(stack, store_for(embedded))
-        route = f"{args.source} -> {settings.store.data_dir.resolve()}"
-    checkpoint = Checkpoint(args.checkpoint, route)
     total = 0
     for entry in await source.all_collections():
         total += (await source.get_collection(entry.tenant, entry.name)).points_count
@@ -288,7 +290,15 @@ class Reasons(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         lines = record.getMessage().strip().splitlines()
-        self.last = lines[0] if lines else self.last
+        if not lines:
+            return
+        reason = lines[0]
+        # An engine failure is logged with its exception ("Embedded engine call
+        # create_collection failed"), whose text is the reason: "failed to open WAL ...
+        # No space left on device".
+        exc = record.exc_info[1] if record.exc_info else None
+        detail = str(exc).strip().splitlines() if exc is not None else []
+        self.last = f"{reason}: {detail[0]}" if detail else reason
 
     def __enter__(self) -> Reasons:
         logging.getLogger().addHandler(self)
@@ -299,8 +309,6 @@ class Reasons(logging.Handler):
 
 
 def _run(command: str, body: Callable[[AsyncExitStack], Awaitable[str]]) -> None:
-    from graph.store.edge.layout import DataDirectoryInUse
-
     async def main() -> str:
         async with AsyncExitStack() as stack:
             return await body(stack)
@@ -313,7 +321,9 @@ def _run(command: str, body: Callable[[AsyncExitStack], Awaitable[str]]) -> None
         ArchiveError,
         TargetNotEmpty,
         MigrateMismatch,
-        DataDirectoryInUse,
+        ShapeMismatch,
+        CheckpointError,
+        ConfigError,  # a store in use by another process (DATA_DIR, or QDRANT_URL=path:)
         SourceMissing,
     ) as exc:
         fail(command, exc)

@@ -24,6 +24,7 @@ from graph.app import create_app
 from graph.security.auth import ApiKeyFile
 from graph.settings import Distance
 from graph.store.backup.archive import PARTIAL_SUFFIX
+from graph.store.backup.transfer import backup
 from graph.store.base import VectorStore
 from graph.store.edge import EdgeStore
 from graph.store.models import Point
@@ -170,6 +171,52 @@ def test_restore_refuses_in_one_line(tmp_path: Path) -> None:
     archive.write_bytes(bytes(raw))
     one_line_failure(graph("restore", str(archive), DATA_DIR=str(tmp_path / "other")), "corrupted")
     assert not (tmp_path / "other" / "catalog.json").exists()
+
+
+def test_a_restore_killed_halfway_is_refused_then_completed_with_force(tmp_path: Path) -> None:
+    """What docs/backup.md tells the operator: the points written so far stay, a second run
+    is refused as for any store holding points, and --force writes the archive's points
+    again by their stored ids, which gives the whole archive."""
+    archive = tmp_path / "a.tar"
+
+    async def take() -> Any:
+        store = EdgeStore(tmp_path / "data")
+        await store.open()
+        try:
+            await fill(store, points=30_000, memories=60)
+            await backup(store, archive, page_points=200)
+            return await everything(store)
+        finally:
+            await store.close()
+
+    source = asyncio.run(take())
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "target")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graph", "restore", str(archive)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        # The progress bar (on stderr once the restore has run half a second) shows points
+        # written: kill -9 then.
+        seen = b""
+        while b"/30060 [" not in seen or b" 0/30060" in seen.rsplit(b"\r", 1)[-1]:
+            byte = process.stderr.read(1)
+            assert byte, f"the restore ended before it could be killed: {seen!r}"
+            seen += byte
+        assert process.poll() is None, "the restore ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        process.stderr.close()
+    again = graph("restore", str(archive), **env)
+    one_line_failure(again, "already holds points (--force to merge)")
+    forced = graph("restore", str(archive), "--force", **env)
+    assert forced.returncode == 0 and "restored 30060 points" in forced.stderr, forced.stderr
+    assert same(snapshot(EdgeStore(tmp_path / "target")), source)
 
 
 def test_the_backup_mutation_needs_admin_and_a_plain_name(tmp_path: Path) -> None:

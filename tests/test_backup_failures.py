@@ -7,6 +7,8 @@ import asyncio
 import http.server
 import logging
 import os
+import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +23,8 @@ from graph.settings import Distance
 from graph.store.backup.archive import PARTIAL_SUFFIX
 from graph.store.edge import EdgeStore
 from graph.store.models import Point
-from tests.conftest import make_settings
+from graph.store.remote import RemoteStore
+from tests.conftest import Runner, make_settings
 from tests.helpers import free_port, gql, stand_in_http
 from tests.test_backup_commands import BACKUP, graph, one_line_failure
 
@@ -247,3 +250,97 @@ def test_the_compose_stack_backs_up_onto_a_volume() -> None:
     backup_dir = Path(api["environment"]["BACKUP_DIR"])
     mounted = {Path(volume.split(":")[1]) for volume in api["volumes"]}
     assert any(backup_dir.is_relative_to(target) for target in mounted), (backup_dir, mounted)
+
+
+def test_a_restore_into_a_collection_of_another_shape_is_one_line_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A DATA_DIR where a server started with another VECTOR_SIZE made the default
+    collection: refused before anything is written, saying which collection."""
+    archive = tmp_path / "a.tar"
+    small_store(tmp_path / "data", archive)
+
+    async def other_shape() -> None:
+        store = EdgeStore(tmp_path / "target")
+        await store.open()
+        try:
+            await store.create_collection("acme", "docs", 384, Distance.COSINE)
+        finally:
+            await store.close()
+
+    asyncio.run(other_shape())
+    one_line_failure(
+        graph("restore", str(archive), DATA_DIR=str(tmp_path / "target")),
+        "'docs' of tenant 'acme' has dimension 384 and cosine distance in the target, 4 and "
+        "cosine in the archive",
+    )
+    catalog = (tmp_path / "target" / "catalog.json").read_text()
+    assert '"dimension": 384' in catalog and catalog.count('"name"') == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[1]", b"notes of mine"])
+def test_migrate_refuses_a_checkpoint_it_did_not_write(tmp_path: Path, content: bytes) -> None:
+    """An empty file (a crash) or another file named by --checkpoint: one line, and the file
+    is neither read as progress nor overwritten."""
+    small_store(tmp_path / "data")
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.write_bytes(content)
+    target = tmp_path / "qdrant"
+    result = graph(
+        "migrate",
+        "--to",
+        f"path:{target}",
+        "--checkpoint",
+        str(checkpoint),
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    one_line_failure(result, f"{checkpoint} is not a migrate checkpoint")
+    assert checkpoint.read_bytes() == content and not target.exists()
+
+
+def test_a_local_mode_directory_in_use_is_one_line(tmp_path: Path, run: Runner) -> None:
+    """QDRANT_URL=path:<dir> allows one process at a time, as a DATA_DIR does."""
+    archive = tmp_path / "a.tar"
+    small_store(tmp_path / "data", archive)
+    held = RemoteStore.local(str(tmp_path / "qdrant"))
+    run(held.open())  # qdrant-client's lock on the directory (an flock: per open file)
+    try:
+        url = f"path:{tmp_path / 'qdrant'}"
+        message = f"QDRANT_URL {url} is in use by another process"
+        one_line_failure(graph("restore", str(archive), QDRANT_URL=url), message)
+        checkpoint = str(tmp_path / "checkpoint")
+        migrated = graph(
+            "migrate", "--to", url, "--checkpoint", checkpoint, DATA_DIR=str(tmp_path / "data")
+        )
+        one_line_failure(migrated, message)
+    finally:
+        run(held.close())
+
+
+def full_disk() -> None:
+    """In the child: writes past 3 MB fail (EFBIG), as on a full disk (ENOSPC), with no
+    root-only mount; SIGXFSZ ignored, so the write fails rather than the process."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, resource.RLIM_INFINITY))
+
+
+def test_a_restore_onto_a_full_disk_says_why_and_runs_again_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """The engine's own reason is in the one line (it is logged with the exception)."""
+    archive = tmp_path / "a.tar"
+    small_store(tmp_path / "data", archive)
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "target")}
+    full = subprocess.run(
+        [sys.executable, "-m", "graph", "restore", str(archive)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=full_disk,
+    )
+    one_line_failure(full, "STORE_UNAVAILABLE")
+    assert "File too large" in full.stderr
+    assert not (tmp_path / "target" / "catalog.json").exists()
+    again = graph("restore", str(archive), DATA_DIR=str(tmp_path / "target"))
+    assert again.returncode == 0 and "restored 10 points" in again.stderr, again.stderr

@@ -18,10 +18,13 @@ from graph.errors import AlreadyExists, BadUserInput
 from graph.settings import Distance
 from graph.store.backup.archive import MANIFEST, ArchiveError, ArchiveReader, partial_path
 from graph.store.backup.transfer import (
+    Checkpoint,
+    ShapeMismatch,
     TargetNotEmpty,
     archive_path,
     backup,
     backup_once,
+    migrate,
     point_digest,
     restore,
     same_points,
@@ -165,6 +168,27 @@ def test_a_store_holding_points_is_refused_unless_forced(
         run(target.close())
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_collection_of_another_shape_in_the_target_is_refused_before_anything_is_written(
+    source: VectorStore, tmp_path: Path, run: Runner, force: bool
+) -> None:
+    """As the default collection a server made at start-up with another VECTOR_SIZE: its
+    points could not go in, and the collections before it would be written."""
+    run(backup(source, tmp_path / "a.tar"))
+    target = open_store("embedded", tmp_path / "target", run)
+    try:
+        run(target.create_collection("beta", "notes", 384, Distance.COSINE))
+        message = "'notes' of tenant 'beta' has dimension 384 and cosine distance in the target"
+        with pytest.raises(ShapeMismatch, match=message):
+            run(restore(target, tmp_path / "a.tar", force=force))
+        with pytest.raises(ShapeMismatch, match="3 and dot in the source"):
+            run(migrate(source, target, Checkpoint(tmp_path / "checkpoint", "route")))
+        assert [(e.tenant, e.name) for e in run(target.all_collections())] == [("beta", "notes")]
+        assert not (tmp_path / "checkpoint").exists()
+    finally:
+        run(target.close())
+
+
 def rewrite(archive: Path, change: dict[str, bytes]) -> None:
     """The archive with some members' bytes replaced (order and names kept)."""
     with tarfile.open(archive) as tar:
@@ -230,6 +254,19 @@ def test_a_flipped_byte_anywhere_in_the_file_is_refused(
         with pytest.raises(ArchiveError):
             run(restore(target, archive))
         assert run(target.all_collections()) == []
+
+
+def test_a_damaged_header_is_told_apart_from_a_backup_cut_short(
+    archive: Path, target: VectorStore, run: Runner
+) -> None:
+    """tarfile stops listing at a header it cannot read: the manifest is then missing, but
+    the backup was complete, and the operator must not be told it was cut short."""
+    raw = bytearray(archive.read_bytes())
+    with tarfile.open(archive) as tar:
+        third = tar.getmembers()[2]
+    raw[third.offset + 3] ^= 0x10  # in its name: the header's checksum fails
+    archive.write_bytes(bytes(raw))
+    refused(target, archive, run, f"damaged at byte {third.offset}")
 
 
 def test_an_archive_of_a_newer_format_is_refused(

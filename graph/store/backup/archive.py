@@ -232,7 +232,7 @@ class ArchiveReader:
         self._members = members
         try:
             if MANIFEST not in members:
-                raise ArchiveError(f"{path} is incomplete: it has no manifest (a backup cut short)")
+                raise ArchiveError(self._no_manifest())
             self.manifest = Manifest.from_json(self._read(MANIFEST))
             named = {c.name for part in self.manifest.collections for c in part.chunks}
             if named != set(members) - {MANIFEST}:
@@ -240,6 +240,21 @@ class ArchiveReader:
         except BaseException:
             self._tar.close()
             raise
+
+    def _no_manifest(self) -> str:
+        """Why no manifest was found. tarfile stops at a header it cannot read and lists the
+        members before it: a whole block there that is not zeros (what a crash may leave) is
+        a damaged header, not the end of a backup cut short."""
+        stopped_at = self._tar.offset
+        with self.path.open("rb") as f:
+            f.seek(stopped_at)
+            block = f.read(tarfile.BLOCKSIZE)
+        if len(block) == tarfile.BLOCKSIZE and block.count(0) != len(block):
+            return (
+                f"{self.path} is damaged at byte {stopped_at}: the members from there on, the "
+                "manifest included, cannot be read"
+            )
+        return f"{self.path} is incomplete: it has no manifest (a backup cut short)"
 
     def _read(self, name: str) -> bytes:
         try:

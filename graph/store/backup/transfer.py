@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,29 @@ class TargetNotEmpty(Exception):
     pass
 
 
+class ShapeMismatch(Exception):
+    pass
+
+
+async def check_shapes(
+    target: VectorStore, entries: Sequence[CollectionEntry], source: str
+) -> None:
+    """Refuse, before anything is written, a target holding a collection of the tenant and
+    name of one to copy but of another dimension or distance (the default collection a
+    server made at start-up with another VECTOR_SIZE): none of its points could go in, so
+    the copy would stop at it with the collections before it written."""
+    there = {(e.tenant, e.name): e for e in await target.all_collections()}
+    for entry in entries:
+        have = there.get((entry.tenant, entry.name))
+        if have is not None and have.physical != entry.physical:
+            raise ShapeMismatch(
+                f"collection {entry.name!r} of tenant {entry.tenant!r} has dimension "
+                f"{have.dimension} and {have.distance.value} distance in the target, "
+                f"{entry.dimension} and {entry.distance.value} in {source}: delete it there, "
+                "or use an empty target"
+            )
+
+
 async def holds_points(store: VectorStore) -> bool:
     for entry in await store.all_collections():
         if (await store.get_collection(entry.tenant, entry.name)).points_count:
@@ -274,6 +297,9 @@ async def restore(
         await asyncio.to_thread(reader.verify)
         if not force and await holds_points(store):
             raise TargetNotEmpty("the target store already holds points (--force to merge)")
+        await check_shapes(
+            store, [part.entry for part in reader.manifest.collections], "the archive"
+        )
         for part in reader.manifest.collections:
             e = part.entry
             await store.ensure_collection(e.tenant, e.name, e.dimension, e.distance)
@@ -301,6 +327,10 @@ async def restore(
 # Migrate
 
 
+class CheckpointError(Exception):
+    pass
+
+
 class Checkpoint:
     """What a migrate has copied: the collections done and the cursor within the current
     one, replaced atomically after every page, so a migrate cut short resumes there."""
@@ -313,12 +343,21 @@ class Checkpoint:
         self.cursor: str | None = None
         self.copied = 0
         if path.is_file():
-            raw = orjson.loads(path.read_bytes())
-            if raw.get("route") == route:
-                self.done = raw["done"]
-                self.current = raw["current"]
-                self.cursor = raw["cursor"]
-                self.copied = raw["copied"]
+            try:
+                raw = orjson.loads(path.read_bytes())
+                if raw.get("route") == route:
+                    self.done = [[str(t), str(n)] for t, n in raw["done"]]
+                    current = raw["current"]
+                    self.current = None if current is None else [str(c) for c in current]
+                    self.cursor = None if raw["cursor"] is None else str(raw["cursor"])
+                    self.copied = int(raw["copied"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Not one this class wrote (another file named by --checkpoint, or one a
+                # crash left empty): neither resumed from nor overwritten.
+                raise CheckpointError(
+                    f"{path} is not a migrate checkpoint: delete it (the migrate then starts "
+                    "from the beginning, which gives the same state) or name another file"
+                ) from None
 
     def save(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -391,6 +430,7 @@ async def migrate(
     (points are written by their stored ids). Verified by counts per collection and by the
     first SAMPLE_POINTS points of each (in stored-id order) compared."""
     entries = await source.all_collections()
+    await check_shapes(target, entries, "the source")
     resumed_at = checkpoint.copied
     if progress is not None and resumed_at:
         progress(resumed_at)

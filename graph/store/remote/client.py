@@ -29,6 +29,7 @@ from graph.errors import (
     AlreadyExists,
     ApiError,
     BadUserInput,
+    ConfigError,
     NotFound,
     StoreTimeout,
     StoreUnavailable,
@@ -83,7 +84,18 @@ def local_client(path: str | None) -> ClientFactory:
     def factory() -> AsyncQdrantClient:
         if path is None:
             return AsyncQdrantClient(location=":memory:")
-        return AsyncQdrantClient(path=path)
+        try:
+            return AsyncQdrantClient(path=path)
+        except RuntimeError as exc:
+            # The client's lock on the directory: one process at a time, as the embedded
+            # store's DATA_DIR (a ConfigError: the server, graph restore and graph migrate
+            # say it in one line).
+            if "already accessed" not in str(exc):
+                raise
+            raise ConfigError(
+                f"QDRANT_URL path:{path} is in use by another process (qdrant-client's local "
+                "mode allows one at a time)"
+            ) from None
 
     return factory
 
