@@ -27,7 +27,7 @@ from graph.graphql.schema.context import ServerState
 from graph.http.endpoint import GraphQLEndpoint
 from graph.http.gate import GatedApp
 from graph.http.graphiql import ASSETS_PATH, GraphiQL
-from graph.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from graph.http.middleware import RequestEndsMiddleware, RequestIdMiddleware
 from graph.http.protocol import PREFLIGHT_HEADERS
 from graph.http.responses import JSONResponse, router_refusal
 from graph.mcp.server import StreamableHTTP, build_server
@@ -305,7 +305,7 @@ def create_app(
             # Outside CORS, so the preflights it answers itself are counted too.
             *http_metrics,
             *cors_middleware(settings),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes),
+            Middleware(RequestEndsMiddleware, max_bytes=settings.limits.max_body_bytes),
         ],
         exception_handlers={HTTPException: router_refusal},
         lifespan=lifespan,

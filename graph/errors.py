@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     STORE_OVERLOADED = "STORE_OVERLOADED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     EMBEDDER_UNAVAILABLE = "EMBEDDER_UNAVAILABLE"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
 
 
 def error_body(code: ErrorCode, message: str, request_id: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Pure-ASGI middleware: request ids and the request body limit."""
+"""Pure-ASGI middleware: request ids, and how a request ends when it does not end well."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 
 from starlette.requests import ClientDisconnect
@@ -12,6 +14,7 @@ from graph.http.responses import error_response
 from graph.telemetry.logs import new_request_id, request_id_var
 from graph.telemetry.metrics import GRAPHQL_ERRORS
 
+logger = logging.getLogger("graph.app")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -58,10 +61,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over max_bytes with 413 before the application parses anything; a
-    client gone before its body was read ends the request quietly (there is no one to
-    answer, and it is not the server's error)."""
+class RequestEndsMiddleware:
+    """How a request ends when the application does not answer it: a body over max_bytes
+    is refused with 413 before the application parses anything; a client gone before its
+    body was read ends the request quietly (there is no one to answer, and it is not the
+    server's error); a request the server's stop cuts short is answered 503.
+
+    Inside the request-id and metrics middleware, so that what it answers is counted and
+    carries the request id like any other response."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -106,14 +113,33 @@ class BodyLimitMiddleware:
             # The client left (or was cut for a slow body) before its body was read: no
             # one to answer, and nothing went wrong here (the metrics count a 499).
             return
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when SHUTDOWN_GRACE_SECONDS end
+            # (nothing else cancels a request's task); left to it, the client would get a
+            # plain-text 500 and the log the cancellation's traceback. The task ends here
+            # either way, once the answer is written.
+            if started:
+                raise
+            await self._cut_short(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        GRAPHQL_ERRORS.labels(code=ErrorCode.PAYLOAD_TOO_LARGE.value).inc()
-        response = error_response(
-            413,
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"The request body exceeds the limit of {self.max_bytes} bytes",
-            request_id_of(scope),
-            headers={"Connection": "close"},
+        message = f"The request body exceeds the limit of {self.max_bytes} bytes"
+        await _answer(scope, receive, send, 413, ErrorCode.PAYLOAD_TOO_LARGE, message)
+
+    async def _cut_short(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logger.warning("Request cut short: the server stopped before it finished")
+        message = (
+            "The server stopped before the request finished; a write may or may not have "
+            "taken effect: retry (another instance)"
         )
-        await response(scope, receive, send)
+        await _answer(scope, receive, send, 503, ErrorCode.SHUTTING_DOWN, message)
+
+
+async def _answer(
+    scope: Scope, receive: Receive, send: Send, status: int, code: ErrorCode, message: str
+) -> None:
+    GRAPHQL_ERRORS.labels(code=code.value).inc()
+    response = error_response(
+        status, code, message, request_id_of(scope), headers={"Connection": "close"}
+    )
+    await response(scope, receive, send)

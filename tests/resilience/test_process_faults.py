@@ -12,13 +12,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import UPSERT
+from tests.helpers import UPSERT, stand_in_http
 from tests.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -233,6 +234,85 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
             # Left mounted, it would break pytest's clean-up of old tmp_path directories.
             subprocess.run(["umount", "--lazy", str(path)], check=False)
             raise AssertionError(f"{path} was still busy: stop its server inside the block")
+
+
+class SlowEmbeddings(BaseHTTPRequestHandler):
+    """An OpenAI-compatible POST /embeddings (a hosted API cannot be had here) that holds
+    a batch with a text containing "slow" until released: a request the stop outlasts."""
+
+    reached = threading.Event()
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        if any("slow" in text for text in texts):
+            SlowEmbeddings.reached.set()
+            SlowEmbeddings.release.wait(60)
+        data = [{"index": i, "embedding": [1.0, 0.5, 0.25, float(i)]} for i in range(len(texts))]
+        encoded = json.dumps({"data": data}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(encoded)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the server may have gone meanwhile
+            self.wfile.write(encoded)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_request_the_grace_period_cuts_short_is_answered_in_json(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """A request still running when SHUTDOWN_GRACE_SECONDS end is cancelled by uvicorn,
+    which would answer a plain-text 500 and log the cancellation's traceback: it is
+    answered 503 SHUTTING_DOWN, as JSON with its request id, and logged in one line."""
+    SlowEmbeddings.reached.clear()
+    SlowEmbeddings.release.clear()
+    answers: list[httpx.Response] = []
+    with stand_in_http(SlowEmbeddings) as embed_url:
+        server = ServerProcess(
+            tmp_path / "data",
+            tmp_path / "server.log",
+            EMBEDDER="openai:stand-in",
+            EMBED_URL=embed_url,
+            EMBED_TIMEOUT_SECONDS="60",
+            SHUTDOWN_GRACE_SECONDS="1",
+        )
+        servers.append(server)
+        server.start()
+
+        def remember() -> None:
+            answers.append(
+                httpx.post(
+                    f"{server.url}/graphql",
+                    json={"query": 'mutation { remember(memories: [{text: "slow one"}]) { ids } }'},
+                    headers={"X-Request-ID": "cut-short-1"},
+                    timeout=60,
+                )
+            )
+
+        writer = threading.Thread(target=remember)
+        writer.start()
+        try:
+            assert SlowEmbeddings.reached.wait(30), "the remember never reached the embedder"
+            code = server.terminate(timeout=30)
+            writer.join(timeout=30)
+        finally:
+            SlowEmbeddings.release.set()
+    assert code == 0
+    [answer] = answers
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["x-request-id"] == "cut-short-1"
+    [error] = answer.json()["errors"]
+    assert error["extensions"] == {"code": "SHUTTING_DOWN", "requestId": "cut-short-1"}
+    assert "stopped before" in error["message"]
+    lines = [json.loads(line) for line in server.log_lines()]
+    assert not [line for line in lines if "exc_info" in line or "Traceback" in str(line)]
+    assert any(
+        line.get("request_id") == "cut-short-1" and line["level"] == "WARNING" for line in lines
+    ), lines[-5:]
 
 
 def test_a_read_only_data_dir_stops_the_start_saying_why(
