@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -633,6 +633,105 @@ def test_query_leaves_out_an_empty_fresh_shard_but_not_points_that_just_moved(
         hits = views.query((indexed, late), request(1, 0), True, 0, 1, False)  # type: ignore[arg-type]
         assert late.searches == 1
         assert [(h.id, h.payload) for h in hits] == [(5, {"i": 5, "moved": True})]
+
+    with_store(tmp_path, body, index_threshold=20)
+
+
+class Hooked:
+    """A live shard that runs hook() once, in the engine call's thread, before (or, with
+    after=True, after) its first call of method."""
+
+    def __init__(
+        self, shard: Any, method: str, hook: Callable[[], None], after: bool = False
+    ) -> None:
+        self.shard = shard
+        self.method = method
+        self.hook: Callable[[], None] | None = hook
+        self.after = after
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.shard, name)
+        if name != self.method or self.hook is None:
+            return real
+
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            hook, self.hook = self.hook, None
+            assert hook is not None
+            if not self.after:
+                hook()
+            result = real(*args, **kwargs)
+            if self.after:
+                hook()
+            return result
+
+        return hooked
+
+
+async def _moving_collection(store: EdgeStore) -> tuple[Any, Any, Any]:
+    """Collection "c": points 0..19 in an indexed segment, 20 in the fresh shard; returns
+    the physical collection and its two shards."""
+    await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+    await store.upsert(TENANT, "c", [Point(i, [1.0, i, 0, 0], {"i": i}) for i in range(20)])
+    await store.wait_for_indexing()
+    await store.upsert(TENANT, "c", [Point(20, [0.0, 0, 1, 0], {"i": 20})])
+    coll = store._collections["d4-cosine"]
+    indexed, fresh = coll.view.shards
+    assert (indexed.info().points_count, fresh.info().points_count) == (20, 1)
+    return coll, indexed, fresh
+
+
+def from_a_worker(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, object]) -> None:
+    """Run call on loop from an engine call's thread, while the loop waits for that call."""
+    asyncio.run_coroutine_threadsafe(call, loop).result(10)
+
+
+def _upsert_from_a_worker(store: EdgeStore, loop: asyncio.AbstractEventLoop, point: Point) -> None:
+    from_a_worker(loop, store.upsert(TENANT, "c", [point]))
+
+
+def test_a_count_while_an_upsert_moves_a_point_counts_it_once(tmp_path: Path) -> None:
+    """An upsert of a point an indexed segment holds writes it to the fresh shard, then
+    deletes it from the segment. A count that read the segment before the upsert and the
+    fresh shard after it would count the point twice: it counts again."""
+
+    async def body(store: EdgeStore) -> None:
+        coll, indexed, fresh = await _moving_collection(store)
+        loop = asyncio.get_running_loop()
+        moved = Point(5, [1.0, 5, 0, 0], {"i": 5, "moved": True})
+        count_then_move = Hooked(
+            indexed, "count", lambda: _upsert_from_a_worker(store, loop, moved), after=True
+        )
+        coll.view = views.View((count_then_move, fresh))  # type: ignore[arg-type]
+        assert await store.count(TENANT, "c") == 21
+        assert [r.payload for r in await store.retrieve(TENANT, "c", [5])] == [moved.payload]
+
+    with_store(tmp_path, body, index_threshold=20)
+
+
+def test_a_query_while_an_upsert_moves_a_point_finds_it(tmp_path: Path) -> None:
+    """The shards are searched side by side: the fresh shard may be searched before an
+    upsert writes a point there, and the segment holding it after the upsert deleted it
+    from there. The fresh shard is then searched again and the point found."""
+
+    async def body(store: EdgeStore) -> None:
+        coll, indexed, fresh = await _moving_collection(store)
+        loop = asyncio.get_running_loop()
+        moved = Point(5, [1.0, 5, 0, 0], {"i": 5, "moved": True})
+        fresh_searched = threading.Event()
+
+        def move_once_fresh_was_searched() -> None:
+            assert fresh_searched.wait(10)
+            _upsert_from_a_worker(store, loop, moved)
+
+        coll.view = views.View(
+            (  # type: ignore[arg-type]
+                Hooked(indexed, "query", move_once_fresh_was_searched),
+                Hooked(fresh, "query", fresh_searched.set, after=True),
+            )
+        )
+        hits = await store.query(TENANT, "c", [1.0, 5, 0, 0], limit=2)
+        assert (hits[0].id, hits[0].payload) == (5, moved.payload)
+        assert await store.count(TENANT, "c") == 21
 
     with_store(tmp_path, body, index_threshold=20)
 

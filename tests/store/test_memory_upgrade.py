@@ -4,8 +4,10 @@ recalled over its several shards as over one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +22,7 @@ from graph.memory.keywords import query_keywords
 from graph.settings import Distance
 from graph.store.edge import EdgeStore
 from graph.store.edge import memory as edge_memory
+from graph.store.edge import views as edge_views
 from graph.store.models import Point, RecallMode, RecallRequest, Recency
 from graph.store.remote import RemoteStore
 from graph.store.tenancy import (
@@ -32,6 +35,7 @@ from graph.store.tenancy import (
 )
 from tests.store.conftest import TENANT
 from tests.store.test_contract import unit
+from tests.store.test_edge import Hooked, from_a_worker, with_store
 from tests.store.test_memory_contract import memory
 
 if TYPE_CHECKING:
@@ -222,3 +226,37 @@ def test_recall_skips_empty_shards_but_not_points_that_just_moved(
         assert [m.id for m in hits] == [5]
     finally:
         run(store.close())
+
+
+def test_a_recall_while_a_remember_moves_a_memory_finds_it(tmp_path: Path) -> None:
+    """The shards are searched side by side: the fresh shard may be searched before a
+    remember writes a memory there, and the segment holding it after the remember deleted
+    it from there. The fresh shard is then searched again and the memory found."""
+
+    async def body(store: EdgeStore) -> None:
+        await store.create_collection(TENANT, "c", 4, Distance.COSINE)
+        olds = [memory(i, f"memo {i}", unit(1, i, 0, 0)) for i in range(20)]
+        await store.remember(TENANT, "c", olds)
+        await store.wait_for_indexing()
+        await store.remember(TENANT, "c", [memory(20, "memo 20", unit(0, 0, 1, 0))])
+        coll = store._collections["d4-cosine"]
+        indexed, fresh = coll.view.shards
+        assert (indexed.info().points_count, fresh.info().points_count) == (20, 1)
+        loop = asyncio.get_running_loop()
+        fresh_searched = threading.Event()
+
+        def move_once_fresh_was_searched() -> None:
+            assert fresh_searched.wait(10)
+            moved = memory(5, "memo 5 zebra", unit(1, 5, 0, 0))
+            from_a_worker(loop, store.remember(TENANT, "c", [moved]))
+
+        coll.view = edge_views.View(
+            (  # type: ignore[arg-type]
+                Hooked(indexed, "query", move_once_fresh_was_searched),
+                Hooked(fresh, "query", fresh_searched.set, after=True),
+            )
+        )
+        found = await store.recall(TENANT, "c", keyword_recall("zebra"))
+        assert [m.id for m in found] == [5]
+
+    with_store(tmp_path, body, index_threshold=20)

@@ -47,7 +47,7 @@ from graph.errors import ConfigError, StoreUnavailable
 from graph.settings import Distance, Quantization, VectorDatatype
 from graph.store.common import fsync_dir
 from graph.store.edge import pagecache
-from graph.store.edge.views import JournalEntry, View
+from graph.store.edge.views import JournalEntry, Moves, View
 from graph.store.models import CollectionInfo
 from graph.store.tenancy import (
     CREATED_FIELD,
@@ -249,6 +249,7 @@ class Collection:
         self.last_write = 0.0  # time.monotonic() of the last upsert
         self.idle_check: asyncio.TimerHandle | None = None
         self.journal: list[JournalEntry] | None = None
+        self.moves = Moves()
         self.build: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.retry_at = 0.0

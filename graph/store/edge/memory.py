@@ -63,7 +63,13 @@ from graph.store.edge.translate import (
     stage_search_params,
     vector_of,
 )
-from graph.store.edge.views import JournalEntry, delete_stored, query_each
+from graph.store.edge.views import (
+    JournalEntry,
+    Moves,
+    delete_stored,
+    query_each,
+    search_fresh_again,
+)
 from graph.store.models import (
     RRF_K,
     MemoryPoint,
@@ -215,6 +221,7 @@ def recall(
     flt: EdgeFilter,
     distance: Distance,
     dense_params: SearchParams | None,
+    moves: Moves | None = None,
 ) -> list[MemoryRecord]:
     """Scores come back higher-is-better. Shards holding no point are left out, so that
     a collection whose fresh shard is empty (just after an index build) runs as one shard.
@@ -222,10 +229,11 @@ def recall(
     afterwards: if it took points meanwhile, a point moving there from an older shard may
     have been missed, and the recall runs again on every shard."""
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
-    records = _recall(holding, request, flt, distance, dense_params)
     fresh = shards[-1]
+    moved = moves if holding[-1] is fresh else None
+    records = _recall(holding, request, flt, distance, dense_params, moved)
     if all(s is not fresh for s in holding) and fresh.info().points_count:
-        records = _recall(shards, request, flt, distance, dense_params)
+        records = _recall(shards, request, flt, distance, dense_params, moves)
     return records
 
 
@@ -235,6 +243,7 @@ def _recall(
     flt: EdgeFilter,
     distance: Distance,
     dense_params: SearchParams | None,
+    moves: Moves | None,
 ) -> list[MemoryRecord]:
     """One shard runs every stage (recall_request); with several, each ranking is merged
     across the shards first (recall_merged). Diversity is always computed here:
@@ -242,20 +251,24 @@ def _recall(
     Qdrant's definition (and the Qdrant server) does."""
     plain = request.recency is None and request.diversity == 0 and request.lists == 1
     if request.diversity > 0 or (len(shards) > 1 and not plain):
-        return recall_merged(shards, request, flt, distance, dense_params)
+        return recall_merged(shards, request, flt, distance, dense_params, moves)
     query = recall_request(request, flt, dense_params)
     sign = -1.0 if plain and request.mode is RecallMode.SEMANTIC and distance is EUCLID else 1.0
-    hits = _newest(shards, query, sign)[: request.limit]
+    hits = _newest(shards, query, sign, moves)[: request.limit]
     return [memory_record(h.payload, sign * h.score) for h in hits]
 
 
 def _newest(
-    shards: tuple[EdgeShard, ...], query: QueryRequest, sign: float
+    shards: tuple[EdgeShard, ...], query: QueryRequest, sign: float, moves: Moves | None
 ) -> list[EdgeScoredPoint]:
     """Each shard's hits (oldest shard first, so that a point caught mid-upsert in two keeps
-    the newer version), best first by sign * score."""
+    the newer version), best first by sign * score. moves: when shards[-1] is the fresh
+    shard, the collection's (views.Moves)."""
+    before = None if moves is None else moves.number
+    each = query_each(shards, query)
+    search_fresh_again(shards, query, each, moves, before)
     newest: dict[EdgeId, EdgeScoredPoint] = {}
-    for hits in query_each(shards, query):
+    for hits in each:
         for hit in hits:
             newest[hit.id] = hit
     return sorted(newest.values(), key=lambda h: sign * h.score, reverse=True)
@@ -267,6 +280,7 @@ def recall_merged(
     flt: EdgeFilter,
     distance: Distance,
     dense_params: SearchParams | None,
+    moves: Moves | None,
 ) -> list[MemoryRecord]:
     """The stages of recall_request over several shards: each ranking runs on every shard
     and is merged by score, then fused, aged and diversified here by the same arithmetic
@@ -288,7 +302,7 @@ def recall_merged(
             with_vector=request.diversity > 0,
             params=params,
         )
-        for rank, hit in enumerate(_newest(shards, query, sign)[:candidates]):
+        for rank, hit in enumerate(_newest(shards, query, sign, moves)[:candidates]):
             hits.setdefault(hit.id, hit)
             fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
     scores = {i: _relevance(request, hits[i], rrf) for i, rrf in fused.items()}

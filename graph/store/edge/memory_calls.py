@@ -67,6 +67,7 @@ class MemoryCalls(views.ShardRunner):
             flt,
             coll.manifest.distance,
             self._search_params,
+            coll.moves,
         )
 
     async def get_memories(

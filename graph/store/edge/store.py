@@ -303,7 +303,8 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
     async def get_collection(self, tenant: str, name: str) -> CollectionInfo:
         logical = self._logical(tenant, name)
         view = logical.coll.view
-        return logical.info(await self._on_view(view, False, views.count, logical.only))
+        count = await self._on_view(view, False, views.count, logical.only, logical.coll.moves)
+        return logical.info(count)
 
     async def dimension(self, tenant: str, name: str) -> int:
         return self._logical(tenant, name).entry.dimension
@@ -321,7 +322,8 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
         for name in sorted(self._collections):
             coll = self._collections.get(name)
             if coll is not None and not coll.closing:
-                infos.append(coll.info(await self._on_view(coll.view, False, views.count, None)))
+                count = await self._on_view(coll.view, False, views.count, None, coll.moves)
+                infos.append(coll.info(count))
         return infos
 
     # Points
@@ -346,7 +348,7 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
             views.converted, convert, items, coll.manifest.dimension, logical.entry.partition
         )
         await self._wait_for_backlog(coll)
-        coll.fresh_points = await self._write(logical, views.write_points, batch)
+        coll.fresh_points = await self._write(logical, views.write_points, batch, coll.moves)
         coll.last_write = time.monotonic()
         self._maybe_start_build(coll)
         return len(items)
@@ -391,6 +393,7 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
                 coll.descending,
                 limit,
                 with_vector,
+                coll.moves,
             )
         return await self._on_view(
             view,
@@ -401,6 +404,7 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
             offset,
             limit,
             with_vector,
+            coll.moves,
         )
 
     def _alone(self, logical: Logical) -> bool:
@@ -449,7 +453,7 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
     async def count(self, tenant: str, collection: str, filter: Filter | None = None) -> int:
         logical = self._logical(tenant, collection)
         flt = logical.scoped(filter)
-        return await self._on_view(logical.coll.view, False, views.count, flt)
+        return await self._on_view(logical.coll.view, False, views.count, flt, logical.coll.moves)
 
     async def scroll(
         self,

@@ -43,6 +43,10 @@ T = TypeVar("T")
 JournalEntry = list[PointId] | EdgeFilter
 
 DRAIN_TIMEOUT_SECONDS = 30.0
+# A count that overlapped a move (Moves) runs again, up to this many times in all, each
+# time once the move running has ended (it is one engine write: waiting for it is short).
+COUNT_TRIES = 20
+MOVE_WAIT_SECONDS = 1.0
 
 # qdrant-edge gives the GIL up and takes it back many times while it converts points to
 # its own (payload values, sparse vectors): two threads converting at once hand the GIL
@@ -60,6 +64,37 @@ CONVERSION_CHUNK = 16
 # one search per shard, in threads of their own: the engine gives the GIL up for part
 # of each search, so on several cores the shards are searched side by side.
 _SEARCHES = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="edge-search")
+
+
+class Moves:
+    """A seqlock over the upserts that move points between a collection's shards.
+
+    An upsert of an id an older shard holds writes the point to the fresh shard, then
+    deletes it from the older one: two engine calls. A read that sums the shards one by
+    one may count the point in both, and one that searches them side by side may search
+    the fresh shard before the write and the older one after the delete, finding it in
+    neither. The number is odd while such a move runs (writes are serialised: one writer
+    at a time); a read that overlapped a move is done again (count) or searches the
+    fresh shard again (search_fresh_again). Shared by all of a collection's views: a read
+    on a view just retired still meets the moves of writes on the new one."""
+
+    __slots__ = ("number",)
+
+    def __init__(self) -> None:
+        self.number = 0
+
+    def begin(self) -> None:
+        self.number += 1
+
+    def end(self) -> None:
+        self.number += 1
+
+    def settled(self) -> int:
+        """The number once no move runs (at most MOVE_WAIT_SECONDS later)."""
+        deadline = time.monotonic() + MOVE_WAIT_SECONDS
+        while self.number % 2 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        return self.number
 
 
 class View:
@@ -114,6 +149,7 @@ def query(
     offset: int,
     limit: int,
     with_vector: bool,
+    moves: Moves | None = None,
 ) -> list[ScoredPoint]:
     """request is built for len(shards) (translate.nearest_request). Shards holding no
     point are left out: an empty fresh shard (just after an index build) costs an engine
@@ -122,7 +158,7 @@ def query(
     there from an older shard may have been missed, and the query runs on every shard."""
     if len(shards) == 1:
         return [from_edge_scored(h, with_vector) for h in shards[0].query(request)]
-    hits = _nearest(shards, request, descending, offset + limit)
+    hits = _nearest(shards, request, descending, offset + limit, moves)
     return [from_edge_scored(h, with_vector) for h in hits[offset : offset + limit]]
 
 
@@ -134,15 +170,16 @@ def query_owned(
     descending: bool,
     limit: int,
     with_vector: bool,
+    moves: Moves | None = None,
 ) -> list[ScoredPoint]:
     """The first page of a nearest-neighbour query, searched without the partition
     filter (which, over a collection that is almost all one partition's, makes the
     engine's search several times dearer). When every hit is the partition's, they are
     its best points; when any is not, the search runs again with the filter, so no
     other partition's point is ever returned."""
-    hits = _nearest(shards, unscoped, descending, limit)
+    hits = _nearest(shards, unscoped, descending, limit, moves)
     if not all(owns(partition, h.payload) for h in hits):
-        hits = _nearest(shards, scoped(), descending, limit)
+        hits = _nearest(shards, scoped(), descending, limit, moves)
     return [from_edge_scored(h, with_vector) for h in hits]
 
 
@@ -155,21 +192,29 @@ class Found(NamedTuple):
 
 
 def _nearest(
-    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool, wanted: int
+    shards: tuple[EdgeShard, ...],
+    request: QueryRequest,
+    descending: bool,
+    wanted: int,
+    moves: Moves | None,
 ) -> Sequence[Scored]:
     """At most `wanted` hits, best first (request asks each shard for `wanted`)."""
     if len(shards) == 1:
         return shards[0].query(request)
     holding = tuple(s for s in shards if s.info().points_count) or shards[-1:]
-    hits = _merged(holding, request, descending, wanted)
     fresh = shards[-1]
+    hits = _merged(holding, request, descending, wanted, moves if holding[-1] is fresh else None)
     if all(s is not fresh for s in holding) and fresh.info().points_count:
-        hits = _merged(shards, request, descending, wanted)
+        hits = _merged(shards, request, descending, wanted, moves)
     return hits
 
 
 def _merged(
-    shards: tuple[EdgeShard, ...], request: QueryRequest, descending: bool, wanted: int
+    shards: tuple[EdgeShard, ...],
+    request: QueryRequest,
+    descending: bool,
+    wanted: int,
+    moves: Moves | None = None,
 ) -> Sequence[Scored]:
     """The best `wanted` hits over shards. Each shard is searched for ids and scores
     only, and the payloads (and vectors) are read for the hits kept: a payload read is
@@ -179,11 +224,11 @@ def _merged(
     if len(shards) == 1:
         return shards[0].query(request)
     ids_only = _ids_only(request)
-    found, complete = _best_with_payloads(shards, ids_only, request, descending, wanted)
+    found, complete = _best_with_payloads(shards, ids_only, request, descending, wanted, moves)
     if not complete:
         # A hit gone before its payload was read was deleted, or overwritten (then it
         # moved to the fresh shard): searched once more, it is found where it is now.
-        found, _ = _best_with_payloads(shards, ids_only, request, descending, wanted)
+        found, _ = _best_with_payloads(shards, ids_only, request, descending, wanted, moves)
     return found
 
 
@@ -193,11 +238,16 @@ def _best_with_payloads(
     request: QueryRequest,
     descending: bool,
     wanted: int,
+    moves: Moves | None,
 ) -> tuple[list[Found], bool]:
+    """moves: when shards[-1] is the fresh shard, the collection's (else None)."""
+    before = None if moves is None else moves.number
+    each = query_each(shards, ids_only)
+    search_fresh_again(shards, ids_only, each, moves, before)
     # Oldest shard first, so that a point caught mid-upsert in two shards keeps the
     # newer version.
     newest: dict[EdgeId, tuple[EdgeScoredPoint, int]] = {}
-    for position, hits in enumerate(query_each(shards, ids_only)):
+    for position, hits in enumerate(each):
         for hit in hits:
             newest[hit.id] = (hit, position)
     best = sorted(newest.values(), key=lambda h: h[0].score, reverse=descending)[:wanted]
@@ -243,6 +293,22 @@ def query_each(shards: tuple[EdgeShard, ...], request: QueryRequest) -> list[lis
     return [first, *(list(f.result()) for f in others)]
 
 
+def search_fresh_again(
+    shards: tuple[EdgeShard, ...],
+    request: QueryRequest,
+    each: list[list[EdgeScoredPoint]],
+    moves: Moves | None,
+    before: int | None,
+) -> None:
+    """each: every shard's hits, searched side by side since moves.number was before.
+    A point moved to the fresh shard (the last) meanwhile may have been searched in
+    neither shard: the fresh one is searched again. The move's delete from the older
+    shard came before that shard's search ended, and so its write to the fresh one
+    before this search."""
+    if moves is not None and (before != moves.number or moves.number % 2):
+        each[-1] = list(shards[-1].query(request))
+
+
 def _scroll_page(
     shards: tuple[EdgeShard, ...], request: ScrollRequest, limit: int
 ) -> tuple[list[EdgeRecord], PointId | None]:
@@ -285,12 +351,19 @@ def retrieve(
     return [found[i] for i in ids if i in found]
 
 
-def count(shards: tuple[EdgeShard, ...], flt: EdgeFilter | None) -> int:
-    """flt None: every point of the physical collection (operators' view only)."""
-    if flt is None:
-        return sum(shard.info().points_count for shard in shards)
-    request = CountRequest(exact=True, filter=flt)
-    return sum(shard.count(request) for shard in shards)
+def count(shards: tuple[EdgeShard, ...], flt: EdgeFilter | None, moves: Moves) -> int:
+    """flt None: every point of the physical collection (operators' view only). Counted
+    again when a move ran meanwhile (Moves): its point may have been counted twice."""
+    request = None if flt is None else CountRequest(exact=True, filter=flt)
+    for _ in range(COUNT_TRIES):
+        before = moves.settled()
+        if request is None:
+            total = sum(shard.info().points_count for shard in shards)
+        else:
+            total = sum(shard.count(request) for shard in shards)
+        if moves.number == before:
+            break
+    return total
 
 
 def _existing_ids(shard: EdgeShard, ids: list[PointId]) -> list[PointId]:
@@ -299,37 +372,55 @@ def _existing_ids(shard: EdgeShard, ids: list[PointId]) -> list[PointId]:
     ]
 
 
-def _delete_ids_from(
-    shards: tuple[EdgeShard, ...],
-    ids: list[PointId],
-    journal: list[JournalEntry] | None,
-    *,
-    fresh_too: bool,
-) -> set[PointId]:
-    """Delete ids from each shard holding them; journals what left the older shards."""
-    deleted: set[PointId] = set()
-    older = len(shards) - 1
-    for position, shard in enumerate(shards if fresh_too else shards[:older]):
+def _held(
+    shards: tuple[EdgeShard, ...], ids: list[PointId], *, fresh_too: bool
+) -> list[tuple[int, list[PointId]]]:
+    """(position, the ids it holds) for each shard holding any of ids."""
+    held = []
+    for position, shard in enumerate(shards if fresh_too else shards[:-1]):
         existing = _existing_ids(shard, ids)
-        if not existing:
-            continue
-        shard.update(UpdateOperation.delete_points(list(existing)))
+        if existing:
+            held.append((position, existing))
+    return held
+
+
+def _delete_held(
+    shards: tuple[EdgeShard, ...],
+    held: list[tuple[int, list[PointId]]],
+    journal: list[JournalEntry] | None,
+) -> set[PointId]:
+    """Delete what _held found; journals what left the older shards."""
+    deleted: set[PointId] = set()
+    for position, existing in held:
+        shards[position].update(UpdateOperation.delete_points(list(existing)))
         deleted.update(existing)
-        if journal is not None and position < older:
+        if journal is not None and position < len(shards) - 1:
             journal.append(existing)
     return deleted
 
 
 def write_points(
-    shards: tuple[EdgeShard, ...], converted: list[EdgePoint], journal: list[JournalEntry] | None
+    shards: tuple[EdgeShard, ...],
+    converted: list[EdgePoint],
+    moves: Moves,
+    journal: list[JournalEntry] | None,
 ) -> int:
     """Write converted points (stored ids) to the fresh shard, then drop the same ids from
-    the older ones; returns how many points the fresh shard holds."""
+    the older ones (a move, see Moves); returns how many points the fresh shard holds."""
     fresh = shards[-1]
-    fresh.update(UpdateOperation.upsert_points(converted))
-    if len(shards) > 1:
-        ids: list[PointId] = list(dict.fromkeys(from_edge_id(p.id) for p in converted))
-        _delete_ids_from(shards, ids, journal, fresh_too=False)
+    if len(shards) == 1:
+        fresh.update(UpdateOperation.upsert_points(converted))
+        return fresh.info().points_count
+    ids: list[PointId] = list(dict.fromkeys(from_edge_id(p.id) for p in converted))
+    held = _held(shards, ids, fresh_too=False)
+    if held:
+        moves.begin()
+    try:
+        fresh.update(UpdateOperation.upsert_points(converted))
+        _delete_held(shards, held, journal)
+    finally:
+        if held:
+            moves.end()
     return fresh.info().points_count
 
 
@@ -346,7 +437,7 @@ def delete_stored(
     shards: tuple[EdgeShard, ...], stored: list[PointId], journal: list[JournalEntry] | None
 ) -> int:
     """Delete by stored id (graph/store/tenancy.py); returns how many existed."""
-    return len(_delete_ids_from(shards, stored, journal, fresh_too=True))
+    return len(_delete_held(shards, _held(shards, stored, fresh_too=True), journal))
 
 
 def delete_by_filter(
