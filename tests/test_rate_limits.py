@@ -7,6 +7,8 @@ loop the way they do in production.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 import statistics
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.security.ratelimit import REDIS_TIMEOUT_SECONDS, RETRY_SECONDS, TenantRateLimiter
 from tests.conftest import make_settings
 from tests.helpers import COUNT, free_port, gql, require_tool
 from tests.process import ServerProcess
@@ -38,7 +41,13 @@ def token(tenant: str) -> str:
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+def redis_url(redis_server: tuple[str, subprocess.Popen[bytes]]) -> str:
+    return redis_server[0]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Its URL and its process (to stop and resume it)."""
     binary = require_tool("redis-server")
     port = free_port()
     process = subprocess.Popen(
@@ -57,8 +66,9 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
                 assert time.monotonic() < deadline, "redis-server did not start"
                 assert process.poll() is None, "redis-server exited"
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process
     finally:
+        process.send_signal(signal.SIGCONT)
         process.kill()
         process.wait(timeout=10)
 
@@ -98,6 +108,36 @@ def test_a_dead_redis_lets_requests_through(tmp_path: Path) -> None:
         started = time.monotonic()
         assert [gql(client, COUNT, **acme).status for _ in range(3)] == [200, 200, 200]
         assert time.monotonic() - started < 5
+
+
+def test_a_redis_that_stops_answering_costs_one_request_its_timeout_not_every_one(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """A stopped Redis (SIGSTOP: connections open, nothing answers) made every request
+    wait REDIS_TIMEOUT_SECONDS before it was let through. Now one request waits; the
+    others pass at once while one request a RETRY_SECONDS tries again, and the limit
+    holds again once Redis answers."""
+    url, process = redis_server
+
+    async def run() -> tuple[float, list[int | None]]:
+        limiter = TenantRateLimiter("3/minute", url)
+        try:
+            assert await limiter.hit("acme") is None  # connected
+            process.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            for _ in range(20):
+                assert await limiter.hit("acme") is None
+            stalled = time.monotonic() - started
+            process.send_signal(signal.SIGCONT)
+            await asyncio.sleep(RETRY_SECONDS + 0.1)
+            return stalled, [await limiter.hit("acme") for _ in range(4)]
+        finally:
+            await limiter.close()
+
+    stalled, after = asyncio.run(run())
+    # 20 waits of REDIS_TIMEOUT_SECONDS were 10 s; one or a few are well under 5.
+    assert stalled < 10 * REDIS_TIMEOUT_SECONDS, stalled
+    assert after[-1] is not None and after[-1] >= 1, after  # counted again: 4 > 3/minute
 
 
 def latencies(url: str, credential: str, n: int) -> list[float]:

@@ -6,6 +6,9 @@ counter costs one round trip per request in Redis (two keys, no per-hit list).
 
 When Redis cannot be reached the request is let through (limits protect the service,
 they must not take it down) and a warning is logged at most every WARN_EVERY_SECONDS.
+After a failure the storage is left alone for RETRY_SECONDS, but for one request that
+tries it again: a Redis that stops answering costs one request REDIS_TIMEOUT_SECONDS,
+not every request.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ logger = logging.getLogger("graph.security.ratelimit")
 
 WARN_EVERY_SECONDS = 10.0
 REDIS_TIMEOUT_SECONDS = 0.5
+RETRY_SECONDS = 1.0
 
 
 class RateLimitConfigError(ConfigError):
@@ -71,21 +75,31 @@ class TenantRateLimiter:
         self.shared = bool(storage_url)
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self._warned = 0.0
+        self._failing = False
+        self._retry_at = 0.0
 
     async def hit(self, tenant: str) -> int | None:
         """None when the request may go on; otherwise the seconds to wait (Retry-After)."""
-        try:
-            if await self.limiter.hit(self.item, tenant):
+        if self._failing:
+            now = time.monotonic()
+            if now < self._retry_at:
                 return None
-            stats = await self.limiter.get_window_stats(self.item, tenant)
+            self._retry_at = now + RETRY_SECONDS  # this request tries; the others pass
+        try:
+            allowed = await self.limiter.hit(self.item, tenant)
+            stats = None if allowed else await self.limiter.get_window_stats(self.item, tenant)
+            self._failing = False
         except Exception as exc:
             now = time.monotonic()
+            self._failing, self._retry_at = True, now + RETRY_SECONDS
             if now - self._warned >= WARN_EVERY_SECONDS:
                 self._warned = now
                 logger.warning(
                     "Rate limit storage failed; letting requests through",
                     extra={"error": type(exc).__name__},
                 )
+            return None
+        if stats is None:
             return None
         RATE_LIMITED_REQUESTS.labels(TENANT_LABELS(tenant)).inc()
         return max(1, math.ceil(stats.reset_time - time.time()))
