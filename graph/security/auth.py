@@ -10,7 +10,9 @@ Two kinds of credential, both sent as `Authorization: Bearer <credential>`:
 - an API key (`gm_<id>_<secret>`), made by `graph keys create`; the file named by
   AUTH_API_KEYS_FILE holds only a SHA-256 of each secret (256 random bits, so a fast
   hash is enough), compared in constant time. The file is re-read when it changes, so
-  a revoked key stops working within KEYS_RECHECK_SECONDS.
+  a revoked key stops working within KEYS_RECHECK_SECONDS; a file that cannot be read,
+  or holds an entry that cannot work, keeps the keys read before (said once, as an
+  error) until it is fixed.
 
 Nothing configured: the server is open and every request is the tenant `default` with
 every scope. Every failure is the same Unauthenticated, whatever the reason; the reason
@@ -28,7 +30,9 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from graph.errors import BadUserInput, ConfigError, Unauthenticated
@@ -124,6 +129,47 @@ class ApiKey:
         }
 
 
+TENANT_RULE = "1-128 letters, digits or '_.@:-', starting with a letter or digit"
+# `graph keys create` makes 16 hex digits; a hand-written id must at least not hold the
+# '_' that ends it in a credential.
+_KEY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_KEY_HASH = re.compile(r"[0-9a-f]{64}")  # hashlib's hexdigest
+
+
+def _unknown_scopes(scopes: Iterable[str]) -> str | None:
+    """The message for the scopes that are not ours, or None when all are."""
+    known = {x.value for x in Scope}
+    unknown = [s for s in scopes if s not in known]
+    if not unknown:
+        return None
+    named = ", ".join(repr(s) for s in unknown)
+    plural = "s" if len(unknown) > 1 else ""
+    return f"unknown scope{plural} {named}; scopes are {', '.join(x.value for x in Scope)}"
+
+
+def _key_entry_problem(index: int, entry: dict[str, Any], seen: set[str]) -> str | None:
+    """What would make a well-shaped entry of a hand-edited file silently wrong: a second
+    entry of one id (the last would win, whatever its tenant), a tenant the store refuses,
+    a scope misspelt (the key would lose it), a hash no secret can match."""
+    key_id = entry["id"]
+    if not _KEY_ID.fullmatch(key_id):
+        # Not shown: a whole credential pasted as the id would put its secret in the log.
+        return f"the id of key number {index + 1} is not 1-64 letters, digits or '-'"
+    if key_id in seen:
+        return f"key id {key_id} appears more than once"
+    seen.add(key_id)
+    try:
+        validate_tenant(entry["tenant"])
+    except BadUserInput:
+        return f"key {key_id}: tenant {entry['tenant']!r} is not {TENANT_RULE}"
+    unknown = _unknown_scopes(entry["scopes"])
+    if unknown is not None:
+        return f"key {key_id}: {unknown}"
+    if not _KEY_HASH.fullmatch(entry["hash"]):
+        return f"key {key_id}: hash is not a SHA-256 in lowercase hex"
+    return None
+
+
 def _is_key_entry(entry: object) -> bool:
     """A key as ApiKey.to_json writes it: four strings and a list of strings."""
     return (
@@ -144,7 +190,10 @@ class ApiKeyFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._keys: dict[str, tuple[ApiKey, Principal]] = {}
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
+        # The version of the file that could not be read: kept from being re-read (and
+        # its error logged again) every KEYS_RECHECK_SECONDS until it changes.
+        self._failed: tuple[int, ...] | None = None
         self._checked = 0.0
 
     def load(self) -> None:
@@ -154,11 +203,17 @@ class ApiKeyFile:
         except FileNotFoundError:
             self._keys, self._stamp = {}, None
             return
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp == self._stamp:
+        # ctime too: a chmod that makes the file readable again changes nothing else.
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        if stamp in (self._stamp, self._failed):
             return
+        try:
+            read = self._read()
+        except AuthConfigError:
+            self._failed = stamp
+            raise
         keys: dict[str, tuple[ApiKey, Principal]] = {}
-        for key in self._read():
+        for key in read:
             principal = Principal(key.tenant, parse_scopes(key.scopes), f"key:{key.id}")
             keys[key.id] = (key, principal)
         self._keys, self._stamp = keys, stamp
@@ -179,6 +234,11 @@ class ApiKeyFile:
                 '{"keys": [{"id", "tenant", "scopes", "hash", "created"}, ...]}, '
                 "as `graph keys` writes it"
             )
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            problem = _key_entry_problem(index, entry, seen)
+            if problem is not None:
+                raise AuthConfigError(f"API key file {self.path}: {problem}")
         return [
             ApiKey(
                 id=k["id"],
@@ -196,8 +256,10 @@ class ApiKeyFile:
             self._checked = now
             try:
                 self.load()
-            except AuthConfigError:
-                logger.exception("Could not re-read the API key file; keeping the keys read")
+            except AuthConfigError as exc:
+                # Failing open would take every key away for one typo; the operator is
+                # told, once per version of the file, that revocations wait for a fix.
+                logger.error("%s; keeping the keys read before until the file is fixed", exc)
         key_id, _, secret = credential.removeprefix(API_KEY_PREFIX).partition("_")
         entry = self._keys.get(key_id)
         # Hash and compare even for an unknown id, so that timing says nothing about ids.
@@ -219,6 +281,14 @@ class ApiKeyFile:
             yield keys
             tmp = self.path.with_name(self.path.name + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                # The file keeps its mode and owner: `sudo graph keys revoke` must not
+                # leave a server running as another user unable to read it (and so still
+                # taking the key it revoked).
+                st = os.stat(self.path)
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump({"keys": [k.to_json() for k in keys]}, f, indent=1)
                 f.flush()
@@ -232,18 +302,13 @@ class ApiKeyFile:
         try:
             validate_tenant(tenant)
         except BadUserInput:
-            raise ValueError(
-                "tenant must be 1-128 letters, digits or '_.@:-', starting with a letter or digit"
-            ) from None
+            raise ValueError(f"tenant must be {TENANT_RULE}") from None
         wanted = list(dict.fromkeys(scopes))
-        known = ", ".join(x.value for x in Scope)
-        unknown = [s for s in wanted if s not in {x.value for x in Scope}]
-        if unknown:
-            named = ", ".join(repr(s) for s in unknown)
-            plural = "s" if len(unknown) > 1 else ""
-            raise ValueError(f"unknown scope{plural} {named}; scopes are {known}")
+        unknown = _unknown_scopes(wanted)
+        if unknown is not None:
+            raise ValueError(unknown)
         if not wanted:
-            raise ValueError(f"no scope given; scopes are {known}")
+            raise ValueError(f"no scope given; scopes are {', '.join(x.value for x in Scope)}")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         key = ApiKey(
@@ -296,37 +361,56 @@ class JwtVerifier:
     def configured(self) -> bool:
         return self.secret is not None or bool(self.public_keys) or self.jwks is not None
 
-    def _key_for(self, token: str) -> tuple[Any, str]:
+    def _keys_for(self, token: str) -> tuple[list[Any], str]:
+        """The keys that may have signed the token, for the algorithm its header names."""
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
         kid = header.get("kid")
         if not isinstance(algorithm, str) or not isinstance(kid, str | None):
             raise _refuse("token header with a non-string alg or kid")
+        keys: list[Any] = []
         if algorithm == "HS256" and self.secret is not None:
-            return self.secret, algorithm
+            keys.append(self.secret)
         if algorithm in self.public_keys:
-            return self.public_keys[algorithm], algorithm
+            keys.append(self.public_keys[algorithm])
         if self.jwks is not None and algorithm in ASYMMETRIC_ALGORITHMS:
-            candidates = [k for k in self.jwks.keys if kid is None or k.key_id == kid]
-            for candidate in candidates:
-                if candidate.algorithm_name == algorithm:
-                    return candidate.key, algorithm
-        raise _refuse(f"no key for algorithm {algorithm[:16]!r}")
+            # Every key of the JWKS the token's `kid` names (each one when it names none):
+            # during a rotation an identity provider may sign without a kid.
+            keys.extend(
+                k.key
+                for k in self.jwks.keys
+                if (kid is None or k.key_id == kid) and k.algorithm_name == algorithm
+            )
+        if not keys:
+            raise _refuse(f"no key for algorithm {algorithm[:16]!r}")
+        return keys, algorithm
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        keys, algorithm = self._keys_for(token)
+        for key in keys[:-1]:
+            try:
+                return self._decode_with(token, key, algorithm)
+            except jwt.InvalidSignatureError:
+                continue  # the signature is checked before the claims: try the next key
+        return self._decode_with(token, keys[-1], algorithm)
+
+    def _decode_with(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            options={"require": ["exp", *(["iss"] if self.issuer else [])]},
+        )
+        return claims
 
     def verify(self, token: str) -> Principal:
         # PyJWT walks JSON an attacker wrote: besides its own errors, a shape it does not
         # expect can surface as one of the built-in ones. All of them are a bad credential.
         try:
-            key, algorithm = self._key_for(token)
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", *(["iss"] if self.issuer else [])]},
-            )
+            claims = self._decode(token)
         except (jwt.PyJWTError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise _refuse(f"invalid token: {type(exc).__name__}") from None
         if self.audience is None and "aud" in claims:
@@ -394,6 +478,12 @@ def _load_public_key(path: Path) -> tuple[str, Any]:
             raise AuthConfigError(
                 f"AUTH_JWT_PUBLIC_KEY_FILE {path} holds a private key; give the public key"
             )
+        if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
+            # PyJWT would refuse every ES256 token signed with it, and nothing else is taken.
+            raise AuthConfigError(
+                f"AUTH_JWT_PUBLIC_KEY_FILE {path} is an EC key on {key.curve.name}; "
+                "ES256 needs a P-256 (secp256r1) key"
+            )
         return algorithm, key
     raise AuthConfigError(
         f"AUTH_JWT_PUBLIC_KEY_FILE {path} is not an RSA or EC public key in PEM format"
@@ -412,6 +502,12 @@ def _load_jwks(path: Path) -> jwt.PyJWKSet:
     usable = [k for k in jwks.keys if k.algorithm_name in ASYMMETRIC_ALGORITHMS]
     if not usable:
         raise AuthConfigError(f"AUTH_JWKS_FILE {path} has no RS256 or ES256 key")
+    private = [k.key_id or "without a kid" for k in usable if hasattr(k.key, "private_bytes")]
+    if private:
+        # As for AUTH_JWT_PUBLIC_KEY_FILE: the signing key has no place on this server.
+        raise AuthConfigError(
+            f"AUTH_JWKS_FILE {path} holds a private key ({private[0]}); give the public keys"
+        )
     return jwks
 
 
