@@ -139,7 +139,8 @@ def keys(args: argparse.Namespace) -> None:
     """API keys in the file the server reads (AUTH_API_KEYS_FILE, or --file)."""
     from pathlib import Path
 
-    from graph.security.auth import ApiKeyFile, AuthConfigError
+    from graph.security.keys import ApiKeyFile
+    from graph.security.principals import AuthConfigError
 
     path = args.file or os.environ.get("AUTH_API_KEYS_FILE")
     if not path:

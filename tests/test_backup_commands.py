@@ -21,7 +21,7 @@ import orjson
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.security.auth import ApiKeyFile
+from graph.security.keys import ApiKeyFile
 from graph.settings import Distance
 from graph.store.backup.archive import PARTIAL_SUFFIX
 from graph.store.backup.transfer import backup

@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from graph.errors import Unauthenticated
-from graph.security import auth
-from graph.security.auth import ApiKeyFile, AuthConfigError, Authenticator, Principal, Scope
+from graph.security import keys as keys_module
+from graph.security.auth import Authenticator
+from graph.security.keys import ApiKeyFile
+from graph.security.principals import AuthConfigError, Principal, Scope
 from graph.settings import Settings
 
 
@@ -82,7 +84,7 @@ def test_a_running_server_keeps_its_keys_when_the_file_breaks_and_says_so_once(
     """A broken edit neither hands acme's key to globex nor takes every key away: the
     keys read before stay, the error is logged once for that version of the file, and
     the fixed file is read as soon as it is written."""
-    monkeypatch.setattr(auth, "KEYS_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(keys_module, "KEYS_RECHECK_SECONDS", 0.0)
     path = tmp_path / "keys.json"
     keys = ApiKeyFile(path)
     credential, key = keys.create("acme", ["read"])
@@ -90,7 +92,7 @@ def test_a_running_server_keeps_its_keys_when_the_file_breaks_and_says_so_once(
     before = principal(authenticator, credential)
     assert before is not None and before.tenant == "acme"
     edit(path, lambda entries: entries.append({**entries[0], "tenant": "globex"}))
-    with caplog.at_level(logging.ERROR, logger="graph.security.auth"):
+    with caplog.at_level(logging.ERROR, logger="graph.security.keys"):
         for _ in range(5):
             assert principal(authenticator, credential) == before
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -11,7 +11,7 @@ from graph.errors import ErrorCode
 from graph.graphql.limits import MAX_EXPANDED_FIELDS
 from graph.graphql.prepare import MAX_ERRORS
 from graph.graphql.schema.resolvers import MAX_LIMIT
-from graph.security.auth import scope_for
+from graph.security.principals import scope_for
 from graph.settings import Settings
 from tests.helpers import gql
 

@@ -29,7 +29,9 @@ from starlette.testclient import TestClient
 from graph.app import create_app
 from graph.errors import Unauthenticated
 from graph.security import auth
-from graph.security.auth import ApiKeyFile, AuthConfigError
+from graph.security import keys as keys_module
+from graph.security.keys import ApiKeyFile
+from graph.security.principals import AuthConfigError, Principal
 from graph.security.ratelimit import RateLimitConfigError
 from graph.settings import Settings
 from tests.conftest import make_settings
@@ -402,7 +404,7 @@ def authenticator(tmp_path_factory: pytest.TempPathFactory) -> auth.Authenticato
     )
 
 
-def outcome(authenticator: auth.Authenticator, header: str) -> auth.Principal | None:
+def outcome(authenticator: auth.Authenticator, header: str) -> Principal | None:
     """The principal, or None for Unauthenticated; any other exception fails the test."""
     try:
         return authenticator.authenticate(header)
@@ -553,7 +555,7 @@ def test_a_token_without_a_scope_claim_is_unauthenticated(secured: TestClient) -
 
 
 def test_api_keys_work_until_revoked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "KEYS_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(keys_module, "KEYS_RECHECK_SECONDS", 0.0)
     keys_file = tmp_path / "keys.json"
     keys = ApiKeyFile(keys_file)
     reader, reader_key = keys.create("acme", ["read"])

@@ -30,7 +30,7 @@ from graph.graphql.compiled.coercion import INT_MAX, INT_MIN
 from graph.graphql.prepare import PreparedOperation
 from graph.graphql.schema.backups import several_backups
 from graph.graphql.schema.sizes import check_variable_sizes, list_limits
-from graph.security.auth import Principal, scope_for
+from graph.security.principals import Principal, scope_for
 from graph.settings import Settings
 
 

@@ -38,8 +38,9 @@ from graph.http.protocol import (
 )
 from graph.http.responses import JSONResponse, error_response, utf8
 from graph.memory.service import MemoryService
-from graph.security.auth import Authenticator, Principal
+from graph.security.auth import Authenticator
 from graph.security.gate import Denial, Gate
+from graph.security.principals import Principal
 from graph.security.ratelimit import TenantRateLimiter
 from graph.settings import Settings
 from graph.store.base import VectorStore

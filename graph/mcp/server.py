@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph import __version__
 from graph.errors import ApiError, ErrorCode, Unauthenticated, error_body
 from graph.mcp.tools import SCOPES, TOOLS, MemoryTools
-from graph.security.auth import Principal
+from graph.security.principals import Principal
 from graph.telemetry.logs import new_request_id, request_id_var
 from graph.telemetry.metrics import AUTH_FAILURES, MCP_TOOL_CALLS, MCP_TOOL_DURATION
 

@@ -28,7 +28,7 @@ from graph.mcp.tools import MemoryTools
 from graph.memory.embedders import create_embedder
 from graph.memory.expiry import sweep_forever
 from graph.memory.service import MemoryService
-from graph.security.auth import OPEN_PRINCIPAL
+from graph.security.principals import OPEN_PRINCIPAL
 from graph.settings import Settings
 from graph.store import create_store
 from graph.store.defaults import DefaultCollections

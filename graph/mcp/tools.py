@@ -20,7 +20,7 @@ from graph.errors import BadUserInput, Forbidden
 from graph.graphql.schema import inputs
 from graph.graphql.schema.scalars import serialize_datetime
 from graph.memory.service import MAX_RECALL_LIMIT, MAX_TTL_SECONDS, MemoryService, NewMemory, Recall
-from graph.security.auth import Principal, Scope
+from graph.security.principals import Principal, Scope
 from graph.settings import Settings
 from graph.store.defaults import DefaultCollections
 from graph.store.models import (

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graph.errors import ErrorCode, Unauthenticated
-from graph.security.auth import OPEN_PRINCIPAL, Authenticator, Principal
+from graph.security.auth import Authenticator
+from graph.security.principals import OPEN_PRINCIPAL, Principal
 from graph.security.ratelimit import TenantRateLimiter
 from graph.telemetry.metrics import AUTH_FAILURES
 

@@ -77,7 +77,7 @@ def test_an_unexpected_failure_is_a_tool_error_without_its_text(
 ) -> None:
     from graph.mcp.server import _call
     from graph.mcp.tools import MemoryTools
-    from graph.security.auth import OPEN_PRINCIPAL
+    from graph.security.principals import OPEN_PRINCIPAL
     from graph.settings import Settings
 
     class Ready:
@@ -123,7 +123,7 @@ def test_an_integer_written_as_a_number_without_fraction_is_taken(run: Runner) -
     number as a float (5.0) pass their own validation, and GraphQL's Int takes 5.0 too."""
     from graph.mcp.tools import MemoryTools
     from graph.memory.service import NewMemory, Recall
-    from graph.security.auth import OPEN_PRINCIPAL
+    from graph.security.principals import OPEN_PRINCIPAL
     from graph.settings import Settings
 
     service = _Recording()

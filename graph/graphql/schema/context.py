@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from graph.errors import ApiError
 from graph.memory.service import MemoryService
-from graph.security.auth import OPEN_PRINCIPAL, Principal
+from graph.security.principals import OPEN_PRINCIPAL, Principal
 from graph.settings import Settings
 from graph.store.base import VectorStore
 
