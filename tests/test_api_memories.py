@@ -1,5 +1,7 @@
-"""The memory API through GraphQL, on the real embedded engine: remember, recall (every
-mode, recency, diversity), memories, forget, expiry, timestamps, bad input, tenancy."""
+"""The memory API through GraphQL, on the real embedded engine and (the tests taking
+`client` or `embedded`) on the remote adapter in qdrant-client's local mode: remember,
+recall (every mode, recency, diversity), memories, forget, expiry, timestamps, bad input,
+tenancy."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from graph.app import create_app
 from graph.errors import EmbedderUnavailable
 from graph.memory.embedders.base import Embedder
 from graph.memory.service import MAX_TTL_SECONDS
+from graph.settings import Settings
 from tests.conftest import DIMENSION, make_settings
 from tests.helpers import UPSERT, count_points, gql, point
 from tests.process import ServerProcess
@@ -91,9 +94,26 @@ def make_client(tmp_path: Path, embedder: Embedder | None = None, **settings: An
     return TestClient(create_app(make_settings(tmp_path, **settings), embedder=embedder))
 
 
+def store_settings(backend: str, tmp_path: Path) -> dict[str, Any]:
+    """The embedded store, or the remote adapter on qdrant-client's local mode: the same
+    answers through GraphQL either way."""
+    return {"qdrant_url": f"path:{tmp_path / 'qdrant'}"} if backend == "local" else {}
+
+
+@pytest.fixture(params=["embedded", "local"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(tmp_path, TopicEmbedder()) as client:
+def settings(tmp_path: Path, backend: str) -> Settings:
+    """tests.conftest's client runs on each backend."""
+    return make_settings(tmp_path, **store_settings(backend, tmp_path))
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, backend: str) -> Iterator[TestClient]:
+    with make_client(tmp_path, TopicEmbedder(), **store_settings(backend, tmp_path)) as client:
         yield client
 
 
@@ -172,6 +192,28 @@ def test_client_vectors_without_an_embedder(client: TestClient) -> None:
     # the points API only sees points with a dense vector
     hits = gql(client, "{ query(vector: [1, 0, 0, 0], limit: 100) { id } }").data["query"]
     assert sorted(h["id"] for h in hits) == ["1", "2", "3"]
+
+
+def test_a_diverse_recall_scores_best_first_and_memories_keep_their_vectors(
+    client: TestClient,
+) -> None:
+    remember(
+        client,
+        {"id": 1, "text": "north", "vector": [1, 0, 0, 0]},
+        {"id": 2, "text": "north too", "vector": [0.99, 0.1, 0, 0]},
+        {"id": 3, "text": "east", "vector": [0, 1, 0, 0]},
+        {"id": 4, "text": "no vector here"},
+    )
+    diverse = recall(client, vector=[1, 0, 0, 0], diversity=0.7)
+    assert [h["id"] for h in diverse] == ["1", "3", "2"]
+    scores = [h["score"] for h in diverse]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(0.3)  # (1 - diversity) * similarity of the first
+    points = gql(client, "{ points(ids: [1, 4], withVector: true) { id vector } }").data
+    assert points["points"] == [
+        {"id": "1", "vector": [1.0, 0.0, 0.0, 0.0]},
+        {"id": "4", "vector": None},
+    ]
 
 
 def test_recency_blends_age_into_the_ranking(client: TestClient) -> None:

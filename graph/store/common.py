@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from graph.errors import AlreadyExists, BadUserInput
 from graph.settings import Distance
@@ -15,6 +18,8 @@ from graph.store.models import check_finite, check_limit, check_vector_dimension
 from graph.store.tenancy import CollectionEntry
 
 logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
 
 # The candidates an HNSW search keeps (Qdrant's `hnsw_ef`), the same in both adapters so
 # that recall does not change with the store: Qdrant's default is the graph's
@@ -85,3 +90,47 @@ async def ensure_collection(
     except AlreadyExists:
         return  # created meanwhile by a concurrent call (or another replica)
     logger.info("Created collection %r (%s, %s)", name, dimension, distance.value)
+
+
+def maximal_marginal_relevance(
+    query: Sequence[float],
+    candidates: Sequence[tuple[K, Sequence[float]]],
+    diversity: float,
+    limit: int,
+    distance: Distance,
+) -> list[tuple[K, float]]:
+    """A recall's diversity, computed here by both adapters so that the same memories come
+    back with the same scores: maximal marginal relevance as Qdrant defines it, each next
+    pick (from candidates, best first) maximising (1 - diversity) * sim(query, d) -
+    diversity * max sim(d, picked). Each pick's score is that value, which never rises
+    from one pick to the next: higher is better, as for every recall (a Qdrant server's
+    own MMR keeps the candidates' similarity to the query, out of order). Similarity is
+    the collection's (euclid: minus the distance)."""
+    if not candidates:
+        return []
+    vectors = np.array([v for _, v in candidates], dtype=np.float64)
+    relevance = _similarity(vectors, np.array(query, dtype=np.float64)[None, :], distance)[:, 0]
+    between = _similarity(vectors, vectors, distance)
+    keep = 1.0 - diversity
+    picked: list[int] = []
+    scores: list[float] = []
+    left = list(range(len(candidates)))
+    while left and len(picked) < limit:
+        redundancy = between[left][:, picked].max(axis=1) if picked else np.zeros(len(left))
+        value = keep * relevance[left] - diversity * redundancy
+        best = int(np.argmax(value))
+        scores.append(float(value[best]))
+        picked.append(left.pop(best))
+    return [(candidates[i][0], score) for i, score in zip(picked, scores, strict=True)]
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, distance: Distance) -> np.ndarray:
+    """Pairwise similarity of the rows of a and b, higher is closer."""
+    if distance is Distance.EUCLID:
+        result: np.ndarray = -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+        return result
+    if distance is Distance.COSINE:
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    product: np.ndarray = a @ b.T
+    return product

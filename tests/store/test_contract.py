@@ -347,7 +347,9 @@ def test_query_with_vector(store: VectorStore, run: Runner, collection: str) -> 
 def test_query_vector_of_wrong_dimension_is_bad_user_input(
     store: VectorStore, run: Runner, ranked: str
 ) -> None:
-    with pytest.raises(BadUserInput):
+    with pytest.raises(
+        BadUserInput, match=r"^Query vector has 3 dimensions; the collection has 4$"
+    ):
         run(store.query(TENANT, ranked, [1.0, 0.0, 0.0], limit=1))
 
 
@@ -667,8 +669,13 @@ def test_a_bad_dimension_anywhere_in_a_batch_writes_nothing(
         Point(2, unit(1, 1)),
         Point(3, [1.0, 0.0, 0.0]),  # dimension 3 in a collection of 4
     ]
-    with pytest.raises(BadUserInput):
+    with pytest.raises(
+        BadUserInput, match=r"^Vector of point 2 has 3 dimensions; the collection has 4$"
+    ):
         run(store.upsert(TENANT, collection, batch))
+    # one point is named as in a batch (the client sent a list of one)
+    with pytest.raises(BadUserInput, match=r"^Vector of point 0 has 3 dimensions"):
+        run(store.upsert(TENANT, collection, [batch[2]]))
     assert run(store.count(TENANT, collection)) == 1
     assert [r.payload for r in run(store.retrieve(TENANT, collection, [1, 2]))] == [{"v": "kept"}]
 

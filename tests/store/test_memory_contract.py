@@ -30,7 +30,7 @@ from tests.store.conftest import TENANT
 from tests.store.test_contract import unit
 
 if TYPE_CHECKING:
-    from tests.store.conftest import Runner
+    from tests.store.conftest import CollectionNames, Runner
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
@@ -293,3 +293,81 @@ def test_diversity_is_maximal_marginal_relevance(
         request = ask(RecallMode.SEMANTIC, dense=query, limit=8, diversity=diversity)
         found = ids(run(store.recall(TENANT, collection, request)))
         assert found == reference_mmr(vectors, query, diversity, 8), diversity
+
+
+def test_diversity_scores_are_the_mmr_values_best_first(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    """A diverse recall's score is each pick's marginal relevance: higher is better down the
+    list, the same on every adapter (not the similarity to the query, out of order)."""
+    rng = random.Random(5)
+    vectors = {i: unit(*(rng.random() for _ in range(4))) for i in range(12)}
+    run(store.remember(TENANT, collection, [memory(i, f"memo {i}", v) for i, v in vectors.items()]))
+    query = unit(0.2, 0.9, 0.1, 0.4)
+    found = run(
+        store.recall(
+            TENANT, collection, ask(RecallMode.SEMANTIC, dense=query, limit=6, diversity=0.7)
+        )
+    )
+    picked = reference_mmr(vectors, query, 0.7, 6)
+    assert ids(found) == picked
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))  # unit vectors
+
+    for k, (i, record) in enumerate(zip(picked, found, strict=True)):
+        redundancy = max((cos(vectors[i], vectors[j]) for j in picked[:k]), default=0.0)
+        expected = 0.3 * cos(vectors[i], query) - 0.7 * redundancy
+        assert record.score == pytest.approx(expected, abs=1e-4)
+    scores = [m.score for m in found]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("mode", [RecallMode.SEMANTIC, RecallMode.HYBRID])
+def test_diverse_recall_under_euclid_scores_higher_is_better(
+    store: VectorStore, run: Runner, names: CollectionNames, mode: RecallMode
+) -> None:
+    name = names("euclid")
+    run(store.create_collection(TENANT, name, 4, Distance.EUCLID))
+    points = {1: [1.0, 0, 0, 0], 2: [0.9, 0.1, 0, 0], 3: [0, 3.0, 0, 0], 4: [0, 0, 5.0, 0]}
+    run(store.remember(TENANT, name, [memory(i, f"memo {i}", v) for i, v in points.items()]))
+    request = ask(mode, "memo", dense=[1.0, 0, 0, 0], limit=4, diversity=0.5)
+    found = run(store.recall(TENANT, name, request))
+    assert found[0].id == 1
+    assert found[0].score == pytest.approx(0.0, abs=1e-4)  # (1 - 0.5) * -distance
+    scores = [m.score for m in found]
+    assert scores == sorted(scores, reverse=True)
+    assert all(s <= 1e-6 for s in scores)
+
+
+def test_a_memory_reads_back_with_its_dense_vector(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    run(store.remember(TENANT, collection, CORPUS))
+    (record,) = run(store.retrieve(TENANT, collection, [2], with_vector=True))
+    assert record.vector == pytest.approx(unit(0, 1))
+    (without,) = run(store.retrieve(TENANT, collection, [4], with_vector=True))
+    assert without.vector is None
+    page = run(store.scroll(TENANT, collection, limit=10, with_vector=True))
+    assert {p.id: p.vector is not None for p in page.points} == {
+        1: True,
+        2: True,
+        3: True,
+        4: False,
+    }
+    (hit,) = run(store.query(TENANT, collection, unit(0, 1), limit=1, with_vector=True))
+    assert hit.id == 2 and hit.vector == pytest.approx(unit(0, 1))
+
+
+def test_a_wrong_dimension_is_named_as_on_every_adapter(
+    store: VectorStore, collection: str, run: Runner
+) -> None:
+    batch = [memory(1, "one", unit(1, 0)), memory(2, "two"), memory(3, "three", [1.0, 0.0])]
+    with pytest.raises(
+        BadUserInput, match=r"^Vector of memory 2 has 2 dimensions; the collection has 4$"
+    ):
+        run(store.remember(TENANT, collection, batch))
+    with pytest.raises(
+        BadUserInput, match=r"^Query vector has 3 dimensions; the collection has 4$"
+    ):
+        run(store.recall(TENANT, collection, ask(RecallMode.SEMANTIC, dense=[1.0, 0.0, 0.0])))

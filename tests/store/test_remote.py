@@ -76,6 +76,22 @@ def test_from_settings_uses_url_api_key_and_timeout(run: Runner) -> None:
     run(check())
 
 
+def test_a_local_path_keeps_the_bound_on_vector_shapes(run: Runner, tmp_path: Path) -> None:
+    """QDRANT_URL=path:<dir> refuses a new shape past MAX_VECTOR_SHAPES, as the embedded
+    store and a Qdrant server do."""
+    store = RemoteStore.from_settings(
+        Settings(qdrant_url=f"path:{tmp_path / 'q'}", max_vector_shapes=1)
+    )
+
+    async def check() -> None:
+        async with opened(store):
+            await store.create_collection(TENANT, "a", 2, Distance.DOT)
+            with pytest.raises(BadUserInput, match="At most 1 vector shapes"):
+                await store.create_collection(TENANT, "b", 3, Distance.DOT)
+
+    run(check())
+
+
 def test_nothing_listening_opens_and_every_call_is_unavailable_quickly(run: Runner) -> None:
     store = RemoteStore.connect(f"http://127.0.0.1:{free_port()}", timeout_seconds=5.0)
 
@@ -332,6 +348,7 @@ def test_dense_searches_carry_the_same_hnsw_ef_as_the_embedded_store(run: Runner
             assert dense_efs(semantic) == []
             assert dense_efs(hybrid) == [("sparse", None), ("dense", HNSW_EF)]
             assert dense_efs(recent) == [("sparse", None), ("dense", HNSW_EF)]
-            assert dense_efs(diverse) == [("sparse", None)]
+            # only the candidates: diversity re-ranks them in the adapter, as the embedded one
+            assert dense_efs(diverse) == []
 
     run(check())

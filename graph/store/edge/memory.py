@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
 from qdrant_edge import (
     DecayKind,
     EdgeShard,
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
 
 from graph.errors import BadUserInput
 from graph.settings import Distance
+from graph.store.common import maximal_marginal_relevance
 from graph.store.edge.translate import (
     DENSE,
     EdgeId,
@@ -325,40 +325,13 @@ def _relevance(request: RecallRequest, hit: EdgeScoredPoint, rrf: float) -> floa
 def _mmr(
     request: RecallRequest, ranked: list[tuple[EdgeId, EdgeScoredPoint]], distance: Distance
 ) -> tuple[list[EdgeId], dict[EdgeId, float]]:
-    """Maximal marginal relevance over the candidates' dense vectors, as Qdrant's: each
-    next pick maximises (1 - diversity) * sim(query, d) - diversity * max sim(d, picked)."""
+    """Maximal marginal relevance over the candidates' dense vectors (common.py)."""
     assert request.dense is not None
-    ids = [i for i, hit in ranked if vector_of(hit.vector) is not None]
-    if not ids:
-        return [], {}
-    by_id = dict(ranked)
-    vectors = np.array([vector_of(by_id[i].vector) for i in ids], dtype=np.float64)
-    query = np.array(request.dense, dtype=np.float64)
-    relevance = _similarity(vectors, query[None, :], distance)[:, 0]
-    between = _similarity(vectors, vectors, distance)
-    keep = 1.0 - request.diversity
-    picked: list[int] = []
-    scores: dict[EdgeId, float] = {}
-    left = list(range(len(ids)))
-    while left and len(picked) < request.limit:
-        redundancy = between[left][:, picked].max(axis=1) if picked else np.zeros(len(left))
-        value = keep * relevance[left] - request.diversity * redundancy
-        best = int(np.argmax(value))
-        scores[ids[left[best]]] = float(value[best])
-        picked.append(left.pop(best))
-    return [ids[i] for i in picked], scores
-
-
-def _similarity(a: np.ndarray, b: np.ndarray, distance: Distance) -> np.ndarray:
-    """Pairwise similarity of the rows of a and b, higher is closer."""
-    if distance is Distance.EUCLID:
-        result: np.ndarray = -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
-        return result
-    if distance is Distance.COSINE:
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    product: np.ndarray = a @ b.T
-    return product
+    candidates = [(i, v) for i, hit in ranked if (v := vector_of(hit.vector)) is not None]
+    picked = maximal_marginal_relevance(
+        request.dense, candidates, request.diversity, request.limit, distance
+    )
+    return [i for i, _ in picked], dict(picked)
 
 
 def retrieve(

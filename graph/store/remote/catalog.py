@@ -228,11 +228,13 @@ class Catalog:
         )
         return result.count
 
-    def check_dimension(self, logical: Logical, vectors: Sequence[Sequence[float]]) -> None:
-        dimension = logical.entry.dimension
-        for i, vector in enumerate(vectors):
-            what = "Vector" if len(vectors) == 1 else f"Vector of point {i}"
-            check_vector_dimension(vector, dimension, what)
+    def check_dimension(
+        self, logical: Logical, vectors: Sequence[tuple[str, Sequence[float]]]
+    ) -> None:
+        """vectors: each with the name an error gives it, in the embedded adapter's words
+        ("Vector of point 3", "Query vector")."""
+        for what, vector in vectors:
+            check_vector_dimension(vector, logical.entry.dimension, what)
 
     async def reading(
         self, tenant: str, collection: str, vectors: Sequence[Sequence[float]] = ()
@@ -242,7 +244,7 @@ class Catalog:
         logical = await self.lookup(tenant, collection)
         if any(len(v) != logical.entry.dimension for v in vectors):
             logical = await self.lookup(tenant, collection, fresh=True)
-        self.check_dimension(logical, vectors)
+        self.check_dimension(logical, [("Query vector", v) for v in vectors])
         return logical
 
     async def add(self, logical: Logical) -> None:

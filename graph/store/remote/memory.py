@@ -1,9 +1,10 @@
 """Memories in the remote adapter: qdrant-client points and queries built from our models.
 
 The same stages as the embedded adapter (graph/store/edge/memory.py has the scoring):
-relevance (BM25 on the sparse vector KEYWORDS_VECTOR, dense, or both fused by RRF),
-recency as a formula over the reciprocal-rank score scaled to a best of 1, and
-diversity as MMR over the dense vectors, each stage carrying the same filter.
+relevance (BM25 on the sparse vector KEYWORDS_VECTOR, dense, or both fused by RRF) and
+recency as a formula over the reciprocal-rank score scaled to a best of 1, each stage
+carrying the same filter, run by Qdrant; diversity as MMR over the candidates' dense
+vectors, computed here as the embedded adapter does (common.maximal_marginal_relevance).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime
 from qdrant_client import models
 
 from graph.errors import BadUserInput
+from graph.settings import Distance
+from graph.store.common import maximal_marginal_relevance
 from graph.store.models import (
     RRF_K,
     MemoryPoint,
@@ -24,7 +27,7 @@ from graph.store.models import (
     check_finite,
     normalize_point_id,
 )
-from graph.store.remote.translate import DENSE, SEARCH_PARAMS
+from graph.store.remote.translate import DENSE, SEARCH_PARAMS, from_qdrant_vector
 from graph.store.tenancy import (
     CREATED_FIELD,
     EXPIRES_FIELD,
@@ -94,7 +97,8 @@ def expired_everywhere(now: datetime) -> models.Filter:
 def recall_query(
     request: RecallRequest, flt: models.Filter
 ) -> tuple[models.Query | None, list[models.Prefetch] | None, str | None]:
-    """(query, prefetch, using) for query_points."""
+    """(query, prefetch, using) for query_points: the relevance and recency stages (the
+    candidates, when diversity re-ranks them: memory_calls.py)."""
     candidates = request.candidates
     relevance: list[models.Prefetch] = []
     if request.mode is not RecallMode.SEMANTIC:
@@ -126,16 +130,6 @@ def recall_query(
     else:
         only = relevance[0]
         query, prefetch, using = models.NearestQuery(nearest=only.query), None, only.using  # type: ignore[arg-type]
-    if request.diversity > 0:
-        assert request.dense is not None
-        stage = models.Prefetch(
-            prefetch=prefetch, query=query, using=using, limit=candidates, filter=flt
-        )
-        query = models.NearestQuery(
-            nearest=request.dense,
-            mmr=models.Mmr(diversity=request.diversity, candidates_limit=candidates),
-        )
-        prefetch, using = [stage], None
     return query, prefetch, using
 
 
@@ -163,3 +157,20 @@ def _recency_formula(request: RecallRequest) -> models.FormulaQuery:
 def scored_memories(points: Sequence[models.ScoredPoint], descending: bool) -> list[MemoryRecord]:
     sign = 1.0 if descending else -1.0
     return [memory_record(p.payload, sign * float(p.score)) for p in points]
+
+
+def diversified(
+    request: RecallRequest, candidates: Sequence[models.ScoredPoint], distance: Distance
+) -> list[MemoryRecord]:
+    """The candidates (best first) re-ranked by maximal marginal relevance over their dense
+    vectors; those without one drop out."""
+    assert request.dense is not None
+    by_id = {p.id: p for p in candidates}
+    picked = maximal_marginal_relevance(
+        request.dense,
+        [(p.id, v) for p in candidates if (v := from_qdrant_vector(p.vector)) is not None],
+        request.diversity,
+        request.limit,
+        distance,
+    )
+    return [memory_record(by_id[i].payload, score) for i, score in picked]

@@ -44,7 +44,11 @@ class MemoryCalls:
     async def remember(self, tenant: str, collection: str, memories: Sequence[MemoryPoint]) -> int:
         logical = await self._catalog.lookup(tenant, collection, fresh=True)
         memory.check_metadata(memories)
-        vectors = [m.vector for m in memories if m.vector is not None]
+        vectors = [
+            (f"Vector of memory {i}", m.vector)
+            for i, m in enumerate(memories)
+            if m.vector is not None
+        ]
         self._catalog.check_dimension(logical, vectors)
         structs = memory.memory_structs(memories, logical.entry.partition)
         await self._catalog.ensure_physical(logical)  # one made before memories: their vector
@@ -61,6 +65,7 @@ class MemoryCalls:
         await self._catalog.ensure_physical(logical)
         flt = memory.memories_only(logical.scoped(request.filter), request.now)
         query, prefetch, using = memory.recall_query(request, flt)
+        diverse = request.diversity > 0
         response = await self._client.call(
             "query_points",
             lambda c: c.query_points(
@@ -69,12 +74,15 @@ class MemoryCalls:
                 prefetch=prefetch,
                 using=using,
                 query_filter=flt,
-                limit=request.limit,
+                limit=request.candidates if diverse else request.limit,
                 with_payload=True,
+                with_vectors=diverse,
                 search_params=SEARCH_PARAMS,  # the top-level dense search, if any
             ),
             collection=collection,
         )
+        if diverse:
+            return memory.diversified(request, response.points, logical.entry.distance)
         plain = request.recency is None and request.mode is RecallMode.SEMANTIC
         descending = logical.entry.distance is not Distance.EUCLID or not plain
         return memory.scored_memories(response.points, descending)

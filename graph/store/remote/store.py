@@ -113,6 +113,7 @@ class RemoteStore(MemoryCalls, VectorStore):
             return cls.local(
                 settings.store.qdrant_url.removeprefix(LOCAL_PREFIX),
                 timeout_seconds=settings.store.store_timeout_seconds,
+                max_vector_shapes=settings.store.max_vector_shapes,
             )
         api_key = (
             settings.store.qdrant_api_key.get_secret_value()
@@ -130,9 +131,13 @@ class RemoteStore(MemoryCalls, VectorStore):
         )
 
     @classmethod
-    def local(cls, path: str | None = None, *, timeout_seconds: float = 10.0) -> RemoteStore:
+    def local(
+        cls, path: str | None = None, *, timeout_seconds: float = 10.0, max_vector_shapes: int = 8
+    ) -> RemoteStore:
         """qdrant-client's in-process local mode: in memory, or persisted under path."""
-        return cls(local_client(path), timeout_seconds=timeout_seconds)
+        return cls(
+            local_client(path), timeout_seconds=timeout_seconds, max_vector_shapes=max_vector_shapes
+        )
 
     # Lifecycle
 
@@ -211,7 +216,9 @@ class RemoteStore(MemoryCalls, VectorStore):
         logical = await self._catalog.lookup(tenant, collection, fresh=True)
         partition = logical.entry.partition
         structs = to_point_structs(points, partition)
-        self._catalog.check_dimension(logical, [p.vector for p in points])
+        self._catalog.check_dimension(
+            logical, [(f"Vector of point {i}", p.vector) for i, p in enumerate(points)]
+        )
         return await self._write(logical, structs)
 
     async def _write(self, logical: Logical, structs: list[models.PointStruct]) -> int:

@@ -87,6 +87,10 @@ def from_qdrant_id(raw: models.ExtendedPointId) -> PointId:
 
 
 def from_qdrant_vector(raw: object) -> list[float] | None:
+    """The dense vector of a point as read: a memory has named vectors (its BM25 weights
+    beside the unnamed dense one), and then they all come back by name."""
+    if isinstance(raw, dict):
+        raw = raw.get(DENSE)
     if isinstance(raw, list) and all(isinstance(x, int | float) for x in raw):
         return [float(x) for x in raw]
     return None
