@@ -83,6 +83,9 @@ class StoreSupervisor:
         except (ApiError, TimeoutError):
             up = False
         self._record(up)
+        # store_up is the readiness check's answer: a store that answers but cannot hold the
+        # default collection (a full disk) leaves /readyz 503, and StoreDown must see that.
+        STORE_UP.set(1 if up and self.collection_ready else 0)
         return up and self.collection_ready
 
     async def _ensure_default_collection(self) -> bool:
@@ -110,7 +113,6 @@ class StoreSupervisor:
                     "The vector store does not answer", extra={"backend": self.store.backend}
                 )
         self.up = up
-        STORE_UP.set(1 if up else 0)
 
     async def run(self) -> None:
         """Until stopping: a cancellation alone could be lost inside a store call."""

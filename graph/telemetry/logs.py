@@ -144,6 +144,9 @@ def configure(level: str = "INFO", flush_seconds: float = 0.2) -> None:
     import logging.config
 
     logging.config.dictConfig(log_config(level, flush_seconds))
+    # A library's warnings.warn() becomes a WARNING of logger py.warnings, a JSON line, not
+    # plain text on stderr.
+    logging.captureWarnings(True)
     # No line carries the thread, the process or the caller's file and line (the JSON
     # formatter leaves them out), so records skip collecting them: ~3 of ~13 us a line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -169,10 +169,11 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
             ),
             panel(
                 "Rate-limited requests",
-                "Requests refused with RATE_LIMITED per second.",
+                "Requests refused with RATE_LIMITED per second, over GraphQL and MCP.",
                 [
                     target(
-                        f'sum(rate(graphql_errors_total{{{JOB}, code="RATE_LIMITED"}}[{RATE}]))',
+                        # A tenant's series starts with its first refusal: 0 until then.
+                        f"sum(rate(rate_limited_requests_total{{{JOB}}}[{RATE}])) or vector(0)",
                         "rate limited",
                     )
                 ],

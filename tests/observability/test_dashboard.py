@@ -5,7 +5,16 @@ against live data in test_live.py."""
 from __future__ import annotations
 
 import json
+import re
+import time
+from pathlib import Path
 
+import jwt
+from prometheus_client import REGISTRY
+from starlette.testclient import TestClient
+
+from graph.app import create_app
+from tests.conftest import make_settings
 from tests.observability.support import (
     DASHBOARD_JSON,
     DATASOURCES,
@@ -57,7 +66,7 @@ def test_the_dashboard_shows_what_on_call_needs() -> None:
         "store_points_upserted_total",  # ingest rate
         "store_collection_points",  # points per collection
         "http_requests_in_progress",  # in flight
-        'code="RATE_LIMITED"',  # rate-limited requests
+        "rate_limited_requests_total",  # rate-limited requests, GraphQL's and MCP's
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         'up{job="qdrant"}',
@@ -75,3 +84,39 @@ def test_provisioning_points_at_the_dashboards_folder() -> None:
         "providers"
     ]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def counted_by(title: str) -> float:
+    """What the counter a panel rates holds now, summed over the series its selector picks
+    (the job matcher aside: no scrape here)."""
+    (expr,) = [t["expr"] for t_title, t in panel_targets(DASHBOARD) if t_title == title]
+    match = re.search(r"rate\((\w+)\{([^}]*)\}\[", expr)
+    assert match, expr
+    name, selector = match.groups()
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+    wanted.pop("job", None)
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and wanted.items() <= sample.labels.items()
+    )
+
+
+def test_the_rate_limited_panel_counts_every_refusal_mcps_included(tmp_path: Path) -> None:
+    secret = "a-test-secret-of-at-least-32-bytes-long!"
+    claims = {"tenant": "panel", "scope": "read write", "exp": int(time.time()) + 600}
+    bearer = {"authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    settings = make_settings(tmp_path, auth_jwt_secret=secret, rate_limit="1/minute")
+    before = counted_by("Rate-limited requests")
+    with TestClient(create_app(settings)) as client:
+        graphql = [client.post("/graphql", json={"query": "{ count }"}, headers=bearer)]
+        graphql += [client.post("/graphql", json={"query": "{ count }"}, headers=bearer)]
+        mcp = client.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**bearer, "accept": "application/json, text/event-stream"},
+        )
+    assert [r.status_code for r in graphql] == [200, 429]
+    assert mcp.status_code == 429
+    assert counted_by("Rate-limited requests") - before == 2

@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import logging.config
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,3 +167,20 @@ def test_flush_seconds_0_writes_each_line_at_once(stream: CountingStream) -> Non
     assert any(isinstance(f, RequestIdFilter) for f in handler.filters)
     log.info("now")
     assert [line["message"] for line in stream.lines()] == ["now"]
+
+
+def test_a_librarys_warning_is_a_json_line_too() -> None:
+    """warnings.warn writes to stderr past logging unless logging captures it: a library's
+    deprecation or resource warning would be a line of plain text among the JSON."""
+    code = (
+        "import warnings\n"
+        "from graph.telemetry.logs import configure\n"
+        "configure(flush_seconds=0)\n"
+        "warnings.warn('a library warns', UserWarning)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["level"], line["logger"]) for line in lines] == [("WARNING", "py.warnings")]
+    assert "a library warns" in lines[0]["message"]

@@ -151,10 +151,15 @@ def test_resolver_timing_is_on_by_default(client: TestClient) -> None:
     assert sample("graphql_resolver_duration_seconds_count", **resolver) == before + 1
 
 
-def documented_metrics() -> set[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Metrics", 1)[1].split("\n#", 1)[0]
+def documented_metrics(path: str = "README.md", heading: str = "### Metrics") -> set[str]:
+    text = (ROOT / path).read_text()
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
     return set(re.findall(r"^\| `([a-z_:]+)` \|", section, flags=re.MULTILINE))
+
+
+def test_the_operating_guide_lists_the_metrics_the_readme_lists() -> None:
+    """docs/operating.md says what each metric means; the README's table is the checked one."""
+    assert documented_metrics("docs/operating.md", "## Metrics") == documented_metrics()
 
 
 def test_every_exported_metric_has_a_readme_row(client: TestClient) -> None:
@@ -171,3 +176,15 @@ def test_every_exported_metric_has_a_readme_row(client: TestClient) -> None:
     assert {n for n in documented if not n.startswith("process_")} - ours == set(), (
         "in the README's metrics table but not exported"
     )
+
+
+def test_store_up_is_0_while_the_readiness_check_fails(tmp_path: Path) -> None:
+    """The store answers but the default collection cannot be made (a full disk, as the
+    embedded store's guard sees it): /readyz is 503, and StoreDown must see it."""
+    settings = make_settings(tmp_path, min_free_disk_mb=10**9)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 503
+        assert sample("store_up") == 0
+    with TestClient(create_app(make_settings(tmp_path / "roomy"))) as client:
+        assert client.get("/readyz").status_code == 200
+        assert sample("store_up") == 1
