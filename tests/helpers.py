@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from starlette.testclient import TestClient
 
 from graph.memory.service import MemoryService
@@ -132,8 +134,6 @@ def require_tool(name: str) -> str:
     import os
     import shutil
 
-    import pytest
-
     path = shutil.which(name)
     if path is None:
         message = f"{name} is not installed (.ci/run installs it)"
@@ -196,3 +196,28 @@ def open_memory_service(
         yield MemoryService(store, make_settings(tmp_path))
     finally:
         run(store.close())
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs at path, or a skip saying why when this sandbox cannot mount."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        for _ in range(50):
+            if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            # Left mounted, it would break pytest's clean-up of old tmp_path directories.
+            subprocess.run(["umount", "--lazy", str(path)], check=False)
+            raise AssertionError(f"{path} was still busy: stop its server inside the block")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import UPSERT, stand_in_http
+from tests.helpers import UPSERT, stand_in_http, tmpfs
 from tests.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -209,31 +209,6 @@ def test_sigterm_under_load_drains_and_exits_0(
     servers.append(again)
     again.start()
     assert missing(again, ingest.acknowledged) == []
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    """A small tmpfs at path, or a skip saying why when this sandbox cannot mount."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        for _ in range(50):
-            if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            # Left mounted, it would break pytest's clean-up of old tmp_path directories.
-            subprocess.run(["umount", "--lazy", str(path)], check=False)
-            raise AssertionError(f"{path} was still busy: stop its server inside the block")
 
 
 class SlowEmbeddings(BaseHTTPRequestHandler):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,11 @@ from qdrant_edge import EdgeShard, QueryRequest, UpdateOperation
 from graph.settings import Distance, Quantization
 from graph.store.edge import EdgeStore, views
 from graph.store.edge.indexing import BuildPlan, installed, merge_group
-from graph.store.edge.layout import Manifest
+from graph.store.edge.layout import Manifest, files_size
 from graph.store.edge.translate import edge_points, nearest_request, search_params
 from graph.store.models import Point
 from graph.store.tenancy import client_id
+from tests.helpers import tmpfs
 from tests.store.conftest import TENANT
 from tests.store.test_edge import (
     DIM,
@@ -319,3 +323,61 @@ def test_a_merge_waiting_for_the_writes_to_pause_is_called_off_with_its_collecti
         assert waiting.cancelled() and coll.idle_check is None
 
     with_store(tmp_path, body, index_threshold=CHUNK, merge_max_points=10 * CHUNK)
+
+
+def test_an_index_build_without_room_on_the_disk_waits_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build copies its shard and writes a new segment about as large: one that would
+    leave less than MIN_FREE_DISK_MB free is not started (the engine writes through maps,
+    and a full disk under them kills the process). Writes and queries go on, the refusal
+    is counted and said in one line, and once there is room the retry indexes the points."""
+    points = 50
+    vecs = vectors(points)
+
+    async def main(mount: Path) -> None:
+        # What a build of this shard would copy, from a store that never builds.
+        probe = EdgeStore(mount / "probe", index_threshold=10**9)
+        await probe.open()
+        try:
+            await probe.create_collection(TENANT, "c", DIM, Distance.COSINE)
+            await fill(probe, "c", vecs, 0, points)
+            shard = physical(probe, "c")
+            size = files_size(shard.path / shard.manifest.fresh)
+        finally:
+            await probe.close()
+        shutil.rmtree(mount / "probe")
+        # Room for the store's writes (its shard's files are sparse), not for 2 x size more.
+        minimum = shutil.disk_usage(mount).free - size
+        store = EdgeStore(
+            mount / "data", index_threshold=points, retry_delay_seconds=0.5, min_free_bytes=minimum
+        )
+        await store.open()
+        try:
+            await store.create_collection(TENANT, "c", DIM, Distance.COSINE)
+            await fill(store, "c", vecs, 0, points)
+            await store.wait_for_indexing()
+            status = await index_status(store, "c")
+            assert status["builds_failed"] >= 1 and status["indexed_points"] == 0, status
+            assert "needs" in status["last_error"], status["last_error"]
+            coll = physical(store, "c")
+            assert [p.name for p in coll.path.glob("shard-*")] == [coll.manifest.fresh]
+            [hit] = await store.query(TENANT, "c", vecs[7], limit=1)
+            assert hit.id == 7
+            subprocess.run(["mount", "-o", "remount,size=1536m", str(mount)], check=True)
+            deadline = time.monotonic() + 120
+            while (await index_status(store, "c"))["indexed_points"] < points:
+                assert time.monotonic() < deadline, await index_status(store, "c")
+                await asyncio.sleep(0.1)
+            [hit] = await store.query(TENANT, "c", vecs[7], limit=1)
+            assert hit.id == 7
+        finally:
+            await store.close()
+
+    with (
+        caplog.at_level(logging.ERROR, logger="graph.store.edge.indexing"),
+        tmpfs(tmp_path / "small", "size=768m") as mount,
+    ):
+        asyncio.run(main(mount))
+    refusals = [r for r in caplog.records if r.getMessage().startswith("Index build not started")]
+    assert refusals and all(r.exc_info is None for r in refusals)

@@ -43,10 +43,26 @@ import graph
 from graph.errors import NotFound, StoreUnavailable
 from graph.settings import Quantization
 from graph.store.edge import views
-from graph.store.edge.layout import Collection, Manifest, create_shard, load_shards, remove
+from graph.store.edge.layout import (
+    Collection,
+    DiskGuard,
+    Manifest,
+    create_shard,
+    files_size,
+    load_shards,
+    remove,
+)
 from graph.store.edge.views import ShardRunner, View
 
 logger = logging.getLogger(__name__)
+# A build writes a copy of its sources, then a new segment about as large (the HNSW graph
+# and the int8 copies on top of the vectors, less the holes a copy fills).
+BUILD_SPACE_FACTOR = 2
+
+
+class NoRoomForBuild(Exception):
+    pass
+
 
 INDEX_BEHIND_MESSAGE = "Indexing is behind the writes; retry later"
 
@@ -88,6 +104,7 @@ class BackgroundIndexing(ShardRunner):
     backlog_wait_seconds: float
     retry_delay_seconds: float
     _collections: dict[str, Collection]
+    _disk: DiskGuard
 
     def _get(self, name: str) -> Collection:
         """A physical collection."""
@@ -249,12 +266,17 @@ class BackgroundIndexing(ShardRunner):
         coll.stats.failures += 1
         coll.stats.last_error = f"{type(exc).__name__}: {exc}"
         coll.retry_at = time.monotonic() + self.retry_delay_seconds
-        logger.error(
-            "Index build of collection %r failed; retrying in %ss",
-            coll.name,
-            self.retry_delay_seconds,
-            exc_info=exc,
-        )
+        if isinstance(exc, NoRoomForBuild):  # said in full, no traceback to add
+            logger.error(
+                "Index build not started: %s; retrying in %ss", exc, self.retry_delay_seconds
+            )
+        else:
+            logger.error(
+                "Index build of collection %r failed; retrying in %ss",
+                coll.name,
+                self.retry_delay_seconds,
+                exc_info=exc,
+            )
         asyncio.get_running_loop().call_later(
             self.retry_delay_seconds, self._maybe_start_build, coll
         )
@@ -272,6 +294,8 @@ class BackgroundIndexing(ShardRunner):
             if coll.closing or group is None:
                 return None
             await self._drain(coll.view, writers_only=True)
+            sources = group or (coll.manifest.sealed or coll.manifest.fresh,)
+            await asyncio.to_thread(self._check_room, coll, sources)  # not an engine call
             if not group and coll.manifest.sealed is None:
                 await self._seal(coll)
             replaces = group or (coll.manifest.sealed,)
@@ -295,6 +319,19 @@ class BackgroundIndexing(ShardRunner):
         await self._run(sealed.write, coll.path)
         coll.set_manifest(sealed)
         coll.sealed_points, coll.fresh_points = coll.fresh_points, 0
+
+    def _check_room(self, coll: Collection, sources: tuple[str, ...]) -> None:
+        """A build copies its sources and writes a new segment about as large: refused when
+        that would leave less than MIN_FREE_DISK_MB, where the store's own writes stop (a
+        write through a map onto a full disk kills the process). Writes go on meanwhile
+        and the unindexed points are searched by brute force until there is room."""
+        needed = BUILD_SPACE_FACTOR * sum(files_size(coll.path / name) for name in sources)
+        if not self._disk.room_for(needed):
+            raise NoRoomForBuild(
+                f"an index build of collection {coll.name!r} needs ~{needed // 2**20} MiB "
+                f"and would leave less than {self._disk.min_free_bytes // 2**20} MiB free "
+                f"in {self._disk.data_dir}"
+            )
 
     @staticmethod
     def _copy_sources(coll: Collection, plan: BuildPlan) -> None:

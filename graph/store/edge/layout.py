@@ -391,3 +391,18 @@ class DiskGuard:
                 logger.warning("Disk space is back in %s: writes are accepted", self.data_dir)
         if full:
             raise StoreUnavailable(DISK_FULL_MESSAGE)
+
+    def room_for(self, nbytes: int) -> bool:
+        """Whether nbytes more would leave min_free_bytes free (an index build's copy and
+        new segment: they are written through the same maps as the store's own files)."""
+        if not self.min_free_bytes:
+            return True
+        return shutil.disk_usage(self.data_dir).free - nbytes >= self.min_free_bytes
+
+
+def files_size(path: Path) -> int:
+    """The bytes of every file under path as a copy writes them (a copy fills the holes of
+    the engine's sparse files)."""
+    return sum(
+        (Path(root) / name).stat().st_size for root, _, names in os.walk(path) for name in names
+    )
