@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph import __version__
-from graph.errors import ApiError, BadUserInput, ConfigError, ErrorCode
+from graph.errors import ApiError, BadUserInput, ConfigError, ErrorCode, StoreOverloaded
 from graph.graphql.compiled.fastpath import FastPath
 from graph.graphql.execution import Executor
 from graph.graphql.policy import Policy
@@ -80,6 +80,12 @@ class StoreSupervisor:
                 if not self.collection_ready:
                     self.collection_ready = await self._ensure_default_collection()
             up = True
+        except StoreOverloaded:
+            # Every call slot to the Qdrant server is taken (STORE_MAX_QUEUE): the store is
+            # busy, not down, and a 503 would pull healthy replicas out of the load balancer
+            # at the worst moment. The state stays as it was until a ping gets a slot (a
+            # hung server's calls time out and free theirs).
+            up = bool(self.up)
         except (ApiError, TimeoutError):
             up = False
         self._record(up)
@@ -225,7 +231,10 @@ def create_app(
 
     async def metrics(request: Request) -> Response:
         recorder.record()  # what waits for its batch is counted in this scrape
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # Off the event loop: ~3,000 series take ~30 ms to write out, which would hold every
+        # request for as long at each scrape (prometheus_client's metrics take their locks).
+        body = await asyncio.to_thread(generate_latest)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.telemetry.metrics_http else []
 

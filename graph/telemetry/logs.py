@@ -136,6 +136,12 @@ def log_config(level: str = "INFO", flush_seconds: float = 0.2) -> dict[str, Any
             "uvicorn": {"handlers": [], "level": level.upper(), "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level.upper(), "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
+            # httpx says every call to the embedder or a Qdrant server at INFO, with the
+            # whole URL: a line per call, and any user:password in EMBED_URL or QDRANT_URL.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+            # The MCP SDK says at INFO that each stateless request's session ends.
+            "mcp.server.streamable_http": {"level": "WARNING"},
         },
     }
 

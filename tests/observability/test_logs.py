@@ -184,3 +184,25 @@ def test_a_librarys_warning_is_a_json_line_too() -> None:
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [(line["level"], line["logger"]) for line in lines] == [("WARNING", "py.warnings")]
     assert "a library warns" in lines[0]["message"]
+
+
+def test_calls_to_the_embedder_or_qdrant_are_not_logged_with_their_url() -> None:
+    """httpx logs each call at INFO with its whole URL, user:password included (EMBED_URL
+    and QDRANT_URL may carry them), and the MCP SDK each stateless session's end: neither
+    reaches the log at the default level; their warnings still do."""
+    code = (
+        "import logging\n"
+        "from graph.telemetry.logs import configure\n"
+        "configure(flush_seconds=0)\n"
+        "logging.getLogger('httpx').info('HTTP Request: POST http://u:s3cret@embedder/v1')\n"
+        "logging.getLogger('mcp.server.streamable_http').info('Terminating session: None')\n"
+        "logging.getLogger('httpx').warning('a warning of its own')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "s3cret" not in result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("httpx", "a warning of its own")
+    ]

@@ -188,3 +188,52 @@ def test_store_up_is_0_while_the_readiness_check_fails(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(tmp_path / "roomy"))) as client:
         assert client.get("/readyz").status_code == 200
         assert sample("store_up") == 1
+
+
+def test_a_store_shedding_calls_is_busy_not_down(tmp_path: Path) -> None:
+    """A readiness ping shed with STORE_OVERLOADED (every call slot to a Qdrant server
+    taken) leaves the store up: a 503 would take healthy replicas out under load."""
+    from graph.errors import StoreOverloaded
+
+    class Shedding(EdgeStore):
+        shedding = False
+
+        async def ping(self) -> None:
+            if self.shedding:
+                raise StoreOverloaded()
+            await super().ping()
+
+    store = Shedding(tmp_path / "data")
+    with TestClient(create_app(make_settings(tmp_path), store=store)) as client:
+        assert client.get("/readyz").status_code == 200
+        store.shedding = True
+        assert client.get("/readyz").status_code == 200
+        assert sample("store_up") == 1
+
+
+def test_a_scrape_is_written_out_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of series take tens of milliseconds to write out: on the event loop every
+    scrape would hold every request for as long."""
+    import asyncio
+
+    import graph.app
+
+    on_loop: list[bool] = []
+
+    def generate() -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return REGISTRY_TEXT
+
+    monkeypatch.setattr(graph.app, "generate_latest", generate)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.content == REGISTRY_TEXT
+    assert on_loop == [False]
+
+
+REGISTRY_TEXT = b"# a scrape\n"
