@@ -47,7 +47,8 @@ from graph.errors import ConfigError, StoreUnavailable
 from graph.settings import Distance, Quantization, VectorDatatype
 from graph.store.common import fsync_dir
 from graph.store.edge import pagecache
-from graph.store.edge.views import JournalEntry, Moves, View
+from graph.store.edge.moves import Moves
+from graph.store.edge.views import JournalEntry, View
 from graph.store.models import CollectionInfo
 from graph.store.tenancy import (
     CREATED_FIELD,

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 from graph.errors import BadUserInput
 from graph.settings import Distance
 from graph.store.common import maximal_marginal_relevance
+from graph.store.edge.moves import Moves
 from graph.store.edge.translate import (
     DENSE,
     EdgeId,
@@ -65,7 +66,6 @@ from graph.store.edge.translate import (
 )
 from graph.store.edge.views import (
     JournalEntry,
-    Moves,
     delete_stored,
     query_each,
     search_fresh_again,
@@ -263,7 +263,7 @@ def _newest(
 ) -> list[EdgeScoredPoint]:
     """Each shard's hits (oldest shard first, so that a point caught mid-upsert in two keeps
     the newer version), best first by sign * score. moves: when shards[-1] is the fresh
-    shard, the collection's (views.Moves)."""
+    shard, the collection's (moves.Moves)."""
     before = None if moves is None else moves.number
     each = query_each(shards, query)
     search_fresh_again(shards, query, each, moves, before)

@@ -24,6 +24,7 @@ from qdrant_edge import Record as EdgeRecord
 from qdrant_edge import ScoredPoint as EdgeScoredPoint
 
 from graph.errors import ApiError, StoreUnavailable
+from graph.store.edge.moves import Moves
 from graph.store.edge.translate import (
     EdgeId,
     Scored,
@@ -46,7 +47,6 @@ DRAIN_TIMEOUT_SECONDS = 30.0
 # A count that overlapped a move (Moves) runs again, up to this many times in all, each
 # time once the move running has ended (it is one engine write: waiting for it is short).
 COUNT_TRIES = 20
-MOVE_WAIT_SECONDS = 1.0
 
 # qdrant-edge gives the GIL up and takes it back many times while it converts points to
 # its own (payload values, sparse vectors): two threads converting at once hand the GIL
@@ -64,37 +64,6 @@ CONVERSION_CHUNK = 16
 # one search per shard, in threads of their own: the engine gives the GIL up for part
 # of each search, so on several cores the shards are searched side by side.
 _SEARCHES = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="edge-search")
-
-
-class Moves:
-    """A seqlock over the upserts that move points between a collection's shards.
-
-    An upsert of an id an older shard holds writes the point to the fresh shard, then
-    deletes it from the older one: two engine calls. A read that sums the shards one by
-    one may count the point in both, and one that searches them side by side may search
-    the fresh shard before the write and the older one after the delete, finding it in
-    neither. The number is odd while such a move runs (writes are serialised: one writer
-    at a time); a read that overlapped a move is done again (count) or searches the
-    fresh shard again (search_fresh_again). Shared by all of a collection's views: a read
-    on a view just retired still meets the moves of writes on the new one."""
-
-    __slots__ = ("number",)
-
-    def __init__(self) -> None:
-        self.number = 0
-
-    def begin(self) -> None:
-        self.number += 1
-
-    def end(self) -> None:
-        self.number += 1
-
-    def settled(self) -> int:
-        """The number once no move runs (at most MOVE_WAIT_SECONDS later)."""
-        deadline = time.monotonic() + MOVE_WAIT_SECONDS
-        while self.number % 2 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        return self.number
 
 
 class View:
