@@ -169,19 +169,22 @@ def test_flush_seconds_0_writes_each_line_at_once(stream: CountingStream) -> Non
     assert [line["message"] for line in stream.lines()] == ["now"]
 
 
-def test_a_librarys_warning_is_a_json_line_too() -> None:
-    """warnings.warn writes to stderr past logging unless logging captures it: a library's
-    deprecation or resource warning would be a line of plain text among the JSON."""
-    code = (
-        "import warnings\n"
-        "from graph.telemetry.logs import configure\n"
-        "configure(flush_seconds=0)\n"
-        "warnings.warn('a library warns', UserWarning)\n"
-    )
+def configured_process_stderr(statements: str) -> str:
+    """What a fresh process writes to stderr running statements after configure()."""
+    code = f"from graph.telemetry.logs import configure\nconfigure(flush_seconds=0)\n{statements}"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    return result.stderr
+
+
+def test_a_librarys_warning_is_a_json_line_too() -> None:
+    """warnings.warn writes to stderr past logging unless logging captures it: a library's
+    deprecation or resource warning would be a line of plain text among the JSON."""
+    stderr = configured_process_stderr(
+        "import warnings\nwarnings.warn('a library warns', UserWarning)\n"
+    )
+    lines = [json.loads(line) for line in stderr.splitlines()]
     assert [(line["level"], line["logger"]) for line in lines] == [("WARNING", "py.warnings")]
     assert "a library warns" in lines[0]["message"]
 
@@ -190,19 +193,14 @@ def test_calls_to_the_embedder_or_qdrant_are_not_logged_with_their_url() -> None
     """httpx logs each call at INFO with its whole URL, user:password included (EMBED_URL
     and QDRANT_URL may carry them), and the MCP SDK each stateless session's end: neither
     reaches the log at the default level; their warnings still do."""
-    code = (
+    stderr = configured_process_stderr(
         "import logging\n"
-        "from graph.telemetry.logs import configure\n"
-        "configure(flush_seconds=0)\n"
         "logging.getLogger('httpx').info('HTTP Request: POST http://u:s3cret@embedder/v1')\n"
         "logging.getLogger('mcp.server.streamable_http').info('Terminating session: None')\n"
         "logging.getLogger('httpx').warning('a warning of its own')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "s3cret" not in result.stderr
-    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert "s3cret" not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines()]
     assert [(line["logger"], line["message"]) for line in lines] == [
         ("httpx", "a warning of its own")
     ]
