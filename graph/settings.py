@@ -123,8 +123,9 @@ class StoreSettings(_Group):
         default=100,
         ge=0,
         description=(
-            "embedded store: below this free space in DATA_DIR, writes get STORE_UNAVAILABLE; "
-            "backups are refused (or stopped) below it in BACKUP_DIR"
+            "embedded store: below this free space in DATA_DIR, writes get STORE_UNAVAILABLE, "
+            "and an index build that would go below it waits for room; backups are refused "
+            "(or stopped) below it in BACKUP_DIR"
         ),
     )
     index_threshold: int = Field(
