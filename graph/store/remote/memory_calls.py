@@ -4,6 +4,7 @@ requests through the client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -82,7 +83,11 @@ class MemoryCalls:
             collection=collection,
         )
         if diverse:
-            return memory.diversified(request, response.points, logical.entry.distance)
+            # In a worker thread: up to 100 candidates' vectors compared pairwise (numpy
+            # releases the GIL for the products), a fraction of a second at large dimensions.
+            return await asyncio.to_thread(
+                memory.diversified, request, response.points, logical.entry.distance
+            )
         plain = request.recency is None and request.mode is RecallMode.SEMANTIC
         descending = logical.entry.distance is not Distance.EUCLID or not plain
         return memory.scored_memories(response.points, descending)
