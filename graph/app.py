@@ -229,11 +229,26 @@ def create_app(
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
+    # The write-out running, shared by the scrapes that arrive meanwhile: /metrics needs no
+    # credential, and scrapes sent at once would each hold a thread of the default pool
+    # (keyword conversion's too) and ~30 ms of CPU; its text is at most one write-out old.
+    writing: asyncio.Future[bytes] | None = None
+
+    def written(_: asyncio.Future[bytes]) -> None:
+        nonlocal writing
+        writing = None
+
     async def metrics(request: Request) -> Response:
-        recorder.record()  # what waits for its batch is counted in this scrape
-        # Off the event loop: ~3,000 series take ~30 ms to write out, which would hold every
-        # request for as long at each scrape (prometheus_client's metrics take their locks).
-        body = await asyncio.to_thread(generate_latest)
+        nonlocal writing
+        if writing is None:
+            recorder.record()  # what waits for its batch is counted in this scrape
+            # Off the event loop: ~3,000 series take ~30 ms to write out, which would hold
+            # every request for as long at each scrape (prometheus_client's metrics take
+            # their locks).
+            writing = asyncio.ensure_future(asyncio.to_thread(generate_latest))
+            writing.add_done_callback(written)
+        # Shielded: a scrape that goes away does not cancel the others' write-out.
+        body = await asyncio.shield(writing)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     http_metrics = [Middleware(HttpMetricsMiddleware)] if settings.telemetry.metrics_http else []

@@ -237,3 +237,39 @@ def test_a_scrape_is_written_out_off_the_event_loop(
 
 
 REGISTRY_TEXT = b"# a scrape\n"
+
+
+def test_concurrent_scrapes_share_one_write_out(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/metrics needs no credential: scrapes sent at once must not each take a thread of
+    the default pool (which keyword conversion and every asyncio.to_thread share) for the
+    tens of milliseconds a write-out takes; those that arrive while one runs get its text."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import graph.app
+
+    running = 0
+    most = 0
+    calls = 0
+    lock = threading.Lock()
+
+    def generate() -> bytes:
+        nonlocal running, most, calls
+        with lock:
+            running += 1
+            calls += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return REGISTRY_TEXT
+
+    monkeypatch.setattr(graph.app, "generate_latest", generate)
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda _: client.get("/metrics"), range(48)))
+    assert all(r.status_code == 200 and r.content == REGISTRY_TEXT for r in responses)
+    assert most == 1
+    assert calls < 48
