@@ -288,7 +288,7 @@ class AuthSettings(_Group):
         ),
     )
     auth_jwt_leeway_seconds: float = Field(
-        default=10.0, ge=0, le=300, description="clock skew allowed on exp and nbf"
+        default=10.0, ge=0, le=300, description="clock skew allowed on exp, nbf and iat"
     )
     auth_api_keys_file: Path | None = Field(
         default=None, description="accept the API keys in this file (made by `graph keys`)"

@@ -153,8 +153,25 @@ def configure(level: str = "INFO", flush_seconds: float = 0.2) -> None:
     # A library's warnings.warn() becomes a WARNING of logger py.warnings, a JSON line, not
     # plain text on stderr.
     logging.captureWarnings(True)
+    _route_loguru()
     # No line carries the thread, the process or the caller's file and line (the JSON
     # formatter leaves them out), so records skip collecting them: ~3 of ~13 us a line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # The logging module's own switch (its comment on _srcfile): None skips findCaller().
     logging._srcfile = None
+
+
+def _route_loguru() -> None:
+    """fastembed logs through loguru, which writes its own plain-text lines to stderr: its
+    records go to the logging module instead, as JSON lines like every other."""
+    try:
+        from loguru import logger as loguru_logger
+    except ImportError:  # fastembed is not installed
+        return
+
+    def forward(message: Any) -> None:
+        record = message.record
+        logging.getLogger(record["name"] or "loguru").log(record["level"].no, record["message"])
+
+    loguru_logger.remove()
+    loguru_logger.add(forward, level=0, format="{message}")

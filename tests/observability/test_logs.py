@@ -204,3 +204,14 @@ def test_calls_to_the_embedder_or_qdrant_are_not_logged_with_their_url() -> None
     assert [(line["logger"], line["message"]) for line in lines] == [
         ("httpx", "a warning of its own")
     ]
+
+
+def test_loguru_lines_of_a_library_are_json_lines_too() -> None:
+    """fastembed logs through loguru, which writes plain text to stderr on its own."""
+    stderr = configured_process_stderr(
+        "from loguru import logger\nlogger.error('Could not download model')\n"
+    )
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert [(line["level"], line["message"]) for line in lines] == [
+        ("ERROR", "Could not download model")
+    ]
