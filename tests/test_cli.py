@@ -265,6 +265,7 @@ def test_a_data_dir_it_cannot_open_is_one_json_line_and_no_traceback(
     refused = [line for line in lines if line["message"].startswith("Cannot start: ")]
     assert len(refused) == 1 and refused[0]["level"] == "CRITICAL", lines
     assert str(data_dir) in refused[0]["message"]
+    assert "DATA_DIR" in refused[0]["message"]  # the line names the setting, as README says
     assert lines[-1]["message"] == "Application startup failed. Exiting."
 
 
