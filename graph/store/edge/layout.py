@@ -291,8 +291,7 @@ def take_lock(data_dir: Path) -> int:
     except OSError:
         os.close(fd)
         raise DataDirectoryInUse(
-            f"DATA_DIR {data_dir} is in use by another process "
-            "(one embedded store per directory)"
+            f"DATA_DIR {data_dir} is in use by another process (one embedded store per directory)"
         ) from None
     return fd
 
