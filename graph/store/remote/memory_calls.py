@@ -26,7 +26,7 @@ from graph.store.models import (
 from graph.store.remote import memory
 from graph.store.remote.catalog import Catalog, Logical
 from graph.store.remote.client import Client
-from graph.store.remote.translate import SEARCH_PARAMS
+from graph.store.remote.translate import DENSE, SEARCH_PARAMS
 from graph.store.tenancy import is_memory, memory_record, owns, stored_id
 
 
@@ -77,7 +77,7 @@ class MemoryCalls:
                 query_filter=flt,
                 limit=request.candidates if diverse else request.limit,
                 with_payload=True,
-                with_vectors=diverse,
+                with_vectors=[DENSE] if diverse else False,  # not the BM25 weights
                 search_params=SEARCH_PARAMS,  # the top-level dense search, if any
             ),
             collection=collection,
