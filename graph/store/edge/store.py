@@ -48,9 +48,9 @@ from graph.store.edge.layout import (
 )
 from graph.store.edge.logical import Logical
 from graph.store.edge.memory_calls import MemoryCalls
+from graph.store.edge.transfer_calls import TransferCalls
 from graph.store.edge.translate import (
     edge_points,
-    from_stored_points,
     nearest_request,
     search_params,
 )
@@ -75,7 +75,7 @@ from graph.store.tenancy import CollectionEntry, validate_tenant
 logger = logging.getLogger(__name__)
 
 
-class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
+class EdgeStore(MemoryCalls, TransferCalls, BackgroundIndexing, VectorStore):
     backend = "embedded"
 
     def __init__(
@@ -477,28 +477,3 @@ class EdgeStore(MemoryCalls, BackgroundIndexing, VectorStore):
         return await self._on_view(
             logical.coll.view, False, views.scroll, request, limit, with_vector
         )
-
-    # Backup, restore and migrate
-
-    async def all_collections(self) -> list[CollectionEntry]:
-        return [self._catalog[key].entry for key in sorted(self._catalog)]
-
-    async def export_points(
-        self, tenant: str, collection: str, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[StoredPoint], str | None]:
-        logical = self._logical(tenant, collection)
-        check_limit(limit)
-        request = ScrollRequest(
-            offset=normalize_point_id(cursor) if cursor is not None else None,
-            limit=limit + 1,
-            filter=logical.only,
-            with_payload=True,
-            with_vector=True,
-        )
-        return await self._on_view(logical.coll.view, False, views.export, request, limit)
-
-    async def import_points(
-        self, tenant: str, collection: str, points: Sequence[StoredPoint]
-    ) -> int:
-        logical = self._logical(tenant, collection)
-        return await self._write_batch(logical, from_stored_points, points)
